@@ -27,7 +27,21 @@ class PluginGroup(click.Group):
         if command is not None:
             return command
         ep = self._plugins().get(name)
-        return ep.load() if ep is not None else None  # type: ignore[attr-defined]
+        if ep is None:
+            return None
+        try:
+            return ep.load()  # type: ignore[attr-defined,no-any-return]
+        except Exception as exc:  # a broken plugin must not take the other commands down
+            return _broken_plugin(name, exc)
+
+
+def _broken_plugin(name: str, exc: Exception) -> click.Command:
+    message = f"the '{name}' command could not be loaded: {type(exc).__name__}: {exc}"
+
+    def fail() -> None:
+        raise CLIError(message)
+
+    return click.Command(name, callback=fail, help=f"(unavailable: {exc})")
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
