@@ -1,0 +1,320 @@
+"""Sink decisions: the file's sink rules, then the built-in baseline, deny-overrides.
+
+Every sink rule whose target (kind, tool, effect, agent, recipient) fits the event is
+evaluated and traced. Among the rules that match, the strictest action wins
+(deny > ask > redact > log > allow). The baseline rules run after the file's rules and
+count like rules, except that a matching non-deny file rule with ``override_baseline``
+(the default) suppresses them: that is how a policy allows something the baseline forbids.
+Any exception gives a deny (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from guard.items import Provenance
+from guard.labels import Label
+from guard.policy.conditions import Arg, Env, check_args, check_label
+from guard.policy.events import Decision, FlowContext, RedactionTarget, RuleTrace, SinkEvent
+from guard.policy.patterns import as_list, matches_any
+from guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
+from guard.policy.templates import render
+from guard.policy.transforms import apply_all
+
+if TYPE_CHECKING:
+    from guard.policy.model import Policy
+
+FAIL_CLOSED = "engine:fail-closed"
+
+
+@dataclass(slots=True)
+class Facts:
+    """The event with labels parsed and declassify/endorse rules applied."""
+
+    event: SinkEvent
+    effect: Effect | None
+    recipient: str | None
+    label: Label
+    args: dict[str, Arg]
+    env: Env
+    transforms: list[Provenance] = field(default_factory=list)
+
+    @property
+    def joined(self) -> Label:
+        result = self.label
+        for arg in self.args.values():
+            result = result | arg.label
+        return result
+
+
+@dataclass(slots=True)
+class Outcome:
+    rule: str
+    action: Action
+    reason: str
+    overrides_baseline: bool = False
+    redactions: list[RedactionTarget] = field(default_factory=list)
+
+
+def effect_of(policy: Policy, event: SinkEvent) -> Effect | None:
+    """The stricter of the policy's declaration and the event's; unknown tools: external."""
+    if event.kind is SinkKind.EGRESS:
+        return Effect.EXTERNAL
+    if event.kind is not SinkKind.TOOL_CALL:
+        return event.effect
+    declared = policy.tool_effect(event.tool)
+    if event.effect is None:
+        return declared
+    return max(declared, event.effect, key=EFFECT_ORDER.__getitem__)
+
+
+def _facts(policy: Policy, event: SinkEvent) -> Facts:
+    lattice = policy.lattice
+    ctx = FlowContext.of(event)
+    label, trail = apply_all(policy, lattice.parse(event.label), ctx)
+    trail = [replace(p, ref="context") for p in trail]  # say which label was changed
+    args: dict[str, Arg] = {}
+    for name, arg in event.arguments.items():
+        arg_label, arg_trail = apply_all(policy, lattice.parse(arg.label), ctx)
+        args[name] = Arg(name, arg.value, arg_label)
+        trail += [replace(p, ref=f"argument:{name}") for p in arg_trail]
+    recipient = event.effective_recipient
+    env = policy.env_for(event.agent, recipient)
+    return Facts(event, effect_of(policy, event), recipient, label, args, env, trail)
+
+
+def _values(facts: Facts, rule: str, action: Action, arg: Arg | None, why: str) -> dict[str, Any]:
+    # no single argument to blame: describe everything that flows into the call
+    label = arg.label if arg is not None else facts.joined
+    value = "" if arg is None else str(arg.value)
+    return {
+        "action": action.value,
+        "rule": rule,
+        "why": why,
+        "kind": facts.event.kind.value,
+        "tool": facts.event.tool or facts.event.kind.value,
+        "arg": arg.name if arg is not None else "(context)",
+        "value": value if len(value) <= 80 else value[:77] + "...",
+        "label": label.short(),
+        "sources": ", ".join(sorted(label.sources)) or "(no recorded source)",
+        "integrity": label.integrity.name,
+        "confidentiality": label.confidentiality.name,
+        "categories": ", ".join(sorted(label.categories)) or "(none)",
+        "agent": facts.event.agent or "(unknown agent)",
+        "recipient": facts.recipient or "(none)",
+        "effect": facts.effect.value if facts.effect else "(none)",
+    }
+
+
+def _reason(template: str, values: dict[str, Any]) -> str:
+    return f"{values['action']}: {render(template, values)}"
+
+
+# ---- file rules -------------------------------------------------------------------------
+
+
+def _targets(rule: SinkRule, facts: Facts) -> bool:
+    if rule.kind is not None:
+        kinds = rule.kind if isinstance(rule.kind, list) else [rule.kind]
+        if facts.event.kind not in kinds:
+            return False
+    if rule.effect is not None:
+        effects = rule.effect if isinstance(rule.effect, list) else [rule.effect]
+        if facts.effect not in effects:
+            return False
+    if rule.handoff is not None:
+        handoff = facts.recipient is not None and facts.recipient != facts.event.agent
+        if handoff != rule.handoff:
+            return False
+    selectors = (
+        (rule.tool, facts.event.tool),
+        (rule.agent, facts.event.agent),
+        (rule.recipient, facts.recipient),
+    )
+    return all(p is None or matches_any(as_list(p), v) for p, v in selectors)
+
+
+def _match(rule: SinkRule, facts: Facts) -> tuple[bool, str, Arg | None]:
+    whys: list[str] = []
+    if rule.when is not None:
+        ok, why = check_label(rule.when, facts.label, facts.env)
+        if not ok:
+            return False, why, None
+        whys.append(why)
+    culprit: Arg | None = None
+    if rule.args:
+        ok, why, culprit = check_args(rule.args, facts.args, facts.env)
+        if not ok:
+            return False, why, None
+        whys.append(why)
+    return True, "; ".join(whys) or "the rule's target matches", culprit
+
+
+def _rule_outcome(rule: SinkRule, facts: Facts, culprit: Arg | None, why: str) -> Outcome:
+    values = _values(facts, rule.id, rule.action, culprit, why)
+    template = rule.reason or "rule {rule} matched: {why}"
+    redactions: list[RedactionTarget] = []
+    if rule.action is Action.REDACT:
+        spec = rule.redact
+        names: list[str | None] = list(spec.args) if spec and spec.args else []
+        if not names:
+            names = [culprit.name if culprit is not None else None]
+        patterns = list(spec.patterns) if spec else []
+        redactions = [RedactionTarget(argument=n, patterns=patterns, rule=rule.id) for n in names]
+    return Outcome(
+        rule.id,
+        rule.action,
+        _reason(template, values),
+        overrides_baseline=rule.override_baseline and rule.action is not Action.DENY,
+        redactions=redactions,
+    )
+
+
+# ---- baseline ----------------------------------------------------------------------------
+
+Baseline = Callable[["Policy", Facts], tuple[bool, str, Outcome | None] | None]
+
+
+def _untrusted_side_effect(policy: Policy, facts: Facts) -> tuple[bool, str, Outcome | None] | None:
+    rule = "baseline:untrusted-side-effect"
+    if facts.event.kind is not SinkKind.TOOL_CALL or facts.effect is Effect.READ:
+        return None
+    need = policy.required_integrity
+    culprit = next((a for a in facts.args.values() if a.label.integrity < need), None)
+    if culprit is None and facts.label.integrity >= need:
+        return False, f"the call and all its arguments have integrity {need} or more", None
+    values = _values(facts, rule, Action.DENY, culprit, "")
+    template = "{tool}.{arg} is derived from {integrity} source {sources}"
+    why = render(template, values)
+    values["why"] = why
+    return True, why, Outcome(rule, Action.DENY, _reason(template, values))
+
+
+def _clearance_outcome(
+    policy: Policy, facts: Facts, rule: str, check: Callable[[Label], tuple[bool, str]], who: str
+) -> tuple[bool, str, Outcome | None]:
+    bad = [(a, check(a.label)[1]) for a in facts.args.values() if not check(a.label)[0]]
+    context_ok, context_why = check(facts.label)
+    if not bad and context_ok:
+        return False, f"everything is readable by {who}", None
+    action = Action(policy.defaults.on_clearance_violation)
+    culprit, why = bad[0] if bad else (None, context_why)
+    values = _values(facts, rule, action, culprit, why)
+    template = "{tool}.{arg} carries {label}, which " + who + " may not read: {why}"
+    # blame the unreadable parts when we know them; otherwise the whole content goes
+    targets: list[str | None] = [a.name for a, _ in bad] if bad else [None]
+    redactions = [RedactionTarget(argument=n, rule=rule) for n in targets]
+    return True, why, Outcome(rule, action, _reason(template, values), redactions=redactions)
+
+
+def _recipient_clearance(policy: Policy, facts: Facts) -> tuple[bool, str, Outcome | None] | None:
+    check = facts.env.clearances.get("recipient_clearance")
+    if check is None:
+        return None
+    who = f"recipient {facts.recipient}"
+    return _clearance_outcome(policy, facts, "baseline:recipient-clearance", check, who)
+
+
+def _external_clearance(policy: Policy, facts: Facts) -> tuple[bool, str, Outcome | None] | None:
+    if facts.effect is not Effect.EXTERNAL:
+        return None
+    check = facts.env.clearances["external_clearance"]
+    assert check is not None
+    return _clearance_outcome(policy, facts, "baseline:external-clearance", check, "the outside")
+
+
+BASELINE: list[Baseline] = [_untrusted_side_effect, _recipient_clearance, _external_clearance]
+BASELINE_IDS = [
+    "baseline:untrusted-side-effect",
+    "baseline:recipient-clearance",
+    "baseline:external-clearance",
+]
+
+
+# ---- combination ---------------------------------------------------------------------------
+
+
+def _evaluate(policy: Policy, event: SinkEvent) -> Decision:
+    facts = _facts(policy, event)
+    chain: list[RuleTrace] = []
+    outcomes: list[Outcome] = []
+    for rule in policy.sinks:
+        if not _targets(rule, facts):
+            continue
+        ok, why, culprit = _match(rule, facts)
+        chain.append(
+            RuleTrace(
+                rule=rule.id,
+                section="sinks",
+                matched=ok,
+                why=why,
+                action=rule.action if ok else None,
+            )
+        )
+        if ok:
+            outcomes.append(_rule_outcome(rule, facts, culprit, why))
+    overridden = next((o.rule for o in outcomes if o.overrides_baseline), None)
+    for baseline, rule_id in zip(BASELINE, BASELINE_IDS, strict=True):
+        result = baseline(policy, facts)
+        if result is None:
+            continue
+        ok, why, outcome = result
+        if ok and overridden is not None:
+            why = f"{why} (overridden by rule {overridden})"
+            chain.append(RuleTrace(rule=rule_id, section="baseline", matched=True, why=why))
+            continue
+        chain.append(
+            RuleTrace(
+                rule=rule_id,
+                section="baseline",
+                matched=ok,
+                why=why,
+                action=outcome.action if outcome else None,
+            )
+        )
+        if outcome is not None:
+            outcomes.append(outcome)
+    return _combine(facts, chain, outcomes)
+
+
+def _combine(facts: Facts, chain: list[RuleTrace], outcomes: list[Outcome]) -> Decision:
+    if not outcomes:
+        return Decision(
+            action=Action.ALLOW,
+            chain=chain,
+            transforms=facts.transforms,
+            effect=facts.effect,
+            reason="allow: no rule matched and the baseline rules hold",
+        )
+    winner = max(outcomes, key=lambda o: STRICTNESS[o.action])  # first of the strictest
+    for trace in chain:
+        if trace.rule == winner.rule and trace.matched:
+            trace.decisive = True
+    redactions = [r for o in outcomes if o.action is Action.REDACT for r in o.redactions]
+    return Decision(
+        action=winner.action,
+        reason=winner.reason,
+        rule=winner.rule,
+        chain=chain,
+        redactions=redactions if winner.action is Action.REDACT else [],
+        transforms=facts.transforms,
+        effect=facts.effect,
+    )
+
+
+def decide(policy: Policy, event: SinkEvent) -> Decision:
+    try:
+        return _evaluate(policy, event)
+    except Exception as exc:  # fail closed: an error must never let a flow through
+        why = f"internal error while evaluating the policy ({type(exc).__name__}: {exc})"
+        trace = RuleTrace(
+            rule=FAIL_CLOSED,
+            section="engine",
+            matched=True,
+            why=why,
+            action=Action.DENY,
+            decisive=True,
+        )
+        return Decision(action=Action.DENY, reason=f"deny: {why}", rule=FAIL_CLOSED, chain=[trace])
