@@ -1,0 +1,394 @@
+"""The Starlette app: OpenAI's endpoints in front of the router, with the guard hook between."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from guard.models import ChatModel, LocalModel, import_litellm
+from proxy.auth import KeyRing, KeyState
+from proxy.config import ProxyConfig
+from proxy.context import RequestContext, session_of
+from proxy.errors import ProxyError, bad_request, guard_error, not_ready
+from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, PolicyDenied
+from proxy.router import Router, build_deployment
+from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
+from proxy.streaming import DONE, HeldStream, sse
+from proxy.upstream import ChatModelUpstream, Chunk, LiteLLMUpstream, UpstreamError
+
+log = logging.getLogger("labelgate.proxy")
+
+LABEL_HEADER = "x-labelgate-label"
+DECISIONS_HEADER = "x-labelgate-decisions"
+SESSION_RESPONSE_HEADER = "x-labelgate-session"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class ProxyState:
+    """Everything a request needs, built once per app."""
+
+    def __init__(self, config: ProxyConfig, hook: GuardHook, models: dict[str, ChatModel]) -> None:
+        self.config = config
+        self.hook = hook
+        self.keys = KeyRing(config.keys)
+        self.max_body = config.server.max_request_bytes
+        # One pooled client for every pass-through upstream; timeouts are set per call.
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            timeout=httpx.Timeout(600.0),
+        )
+        deployments = [build_deployment(e, config, self.client, models) for e in config.model_list]
+        self.router = Router(config, deployments)
+        self.needs_litellm = any(isinstance(d.upstream, LiteLLMUpstream) for d in deployments)
+        self.local_models = [
+            d.upstream.model
+            for d in deployments
+            if isinstance(d.upstream, ChatModelUpstream)
+            and isinstance(d.upstream.model, LocalModel)
+        ]
+        self.ready = False
+        self.not_ready_reason = "starting"
+        self.created = int(time.time())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing (413) more than ``limit`` bytes before reading them all."""
+    too_large = ProxyError(413, f"request body larger than {limit} bytes", code="request_too_large")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise too_large
+        parts.append(part)
+    try:
+        return orjson.loads(b"".join(parts))
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+
+
+def _header_json(value: Any) -> str:
+    # Headers are latin-1: keep them ASCII.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+
+
+def guard_headers(ctx: RequestContext, guarded: GuardedResponse | None = None) -> dict[str, str]:
+    headers = {SESSION_RESPONSE_HEADER: ctx.session_id, REQUEST_ID_HEADER: ctx.request_id}
+    if guarded is not None:
+        if guarded.label is not None:
+            headers[LABEL_HEADER] = _header_json(guarded.label)
+        if guarded.decisions:
+            headers[DECISIONS_HEADER] = _header_json(guarded.decisions)
+        headers.update(guarded.headers)
+    return headers
+
+
+def json_response(data: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), headers=headers, media_type="application/json")
+
+
+def _context(
+    request: Request, caller: Any, body: Mapping[str, Any], endpoint: str
+) -> RequestContext:
+    session_id, source, trace_id = session_of(request.headers, body)
+    labelgate = body.get("labelgate")
+    return RequestContext(
+        request_id=uuid.uuid4().hex,
+        caller=caller,
+        session_id=session_id,
+        session_source=source,
+        endpoint=endpoint,
+        model=str(body.get("model", "")),
+        stream=bool(body.get("stream")),
+        trace_id=trace_id,
+        labelgate=labelgate if isinstance(labelgate, Mapping) else None,
+    )
+
+
+async def _before(
+    hook: GuardHook, ctx: RequestContext, chat: ChatCompletionRequest
+) -> ChatCompletionRequest:
+    try:
+        return await hook.before_call(ctx, chat)
+    except PolicyDenied as denied:
+        headers = {DECISIONS_HEADER: _header_json(denied.decisions)} if denied.decisions else {}
+        raise ProxyError(
+            403, denied.message, type="policy_denied", code="policy_denied", headers=headers
+        ) from None
+    except Exception:
+        log.exception("guard before_call failed (request %s)", ctx.request_id)
+        raise guard_error("the guard failed while checking the request") from None
+
+
+async def _after(
+    hook: GuardHook, ctx: RequestContext, chat: ChatCompletionRequest, response: dict[str, Any]
+) -> GuardedResponse:
+    try:
+        guarded = await hook.after_call(ctx, chat, response)
+    except Exception:
+        log.exception("guard after_call failed (request %s)", ctx.request_id)
+        raise guard_error("the guard failed while checking the answer") from None
+    if not isinstance(guarded, GuardedResponse):
+        raise guard_error("the guard returned no verdict")
+    return guarded
+
+
+def _extension(ctx: RequestContext, guarded: GuardedResponse) -> dict[str, Any]:
+    return {
+        "label": guarded.label,
+        "decisions": guarded.decisions,
+        "session_id": ctx.session_id,
+        "request_id": ctx.request_id,
+    }
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Runs ``on_close`` however the response ends (done, client gone, or never started)."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        on_close: Callable[[], Awaitable[None]],
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(content, headers=headers, media_type="text/event-stream")
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+async def _events(
+    state: ProxyState,
+    ctx: RequestContext,
+    chat: ChatCompletionRequest,
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+) -> AsyncIterator[bytes]:
+    held = HeldStream()
+    now = held.feed(first)
+    if now is not None:
+        yield sse(now)
+    try:
+        async for chunk in rest:
+            now = held.feed(chunk)
+            if now is not None:
+                yield sse(now)
+    except UpstreamError as exc:
+        # Held tool calls die with the stream: never half a call.
+        yield sse(exc.to_proxy_error().body())
+        return
+    try:
+        guarded = await _after(state.hook, ctx, chat, held.assembled())
+        closing = held.closing_chunks(guarded.response, _extension(ctx, guarded))
+    except ProxyError as exc:
+        yield sse(exc.body())
+        return
+    except Exception as exc:
+        log.exception("guard verdict could not be applied to stream %s", ctx.request_id)
+        yield sse(guard_error(f"the guard verdict could not be applied: {exc}").body())
+        return
+    yield b"".join(sse(chunk) for chunk in closing) + DONE
+
+
+def _stream_response(
+    state: ProxyState,
+    ctx: RequestContext,
+    chat: ChatCompletionRequest,
+    opened: tuple[Chunk, AsyncIterator[Chunk]],
+    key: KeyState,
+) -> Response:
+    first, rest = opened
+    events = _events(state, ctx, chat, first, rest)
+    closed = False
+
+    async def on_close() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        key.release()
+        await events.aclose()
+        await rest.aclose()  # type: ignore[attr-defined]
+
+    return ClosingStreamingResponse(events, on_close, guard_headers(ctx))
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def _state(request: Request) -> ProxyState:
+    return request.app.state.proxy  # type: ignore[no-any-return]
+
+
+async def chat_completions(request: Request) -> Response:
+    state = _state(request)
+    caller, key = state.keys.authenticate(request.headers)
+    key.admit()
+    streaming = False
+    try:
+        body = await read_json(request, state.max_body)
+        chat = parse_request(ChatCompletionRequest, body)
+        state.router.chain(chat.model)  # 404 before the guard spends anything
+        ctx = _context(request, caller, body, "chat.completions")
+        chat = await _before(state.hook, ctx, chat)
+        upstream_body = chat.upstream_body(chat.model)
+        if chat.stream:
+            opened = await state.router.open_stream(chat.model, upstream_body)
+            streaming = True  # from here the response releases the key when it ends
+            return _stream_response(state, ctx, chat, opened, key)
+        answer = await state.router.complete(chat.model, upstream_body)
+        guarded = await _after(state.hook, ctx, chat, answer)
+        return json_response(guarded.response, guard_headers(ctx, guarded))
+    finally:
+        if not streaming:
+            key.release()
+
+
+async def embeddings(request: Request) -> Response:
+    state = _state(request)
+    _, key = state.keys.authenticate(request.headers)
+    key.admit()
+    try:
+        body = await read_json(request, state.max_body)
+        req = parse_request(EmbeddingRequest, body)
+        answer = await state.router.embed(req.model, req.upstream_body(req.model))
+        return json_response(answer)
+    finally:
+        key.release()
+
+
+async def list_models(request: Request) -> Response:
+    state = _state(request)
+    state.keys.authenticate(request.headers)
+    data = [
+        {"id": name, "object": "model", "created": state.created, "owned_by": "labelgate"}
+        for name in state.router.names()
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state = _state(request)
+    if not state.ready:
+        raise not_ready(f"not ready: {state.not_ready_reason}")
+    return json_response({"status": "ready", "models": state.router.names()})
+
+
+def _with_errors(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ProxyError as exc:
+            return exc.response()
+
+    return wrapped
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return ProxyError(exc.status_code, str(exc.detail), code=code).response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return ProxyError(500, "internal error in the proxy", type="server_error").response()
+
+
+# --------------------------------------------------------------------------- app
+
+
+async def _warm_up(state: ProxyState) -> None:
+    """Load what takes seconds (llama.cpp, litellm's import) before saying ready, off the loop."""
+    try:
+        if state.needs_litellm:
+            state.not_ready_reason = "importing litellm"
+            await asyncio.to_thread(import_litellm)
+        for model in state.local_models:
+            state.not_ready_reason = f"loading {model.name}"
+            await model.chat([{"role": "user", "content": "hi"}], max_tokens=1)
+    except Exception as exc:
+        state.not_ready_reason = f"model failed to load: {exc}"
+        log.error("%s", state.not_ready_reason)
+        return
+    state.ready = True
+
+
+def create_app(
+    config: ProxyConfig,
+    *,
+    hook: GuardHook | None = None,
+    models: dict[str, ChatModel] | None = None,
+) -> Starlette:
+    """The gateway. ``hook`` is the guard (default: allow all); ``models`` maps litellm model
+    strings to in-process ChatModels (tests, embedded models) and wins over any other route."""
+    state = ProxyState(config, hook or AllowAllHook(), dict(models or {}))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warm = asyncio.create_task(_warm_up(state))
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.not_ready_reason = "shutting down"
+            warm.cancel()
+            await state.client.aclose()
+
+    endpoints: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
+        ("/chat/completions", chat_completions, ["POST"]),
+        ("/embeddings", embeddings, ["POST"]),
+        ("/models", list_models, ["GET"]),
+    ]
+    routes = [
+        Route(prefix + path, _with_errors(fn), methods=methods)
+        for path, fn, methods in endpoints
+        for prefix in ("/v1", "")
+    ]
+    routes += [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", _with_errors(readyz), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.proxy = state
+    return app

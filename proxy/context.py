@@ -1,0 +1,73 @@
+"""Who is calling, in which session: the per-request context the guard reads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SESSION_HEADER = "x-labelgate-session"
+AGENT_HEADER = "x-labelgate-agent"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_MAX_SESSION_LEN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated principal behind a request (``anonymous`` when no keys are set)."""
+
+    agent_id: str
+    clearance: str | None = None
+    assertions: Mapping[str, Any] = field(default_factory=dict)  # opaque: the guard reads it
+    key_id: str | None = None  # a short prefix of the key hash, safe to log
+    authenticated: bool = False
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    caller: Caller
+    session_id: str
+    session_source: str  # header | traceparent | metadata | user | generated
+    endpoint: str
+    model: str = ""
+    stream: bool = False
+    trace_id: str | None = None
+    labelgate: Mapping[str, Any] | None = None  # the request's extension field
+    state: dict[str, Any] = field(default_factory=dict)  # the hook's scratch space
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` header, if well formed and not all zeros."""
+    if not traceparent:
+        return None
+    match = _TRACEPARENT.match(traceparent.strip().lower())
+    if match is None or set(match.group(1)) == {"0"}:
+        return None
+    return match.group(1)
+
+
+def session_of(
+    headers: Mapping[str, str], body: Mapping[str, Any] | None
+) -> tuple[str, str, str | None]:
+    """(session id, where it came from, trace id), first match wins.
+
+    Order: the explicit header, the trace id, ``metadata.session_id``, the OpenAI ``user``.
+    Without any, each request is its own session.
+    """
+    trace_id = trace_id_of(headers.get("traceparent"))
+    explicit = headers.get(SESSION_HEADER, "").strip()
+    if explicit:
+        return explicit[:_MAX_SESSION_LEN], "header", trace_id
+    if trace_id:
+        return trace_id, "traceparent", trace_id
+    body = body or {}
+    metadata = body.get("metadata")
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("session_id"), str):
+        return metadata["session_id"][:_MAX_SESSION_LEN], "metadata", None
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        return f"user:{user[:_MAX_SESSION_LEN]}", "user", None
+    return uuid.uuid4().hex, "generated", None

@@ -1,0 +1,328 @@
+"""Upstreams: where a deployment's calls go.
+
+- ``PassthroughUpstream``: an OpenAI-compatible HTTP API, through one pooled httpx client;
+  bodies are forwarded as they are, so nothing is lost in translation.
+- ``LiteLLMUpstream``: any provider litellm knows, translated to the OpenAI shapes.
+- ``ChatModelUpstream``: an in-process ``guard.models.ChatModel`` (the embedded SmolLM2).
+
+Each raises ``UpstreamError`` for anything that went wrong, saying whether a retry may help.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
+
+import httpx
+import orjson
+
+from guard.models import ChatModel, ChatResult, ModelError, import_litellm
+from proxy.errors import ProxyError
+
+Chunk = dict[str, Any]
+Kind = Literal["timeout", "connection", "status", "garbage", "model"]
+# Client mistakes: another try or another deployment would fail the same way.
+_CLIENT_STATUSES = frozenset({400, 404, 413, 422})
+
+
+class UpstreamError(Exception):
+    def __init__(
+        self, kind: Kind, message: str, *, status: int | None = None, body: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.body = body
+
+    @property
+    def client_fault(self) -> bool:
+        return self.kind == "status" and self.status in _CLIENT_STATUSES
+
+    @property
+    def retryable(self) -> bool:
+        if self.kind == "status":
+            return self.status == 429 or (self.status or 0) >= 500
+        return self.kind != "model"
+
+    def to_proxy_error(self) -> ProxyError:
+        if self.kind == "timeout":
+            return ProxyError(504, self.message, type="upstream_timeout", code="upstream_timeout")
+        if self.client_fault and self.status is not None:
+            err = self.body.get("error") if isinstance(self.body, dict) else None
+            err = err if isinstance(err, dict) else {}
+            return ProxyError(
+                self.status,
+                str(err.get("message") or self.message),
+                type=str(err.get("type") or "invalid_request_error"),
+                param=err.get("param"),
+                code=err.get("code"),
+            )
+        return ProxyError(502, self.message, type="upstream_error", code="upstream_error")
+
+
+class Upstream(Protocol):
+    async def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+    def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Chunk]: ...
+
+    async def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+
+def _is_completion(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("choices"), list)
+
+
+# --------------------------------------------------------------------------- passthrough
+
+
+class PassthroughUpstream:
+    def __init__(self, client: httpx.AsyncClient, api_base: str, api_key: str | None) -> None:
+        self._client = client
+        self._base = api_base.rstrip("/")
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any:
+        try:
+            resp = await self._client.post(
+                self._base + path,
+                content=orjson.dumps(body),
+                headers=self._headers,
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError("connection", f"upstream connection failed: {exc!r}") from None
+        try:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if resp.status_code >= 400:
+            raise UpstreamError(
+                "status",
+                f"upstream answered HTTP {resp.status_code}",
+                status=resp.status_code,
+                body=data,
+            )
+        return data
+
+    async def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        data = await self._post("/chat/completions", body, timeout)
+        if not _is_completion(data):
+            raise UpstreamError("garbage", "upstream answered something that is not a completion")
+        return data
+
+    async def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        data = await self._post("/embeddings", body, timeout)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError("garbage", "upstream answered something that is not embeddings")
+        return data
+
+    async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Chunk]:
+        request = self._client.build_request(
+            "POST",
+            self._base + "/chat/completions",
+            content=orjson.dumps(body),
+            headers=self._headers,
+            timeout=timeout,
+        )
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError("connection", f"upstream connection failed: {exc!r}") from None
+        try:
+            if resp.status_code >= 400:
+                raw = await resp.aread()
+                try:
+                    data = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    data = None
+                raise UpstreamError(
+                    "status",
+                    f"upstream answered HTTP {resp.status_code}",
+                    status=resp.status_code,
+                    body=data,
+                )
+            async for chunk in _sse_chunks(resp, timeout):
+                yield chunk
+        finally:
+            await resp.aclose()
+
+
+async def _sse_chunks(resp: httpx.Response, timeout: float) -> AsyncIterator[Chunk]:
+    """The JSON chunks of an OpenAI SSE stream; a stream that stops before [DONE] is an error."""
+    try:
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # comments, event names, blank separators
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                msg = "upstream sent a stream chunk that is not JSON"
+                raise UpstreamError("garbage", msg) from None
+            if not isinstance(chunk, dict):
+                raise UpstreamError("garbage", "upstream sent a stream chunk that is not an object")
+            if "error" in chunk:
+                raise UpstreamError("status", "upstream reported an error mid-stream", status=502)
+            yield chunk
+    except httpx.TimeoutException:
+        raise UpstreamError("timeout", f"upstream stream stalled for {timeout:g}s") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError("connection", f"upstream stream broke: {exc!r}") from None
+    raise UpstreamError("connection", "upstream stream ended before [DONE]")
+
+
+# --------------------------------------------------------------------------- litellm
+
+
+def _litellm_error(exc: Exception) -> UpstreamError:
+    litellm = import_litellm()
+    if isinstance(exc, litellm.Timeout):
+        return UpstreamError("timeout", f"upstream timed out: {exc}")
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        return UpstreamError("status", f"upstream answered HTTP {status}: {exc}", status=status)
+    return UpstreamError("connection", f"upstream call failed: {type(exc).__name__}: {exc}")
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A litellm response object as the OpenAI JSON shape (no internal fields)."""
+    data = obj.model_dump(exclude_none=True) if hasattr(obj, "model_dump") else dict(obj)
+    for internal in ("_hidden_params", "_response_ms", "provider_specific_fields"):
+        data.pop(internal, None)
+    for choice in data.get("choices", []):
+        choice.pop("provider_specific_fields", None)
+        for part in ("message", "delta"):
+            if isinstance(choice.get(part), dict):
+                choice[part].pop("provider_specific_fields", None)
+    return data
+
+
+class LiteLLMUpstream:
+    def __init__(self, model: str, params: dict[str, Any]) -> None:
+        self._model = model
+        # Retries are ours (router), so litellm and the openai client must not add their own.
+        self._params = {**params, "num_retries": 0, "max_retries": 0}
+
+    def _kwargs(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return {**self._params, **body, "model": self._model, "timeout": timeout}
+
+    async def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        litellm = import_litellm()
+        try:
+            resp = await litellm.acompletion(**self._kwargs(body, timeout))
+        except Exception as exc:  # litellm raises many provider-specific types
+            raise _litellm_error(exc) from None
+        return _plain(resp)
+
+    async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Chunk]:
+        litellm = import_litellm()
+        kwargs = {**self._kwargs(body, timeout), "stream": True}
+        try:
+            resp = await litellm.acompletion(**kwargs)
+            async for chunk in resp:
+                yield _plain(chunk)
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise _litellm_error(exc) from None
+
+    async def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        litellm = import_litellm()
+        kwargs = {**self._params, **body, "model": self._model, "timeout": timeout}
+        try:
+            resp = await litellm.aembedding(**kwargs)
+        except Exception as exc:
+            raise _litellm_error(exc) from None
+        return _plain(resp)
+
+
+# --------------------------------------------------------------------------- in-process model
+
+_CHAT_PARAMS = ("temperature", "max_tokens", "max_completion_tokens", "seed", "stop", "top_p")
+
+
+class ChatModelUpstream:
+    """An in-process ChatModel answering in the OpenAI shapes."""
+
+    def __init__(self, model: ChatModel, name: str) -> None:
+        self.model = model
+        self._name = name
+
+    async def _result(self, body: dict[str, Any]) -> ChatResult:
+        params = {k: body[k] for k in _CHAT_PARAMS if body.get(k) is not None}
+        if "max_completion_tokens" in params:
+            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        try:
+            return await self.model.chat(body["messages"], **params)
+        except ModelError as exc:
+            raise UpstreamError("model", str(exc)) from None
+
+    def _envelope(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": kind,
+            "created": int(time.time()),
+            "model": self._name,
+        }
+
+    async def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        result = await self._result(body)
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message["tool_calls"] = result.tool_calls
+        return {
+            **self._envelope("chat.completion"),
+            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}],
+            "usage": _usage(result),
+        }
+
+    async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Chunk]:
+        # The model answers whole; the answer is sent as the chunks a streaming API would send.
+        result = await self._result(body)
+        head = self._envelope("chat.completion.chunk")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> Chunk:
+            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        yield chunk({"role": "assistant", "content": ""})
+        if result.text:
+            yield chunk({"content": result.text})
+        if result.tool_calls:
+            calls = [{"index": i, **call} for i, call in enumerate(result.tool_calls)]
+            yield chunk({"tool_calls": calls})
+        yield chunk({}, result.finish_reason)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield {**head, "choices": [], "usage": _usage(result)}
+
+    async def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        raise UpstreamError(
+            "status",
+            f"model {self._name} does not serve embeddings",
+            status=400,
+            body={
+                "error": {
+                    "message": f"model {self._name} does not serve embeddings",
+                    "param": "model",
+                    "code": "unsupported_model",
+                }
+            },
+        )
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }

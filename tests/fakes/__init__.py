@@ -1,0 +1,1 @@
+"""Fakes for tests: an OpenAI-compatible upstream that misbehaves on request."""

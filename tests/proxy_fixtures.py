@@ -1,0 +1,164 @@
+"""Shared fixtures for the proxy tests: real servers on loopback, in background threads.
+
+Import the fixtures into a test module with ``from proxy_fixtures import *``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from fakes.upstream import FakeUpstream
+from starlette.types import ASGIApp
+
+from guard.models import ChatModel
+from proxy.app import create_app
+from proxy.config import parse_config
+from proxy.guard_hook import GuardHook
+
+__all__ = [
+    "ServerThread",
+    "async_sdk",
+    "fake",
+    "fake_url",
+    "passthrough_config",
+    "sdk",
+    "serve_proxy",
+    "start_proxy",
+]
+
+FAKE_MODELS = [
+    "fake-chat",
+    "fake-tools",
+    "fake-parallel",
+    "fake-slow",
+    "fake-500",
+    "fake-garbage",
+    "fake-drop",
+    "fake-flaky",
+    "fake-stall",
+]
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="critical", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    server = ServerThread(upstream.app()).start()
+    upstream.url = server.url  # type: ignore[attr-defined]
+    yield upstream
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_url(fake: FakeUpstream) -> str:
+    return f"{fake.url}/v1"  # type: ignore[attr-defined]
+
+
+def passthrough_config(
+    fake_url: str, *, passthrough: bool = True, timeout: float = 0.5, **extra: Any
+) -> dict[str, Any]:
+    """A model_list exposing every fake mode under its own name."""
+    model_list = [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"openai/{name}",
+                "api_base": fake_url,
+                "api_key": "sk-upstream",
+                "timeout": timeout,
+                "passthrough": passthrough,
+            },
+        }
+        for name in FAKE_MODELS
+    ]
+    return {"model_list": model_list, **extra}
+
+
+def wait_ready(url: str, timeout: float = 120.0) -> None:
+    """Poll /readyz (litellm's import or a model load can take seconds)."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{url}/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"proxy at {url} never became ready")
+        time.sleep(0.05)
+
+
+def serve_proxy(
+    config: dict[str, Any],
+    *,
+    hook: GuardHook | None = None,
+    models: dict[str, ChatModel] | None = None,
+) -> ServerThread:
+    server = ServerThread(create_app(parse_config(config), hook=hook, models=models)).start()
+    wait_ready(server.url)
+    return server
+
+
+@pytest.fixture
+def start_proxy() -> Iterator[Callable[..., str]]:
+    """Start a proxy: ``start_proxy(config_dict, hook=None, models=None) -> base_url`` (…/v1)."""
+    servers: list[ServerThread] = []
+
+    def start(
+        config: dict[str, Any],
+        *,
+        hook: GuardHook | None = None,
+        models: dict[str, ChatModel] | None = None,
+    ) -> str:
+        server = serve_proxy(config, hook=hook, models=models)
+        servers.append(server)
+        return f"{server.url}/v1"
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def sdk(base_url: str, key: str = "sk-test", **kwargs: Any) -> openai.OpenAI:
+    kwargs.setdefault("timeout", 10)
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, **kwargs)
+
+
+def async_sdk(base_url: str, key: str = "sk-test", **kwargs: Any) -> openai.AsyncOpenAI:
+    kwargs.setdefault("timeout", 10)
+    return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, **kwargs)
