@@ -1,0 +1,98 @@
+"""``labelgate audit``: verify and summarise the audit store.
+
+Only click is imported here; the store is imported inside the commands, so ``labelgate --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from guard.cli import CLIError
+
+if TYPE_CHECKING:
+    from guard.audit.store import AuditStore
+
+EXIT_TAMPERED = 1
+EXIT_UNREADABLE = 2
+
+
+class _Unreadable(CLIError):
+    exit_code = EXIT_UNREADABLE
+
+
+def _db_path(db: Path | None) -> Path:
+    from guard.paths import default_db_path
+
+    return db if db is not None else default_db_path()
+
+
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Audit database (default: $LABELGATE_DB or ./.labelgate/audit.db).",
+)
+
+
+def _open(db: Path | None) -> AuditStore:
+    import sqlite3
+
+    from guard.audit.store import AuditStore
+
+    path = _db_path(db)
+    try:
+        store = AuditStore(path, readonly=True)
+        has_ledger = store.db["ledger"].exists()
+    except FileNotFoundError as exc:
+        raise _Unreadable(str(exc)) from None
+    except sqlite3.DatabaseError as exc:  # not a database, locked, ...
+        raise _Unreadable(f"cannot open {path}: {exc}") from None
+    if not has_ledger:
+        store.close()
+        raise _Unreadable(f"{path} is not a labelgate audit database")
+    return store
+
+
+@click.group()
+def audit() -> None:
+    """Inspect and verify the audit store."""
+
+
+@audit.command()
+@db_option
+@click.option(
+    "--expect",
+    "expect_hash",
+    default=None,
+    help="A head hash printed by an earlier verify: fail unless the chain still contains it.",
+)
+def verify(db: Path | None, expect_hash: str | None) -> None:
+    """Walk the hash chain; exit 1 at the first tampered record, 2 if unreadable."""
+    import sqlite3
+
+    with _open(db) as store:
+        try:
+            report = store.verify(expect_hash)
+        except sqlite3.DatabaseError as exc:
+            raise _Unreadable(f"cannot verify {store.path}: {exc}") from None
+    click.echo(report.summary())
+    if not report.ok:
+        raise SystemExit(EXIT_TAMPERED)
+
+
+@audit.command()
+@db_option
+def stats(db: Path | None) -> None:
+    """Row counts, chain head and file size."""
+    with _open(db) as store:
+        counts = store.counts()
+        seq, head = store.head()
+        size = store.path.stat().st_size
+    click.echo(f"database  {store.path} ({size / 1e6:.1f} MB)")
+    for table, count in counts.items():
+        click.echo(f"{table:<13} {count}")
+    click.echo(f"chain head seq {seq} {head}")

@@ -1,0 +1,246 @@
+"""The audit writer: a bounded queue drained by one thread that writes in batches.
+
+Guarantees:
+
+- ``submit`` never touches the disk on the caller's thread; it only enqueues.
+- The queue is bounded: when it is full, ``submit`` blocks (``asubmit`` awaits without blocking
+  the event loop) until the writer catches up. Back-pressure, never silent loss.
+- Batches of up to ``batch_size`` records (or what arrived within ``max_delay``) go to disk in
+  one transaction each, so a crash leaves whole batches only.
+- ``flush`` waits until everything submitted before it is on disk; ``close`` flushes and stops.
+- A batch that cannot be written is retried; a record that can never be written (a duplicate
+  id, say) is logged and counted in ``stats.rejected``; if the store itself keeps failing, the
+  writer stops and every later ``submit``, ``flush`` and ``close`` raises ``AuditWriteError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import BaseModel
+
+from guard.audit.records import AuditRecord
+from guard.audit.store import AuditStore
+
+log = logging.getLogger(__name__)
+
+
+class AuditWriteError(RuntimeError):
+    """The audit store could not be written; audit records are at risk."""
+
+
+class WriterStats(BaseModel):
+    submitted: int = 0
+    written: int = 0
+    batches: int = 0
+    rejected: int = 0  # records the store refused one by one (logged)
+    failed: int = 0  # records not written because the store kept failing (raised, logged)
+    blocked_submits: int = 0  # submits that waited for room in the queue
+    max_queue_depth: int = 0
+    queued: int = 0  # at the time the stats were taken
+
+
+@dataclass(slots=True)
+class _Flush:
+    done: threading.Event
+
+
+_STOP = object()
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore | str | Path,
+        *,
+        maxsize: int = 10_000,
+        batch_size: int = 500,
+        max_delay: float = 0.05,
+        retries: int = 3,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        """``store`` is owned by the writer from now on (closed by ``close``).
+
+        ``on_batch`` is called on the writer thread after each committed batch (for tests and
+        benchmarks that want to slow the writer down or watch it).
+        """
+        self.store = store if isinstance(store, AuditStore) else AuditStore(store)
+        self.batch_size = batch_size
+        self.max_delay = max_delay
+        self.retries = retries
+        self._on_batch = on_batch
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
+        self._stats = WriterStats()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+        # A clean interpreter exit flushes too, even if the owner forgot to close.
+        atexit.register(self.close)
+
+    # ------------------------------------------------------------------ caller side
+    def submit(self, record: AuditRecord, timeout: float | None = None) -> None:
+        """Enqueue one record, waiting for room when the queue is full (back-pressure)."""
+        self._check()
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._lock:
+                self._stats.blocked_submits += 1
+            self._queue.put(record, timeout=timeout)  # raises queue.Full on timeout
+        self._count_submit()
+
+    async def asubmit(self, record: AuditRecord) -> None:
+        """``submit`` for async code: waits for room on a worker thread, not the event loop."""
+        self._check()
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._lock:
+                self._stats.blocked_submits += 1
+            await asyncio.to_thread(self._queue.put, record)
+        self._count_submit()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every record submitted before this call is committed."""
+        self._check()
+        marker = _Flush(threading.Event())
+        self._queue.put(marker, timeout=timeout)
+        if not marker.done.wait(timeout):
+            raise TimeoutError("audit writer did not flush in time")
+        self._check()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything still queued, stop the thread and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.store.close()
+        if self._error is not None:
+            raise AuditWriteError(f"audit writer failed: {self._error}") from self._error
+
+    @property
+    def stats(self) -> WriterStats:
+        with self._lock:
+            return self._stats.model_copy(update={"queued": self._queue.qsize()})
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise AuditWriteError(f"audit writer failed: {self._error}") from self._error
+        if self._closed:
+            raise AuditWriteError("audit writer is closed")
+
+    def _count_submit(self) -> None:
+        depth = self._queue.qsize()
+        with self._lock:
+            self._stats.submitted += 1
+            self._stats.max_queue_depth = max(self._stats.max_queue_depth, depth)
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, flushes, stopping = self._collect()
+            if batch and self._error is None:
+                self._write(batch)
+            elif batch:
+                self._count_failed(batch)
+            for marker in flushes:
+                marker.done.set()
+
+    def _collect(self) -> tuple[list[AuditRecord], list[_Flush], bool]:
+        """Wait for one item, then gather more until the batch is full or max_delay passed.
+
+        A flush marker or the stop sentinel ends the batch at once: nothing waits for them.
+        """
+        batch: list[AuditRecord] = []
+        flushes: list[_Flush] = []
+        item = self._queue.get()
+        deadline = time.monotonic() + self.max_delay
+        while True:
+            if item is _STOP:
+                return batch, flushes, True
+            if isinstance(item, _Flush):
+                flushes.append(item)
+                return batch, flushes, False
+            batch.append(item)  # type: ignore[arg-type]
+            if len(batch) >= self.batch_size:
+                return batch, flushes, False
+            try:
+                remaining = deadline - time.monotonic()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                return batch, flushes, False
+
+    def _write(self, batch: list[AuditRecord]) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                written = self.store.write_batch(batch)
+            except sqlite3.IntegrityError:
+                written = self._write_one_by_one(batch)
+            except Exception as exc:  # disk full, locked for too long, ...
+                log.warning("audit batch failed (attempt %d): %s", attempt + 1, exc)
+                if attempt == self.retries:
+                    log.error("audit writer stopping: %s", exc)
+                    self._error = exc
+                    self._count_failed(batch)
+                    return
+                time.sleep(0.05 * 2**attempt)
+                continue
+            with self._lock:
+                self._stats.written += written
+                self._stats.batches += 1
+            if self._on_batch is not None:
+                try:
+                    self._on_batch(written)
+                except Exception:  # a watcher must not stop the writer
+                    log.exception("audit on_batch callback failed")
+            return
+
+    def _count_failed(self, batch: list[AuditRecord]) -> None:
+        log.error("audit writer could not write %d records", len(batch))
+        with self._lock:
+            self._stats.failed += len(batch)
+
+    def _write_one_by_one(self, batch: list[AuditRecord]) -> int:
+        written = 0
+        for record in batch:
+            try:
+                written += self.store.write_batch([record])
+            except sqlite3.IntegrityError as exc:
+                log.error("audit record rejected (%s %s): %s", record.table, record.key(), exc)
+                with self._lock:
+                    self._stats.rejected += 1
+        return written
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> AuditWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
