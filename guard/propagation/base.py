@@ -1,0 +1,179 @@
+"""The propagator interface, its result, and the helpers every propagator shares.
+
+A propagator looks at the labeled inputs of one LLM call and its output and gives the output a
+label. The conservative answer is the join of every input label; permissive propagators keep
+only the labels of inputs they judge influential and fall back to the join when unsure.
+
+Items whose label is the lattice bottom (public, trusted, no sources) never change a join, so
+they are always part of every sub-context and never appear in ``influential`` / ``dropped``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guard.items import LabeledItem, LLMCall
+from guard.labels import Label, Lattice
+from guard.models import ChatModel, render_messages
+
+
+class Evidence(BaseModel):
+    """Why one input was kept or dropped, as a person would read it."""
+
+    item_id: str
+    reason: str
+    score: float | None = None
+
+
+class Propagation(BaseModel):
+    """The label a propagator gave an output, and why."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    label: Label
+    influential: list[str] = Field(description="non-bottom items whose label the result keeps")
+    dropped: list[str] = Field(description="non-bottom items whose label the result omits")
+    evidence: list[Evidence] = Field(default_factory=list)
+    propagator: str
+    fell_back: bool = False
+    reason: str = ""  # why it fell back, or a one-line summary
+    model_calls: int = 0
+    seconds: float = 0.0
+
+    def more_permissive_than(self, other: Label) -> bool:
+        return self.label != other and self.label.flows_to(other)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"label"})
+        data["label"] = self.label.to_dict()
+        return data
+
+
+@runtime_checkable
+class Propagator(Protocol):
+    name: str
+
+    async def propagate(self, call: LLMCall, output: str, lattice: Lattice) -> Propagation: ...
+
+
+class BudgetExceeded(RuntimeError):
+    """A propagator needed more model calls than it was allowed."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_bottom(item: LabeledItem, lattice: Lattice) -> bool:
+    return item.label.flows_to(lattice.bottom)
+
+
+def labeled_items(call: LLMCall, lattice: Lattice) -> list[LabeledItem]:
+    """The items whose label can matter: everything above the bottom, in prompt order."""
+    return [i for i in call.items if not is_bottom(i, lattice)]
+
+
+def join_label(call: LLMCall, lattice: Lattice) -> Label:
+    return lattice.join_all(i.label for i in call.items)
+
+
+def conclude(
+    call: LLMCall,
+    lattice: Lattice,
+    label: Label,
+    *,
+    propagator: str,
+    started: float,
+    evidence: Iterable[Evidence] = (),
+    model_calls: int = 0,
+    fell_back: bool = False,
+    reason: str = "",
+) -> Propagation:
+    """Build the result for ``label``: an item is kept exactly when its label flows to it."""
+    items = labeled_items(call, lattice)
+    return Propagation(
+        label=label,
+        influential=[i.id for i in items if i.label.flows_to(label)],
+        dropped=[i.id for i in items if not i.label.flows_to(label)],
+        evidence=list(evidence),
+        propagator=propagator,
+        fell_back=fell_back,
+        reason=reason,
+        model_calls=model_calls,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def fall_back(
+    call: LLMCall,
+    lattice: Lattice,
+    *,
+    propagator: str,
+    started: float,
+    reason: str,
+    evidence: Iterable[Evidence] = (),
+    model_calls: int = 0,
+) -> Propagation:
+    """The conservative join, recorded as a fallback with its reason."""
+    return conclude(
+        call,
+        lattice,
+        join_label(call, lattice),
+        propagator=propagator,
+        started=started,
+        evidence=evidence,
+        model_calls=model_calls,
+        fell_back=True,
+        reason=reason,
+    )
+
+
+def requery_params(params: dict[str, Any], max_tokens: int | None = None) -> dict[str, Any]:
+    """Greedy, seeded decoding with the call's own length limits, so re-queries are comparable."""
+    kept = {k: params[k] for k in ("max_tokens", "stop") if params.get(k) is not None}
+    if max_tokens is not None:
+        kept["max_tokens"] = max_tokens
+    return {**kept, "temperature": 0.0, "seed": 0}
+
+
+class Requery:
+    """Re-asks the model with a sub-context; counts calls, enforces a budget, memoises.
+
+    The memo key is the set of kept item ids: two candidates with the same sub-context cost
+    one call.
+    """
+
+    def __init__(
+        self, model: ChatModel, call: LLMCall, *, budget: int, max_tokens: int | None = None
+    ) -> None:
+        self._model = model
+        self._call = call
+        self._budget = budget
+        self._params = requery_params(call.params, max_tokens)
+        self._memo: dict[frozenset[str], str] = {}
+        self.calls = 0
+
+    async def answer(self, keep: Sequence[LabeledItem]) -> str:
+        key = frozenset(i.id for i in keep)
+        if key in self._memo:
+            return self._memo[key]
+        if self.calls >= self._budget:
+            raise BudgetExceeded(f"model-call budget of {self._budget} spent")
+        self.calls += 1
+        result = await self._model.chat(render_messages(keep), **self._params)
+        self._memo[key] = result.text
+        return result.text
+
+
+def numbered_sources(items: Sequence[LabeledItem]) -> str:
+    """Render the items a model may cite as ``[1] text`` blocks (1-based, prompt order)."""
+    return "\n\n".join(f"[{n}] {item.text.strip()}" for n, item in enumerate(items, 1))
+
+
+def task_text(call: LLMCall, lattice: Lattice) -> str:
+    """The bottom-labeled user text (the question or task), for prompts that ask about use."""
+    parts = [i.text for i in call.items if is_bottom(i, lattice) and i.role == "user"]
+    return "\n".join(parts).strip()
