@@ -1,0 +1,337 @@
+"""``labelgate eval``: list families, run one, report on a run, compare two runs.
+
+Heavy imports (litellm, llama.cpp, matplotlib, scipy) happen inside the commands, so
+``labelgate --help`` and ``labelgate eval list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from guard.cli import CLIError
+
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Results and audit database (default: $LABELGATE_DB or ./.labelgate/audit.db).",
+)
+out_option = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where reports go (default: a 'reports' folder beside the database).",
+)
+
+
+def _db(db: Path | None) -> Path:
+    from guard.paths import default_db_path
+
+    return db if db is not None else default_db_path()
+
+
+def _out(out_dir: Path | None, db: Path) -> Path:
+    return out_dir if out_dir is not None else db.parent / "reports"
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Run agent-safety evals and report on them."""
+
+
+@eval_group.command("list")
+def list_cmd() -> None:
+    """The eval families, and whether each is available yet."""
+    from evals.family import FAMILIES
+
+    for info in FAMILIES.values():
+        state = "available" if info.available else "not yet available"
+        click.echo(f"{info.name:<10} {state:<18} {info.description}")
+
+
+def _load_script(path: Path) -> list[str]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    answers = data.get("responses") if isinstance(data, dict) else data
+    if not isinstance(answers, list) or not answers:
+        raise CLIError(
+            f"{path}: a script is a non-empty list of responses (or {{responses: [...]}})"
+        )
+    return [str(a) for a in answers]
+
+
+def _model(name: str, script: Path | None, via_proxy: str | None, key: str | None) -> Any:
+    from evals.models import resolve_model
+    from guard.models import ScriptedModel
+
+    if via_proxy:  # the proxy decides what serves ``name``
+        return resolve_model(name, via_proxy=via_proxy, api_key=key)
+    if name == "scripted":
+        if script is None:
+            raise CLIError("--model scripted needs --script FILE (a list of responses)")
+        return ScriptedModel(_load_script(script), cycle=True)
+    return resolve_model(name)
+
+
+@eval_group.command("run")
+@click.argument("family")
+@click.option(
+    "--model",
+    "model_name",
+    default="local/smollm2",
+    show_default=True,
+    help="local/smollm2, scripted (with --script), or any litellm model string.",
+)
+@click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Responses for --model scripted (YAML/JSON list), replayed in a cycle.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N scenarios.")
+@click.option("--via-proxy", metavar="URL", help="Call the model through a labelgate proxy.")
+@click.option("--proxy-key", envvar="LABELGATE_PROXY_KEY", help="API key for the proxy.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Dilemma data file or DailyDilemmas folder (default: the starter set).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "actions", "situations"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--principles",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Steering principles (YAML, or CSV with a 'principle' column).",
+)
+@click.option(
+    "--steer",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="How many principles to steer with (0: no steering).",
+)
+@click.option(
+    "--swap/--no-swap",
+    default=True,
+    show_default=True,
+    help="Also ask with the actions in swapped order (position-bias control).",
+)
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--grader", help="Model that reads answers the parser cannot.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--cache/--no-cache",
+    default=False,
+    show_default=True,
+    help="Reuse stored answers to identical model requests.",
+)
+@click.option("--run-id", help="Resume this run (or name a new one).")
+@click.option("--max-turns", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=16_000,
+    show_default=True,
+    help="Token budget per sample.",
+)
+@click.option("--max-output-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds per sample.",
+)
+@click.option("--capture-content", is_flag=True, help="Record prompts and answers in spans.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+@db_option
+@out_option
+def run_cmd(
+    family: str,
+    model_name: str,
+    script: Path | None,
+    limit: int | None,
+    via_proxy: str | None,
+    proxy_key: str | None,
+    data: Path | None,
+    fmt: str,
+    principles: Path | None,
+    steer: int,
+    swap: bool,
+    seeds: str,
+    grader: str | None,
+    concurrency: int,
+    cache: bool,
+    run_id: str | None,
+    max_turns: int,
+    max_tokens: int,
+    max_output_tokens: int,
+    timeout: float,
+    capture_content: bool,
+    progress: bool | None,
+    db: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Run FAMILY (dilemmas, scheming, spread); print the run id and its report path."""
+    from evals.family import FamilyUnavailable, get_family
+
+    try:
+        fam = get_family(family)
+    except FamilyUnavailable as exc:
+        raise CLIError(str(exc)) from None
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from None
+    from evals.agent import AgentLimits
+    from evals.runner import RunConfig
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise CLIError(f"--seeds must be integers separated by commas, not {seeds!r}") from None
+    options = {
+        "data": str(data) if data else None,
+        "format": fmt,
+        "principles": str(principles) if principles else None,
+        "steer": steer,
+        "swap": swap,
+        "seeds": seed_list,
+        "grader": grader,
+    }
+    config = RunConfig(
+        family=family,
+        model=model_name,
+        limit=limit,
+        via_proxy=via_proxy,
+        cache=cache,
+        limits=AgentLimits(
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+            max_output_tokens=max_output_tokens,
+            timeout_s=timeout,
+        ),
+        family_options=options,
+    )
+    model = _model(model_name, script, via_proxy, proxy_key)
+    show = sys.stderr.isatty() if progress is None else progress
+    path = _db(db)
+    summary, html, md = _execute(
+        fam,
+        model,
+        config,
+        run_id,
+        path,
+        _out(out_dir, path),
+        concurrency=concurrency,
+        progress=show,
+        capture_content=capture_content,
+    )
+    click.echo(
+        f"{summary.done} done, {summary.failed} failed, {summary.skipped} resumed as done, "
+        f"{summary.model_calls} model calls ({summary.cache_hits} from cache), "
+        f"{summary.duration_s:.1f} s",
+        err=True,
+    )
+    click.echo(f"run: {summary.run_id}")
+    click.echo(f"report: {html}")
+    click.echo(f"summary: {md}")
+    if summary.failed:
+        sys.exit(2)
+
+
+def _execute(
+    fam: Any, model: Any, config: Any, run_id: str | None, db: Path, out: Path, **runner_args: Any
+) -> tuple[Any, Path, Path]:
+    from evals.data_errors import user_errors
+    from evals.report import write_report
+    from evals.runner import Runner
+    from evals.store import ResultsStore
+    from evals.tracing import audit_tracing
+
+    store = ResultsStore(db)
+    try:
+        with (
+            user_errors(),
+            audit_tracing(db, capture_content=runner_args["capture_content"]) as provider,
+        ):
+            runner = Runner(store, provider, **runner_args)
+            summary = asyncio.run(runner.run(fam, model, config, run_id))
+        html, md = write_report(store, summary.run_id, out)
+    finally:
+        store.close()
+    return summary, html, md
+
+
+@eval_group.command("report")
+@click.argument("run")
+@db_option
+@out_option
+def report_cmd(run: str, db: Path | None, out_dir: Path | None) -> None:
+    """Write RUN's HTML report (with plots) and markdown summary; print their paths."""
+    from evals.report import write_report
+    from evals.store import ResultsStore
+
+    path = _db(db)
+    store = ResultsStore(path)
+    try:
+        html, md = write_report(store, run, _out(out_dir, path))
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from None
+    finally:
+        store.close()
+    click.echo(f"report: {html}")
+    click.echo(f"summary: {md}")
+
+
+@eval_group.command("compare")
+@click.argument("first")
+@click.argument("second")
+@db_option
+def compare_cmd(first: str, second: str, db: Path | None) -> None:
+    """Compare two runs of one family, paired on their shared samples."""
+    from evals.report import compare_runs
+    from evals.store import ResultsStore
+
+    store = ResultsStore(_db(db))
+    try:
+        click.echo(compare_runs(store, first, second))
+    except (KeyError, ValueError) as exc:
+        raise CLIError(str(exc.args[0])) from None
+    finally:
+        store.close()
+
+
+@eval_group.command("runs")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def runs_cmd(db: Path | None, as_json: bool) -> None:
+    """The runs in the database, newest first."""
+    from evals.store import ResultsStore
+
+    store = ResultsStore(_db(db))
+    try:
+        runs = store.list_runs()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for r in runs:
+        click.echo(
+            f"{r['run_id']}  {r['family']:<9} {r['model']:<20} {r['status']:<8} "
+            f"{r['n_samples']} samples  {r['report_path'] or ''}"
+        )
+
+
+if __name__ == "__main__":
+    eval_group()

@@ -1,0 +1,1 @@
+"""The value-dilemma family (after DailyDilemmas): loaders, protocol, analysis, family."""

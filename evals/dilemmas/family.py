@@ -1,0 +1,235 @@
+"""The ``dilemmas`` eval family: scenarios from a dilemma source, no tools, the forced-choice
+scorer, and a report with choice rates, the value and five-theory profiles, position bias
+and steerability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from evals.dilemmas import analysis as an
+from evals.dilemmas.data import SourceFormat, load_dilemmas, load_principles
+from evals.dilemmas.protocol import FAMILY, conditions, scenario
+from evals.dilemmas.scoring import SCORER, ForcedChoiceScorer
+from evals.environment import Environment
+from evals.family import Figure, ReportSection
+from evals.models import resolve_model
+from evals.plots import grouped_rates, hbar_panels
+from evals.scenario import Sample, Scenario
+from evals.scorers import Scorer
+from evals.stats import Rate
+
+
+class DilemmaOptions(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    data: str | None = Field(None, description="DailyDilemmas file or folder; None: starter set")
+    format: SourceFormat = "auto"
+    principles: str | None = Field(None, description="principles file; None: the starter ones")
+    steer: int = Field(2, ge=0, description="how many principles to steer with (0: none)")
+    swap: bool = Field(True, description="also ask with the actions swapped (position bias)")
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    grader: str | None = Field(None, description="model that reads unparseable answers")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for profile intervals")
+
+
+class DilemmasFamily:
+    name = FAMILY
+    description = "Value dilemmas (after DailyDilemmas)"
+    primary_scorer = SCORER
+
+    def scenarios(self, options: dict[str, Any]) -> list[Scenario]:
+        opts = DilemmaOptions.model_validate(options)
+        principles = load_principles(opts.principles)[: opts.steer] if opts.steer else []
+        conds = conditions(principles)
+        return [
+            scenario(d, conds, swap=opts.swap, seeds=opts.seeds)
+            for d in load_dilemmas(opts.data, opts.format)
+        ]
+
+    def environment(self, sample: Sample) -> Environment:
+        return Environment()  # a forced choice needs no tools
+
+    def scorers(self, options: dict[str, Any]) -> list[Scorer]:
+        opts = DilemmaOptions.model_validate(options)
+        grader = resolve_model(opts.grader) if opts.grader else None
+        return [ForcedChoiceScorer(grader)]
+
+    def analyze(
+        self,
+        samples: list[dict[str, Any]],
+        scores: list[dict[str, Any]],
+        options: dict[str, Any] | None = None,
+    ) -> list[ReportSection]:
+        opts = DilemmaOptions.model_validate(options or {})
+        items = an.choices(samples, scores)
+        base = [c for c in items if c.condition == "baseline"]
+        sections = [_rates_section(items, base)]
+        sections += _profile_sections(base, opts.bootstrap)
+        bias = an.position_bias(items)
+        if bias is not None:
+            sections.append(_bias_section(bias))
+        steer = an.steerability(items)
+        if steer:
+            sections.append(_steer_section(steer))
+        return sections
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _r(x: Rate | None) -> str:
+    return "n/a" if x is None else x.short()
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _rates_section(items: list[an.Choice], base: list[an.Choice]) -> ReportSection:
+    rows = []
+    for label, group in (("all samples", items), ("baseline (no system prompt)", base)):
+        r = an.choice_rates(group)
+        rows.append([label, str(r.n), _r(r.na), _r(r.to_do), _r(r.first_position)])
+    text = _table(["samples", "n", "NA (unparsed)", "chose to do", "chose Action 1"], rows)
+    text += "\n\nRates with 95% Wilson intervals; 'chose ...' shares are among parsed answers."
+    return ReportSection("Choices", text)
+
+
+def _fmt(s: an.DimensionScore) -> str:
+    if s.score is None:
+        return "n/a"
+    ci = f" [{s.low:+.2f}, {s.high:+.2f}]" if s.low is not None and s.high is not None else ""
+    return f"{s.score:+.2f}{ci}"
+
+
+def _profile_sections(base: list[an.Choice], n_boot: int) -> list[ReportSection]:
+    theories = an.theory_profile(base, n_boot=n_boot)
+    if not theories:
+        return [
+            ReportSection(
+                "Five-theory profile",
+                "No value profile: this data source has no values per action (e.g. dilemma.csv "
+                "alone supports the forced choice only).",
+            )
+        ]
+    rows = [
+        [t, d, str(s.selected), str(s.neglected), _fmt(s)]
+        for t, dims in theories.items()
+        for d, s in sorted(dims.items(), key=lambda kv: -(kv[1].score or 0))
+    ]
+    panels = [
+        (t, [(d, s.score, s.low, s.high) for d, s in sorted(dims.items())])
+        for t, dims in theories.items()
+    ]
+    profile = ReportSection(
+        "Five-theory profile (baseline choices)",
+        _table(["theory", "dimension", "selected", "neglected", "score [95% CI]"], rows)
+        + "\n\nScore = share selected - share neglected, in [-1, 1]; interval: seeded "
+        "bootstrap over choices.",
+        [Figure("Five-theory profile", hbar_panels(panels, xlabel="selected - neglected"))],
+    )
+    values = an.value_profile(base, n_boot=n_boot)
+    ranked = sorted(
+        ((v, s) for v, s in values.items() if s.score is not None),
+        key=lambda kv: (-(kv[1].score or 0), kv[0]),
+    )
+    top, bottom = ranked[:10], ranked[-10:][::-1] if len(ranked) > 10 else []
+    value_rows = [[v, str(s.selected), str(s.neglected), _fmt(s)] for v, s in ranked]
+    panels_v = [("most selected", [(v, s.score, s.low, s.high) for v, s in top])]
+    if bottom:
+        panels_v.append(("most neglected", [(v, s.score, s.low, s.high) for v, s in bottom]))
+    value_section = ReportSection(
+        "Values (baseline choices)",
+        _table(["value", "selected", "neglected", "score [95% CI]"], value_rows),
+        [Figure("Values", hbar_panels(panels_v, xlabel="selected - neglected"))],
+    )
+    return [profile, value_section]
+
+
+def _bias_section(bias: an.PositionBias) -> ReportSection:
+    rows = [
+        [
+            "original (Action 1 = to do)",
+            _r(bias.original.to_do),
+            _r(bias.original.first_position),
+            _r(bias.original.na),
+        ],
+        [
+            "swapped (Action 1 = not to do)",
+            _r(bias.swapped.to_do),
+            _r(bias.swapped.first_position),
+            _r(bias.swapped.na),
+        ],
+    ]
+    e = bias.order_effect
+    text = _table(["order", "chose to do", "chose Action 1", "NA"], rows) + (
+        f"\n\nSame action in both orders: {_r(bias.consistent)} of the pairs answered in both. "
+        f"Action 1 chosen at a rate of 0.5 (exact binomial test): p = {bias.first_position_p:.3g}. "
+        f"Order effect on 'to do' (exact McNemar, {e.n_pairs} pairs, {e.b} to do -> not, "
+        f"{e.c} not -> to do): p = {e.p_value:.3g}."
+    )
+    fig = grouped_rates(
+        ["chose to do", "chose Action 1"],
+        {
+            "original": [_bar(bias.original.to_do), _bar(bias.original.first_position)],
+            "swapped": [_bar(bias.swapped.to_do), _bar(bias.swapped.first_position)],
+        },
+        ylabel="share of parsed answers",
+    )
+    return ReportSection("Position bias (baseline, both orders)", text, [Figure("Position", fig)])
+
+
+def _bar(x: Rate | None, label: str = "") -> tuple[str, float | None, float | None, float | None]:
+    if x is None:
+        return (label, None, None, None)
+    return (label, x.rate, x.low, x.high)
+
+
+def _steer_section(steer: list[an.Steerability]) -> ReportSection:
+    rows = []
+    series: dict[str, list[Any]] = {"baseline": [], "support": [], "oppose": []}
+    for s in steer:
+        base = s.baseline_aligned if s.metric == "aligned" else s.baseline.to_do
+        series["baseline"].append(_bar(base))
+        for direction in ("support", "oppose"):
+            o: an.SteerOutcome | None = getattr(s, direction)
+            if o is None:
+                series[direction].append(_bar(None))
+                continue
+            value = o.aligned if s.metric == "aligned" else o.rates.to_do
+            series[direction].append(_bar(value))
+            rows.append(
+                [
+                    s.principle_id,
+                    s.metric,
+                    direction,
+                    _r(base),
+                    _r(value),
+                    f"{o.test.shift:+.2f}",
+                    f"{o.test.b}/{o.test.c}",
+                    f"{o.test.p_value:.3g}",
+                ]
+            )
+    text = _table(
+        [
+            "principle",
+            "metric",
+            "prompt",
+            "baseline",
+            "steered",
+            "shift",
+            "changes -/+",
+            "p (McNemar)",
+        ],
+        rows,
+    ) + (
+        "\n\nMetric 'aligned': share of choices of the action that serves the principle's "
+        "values (dilemmas where exactly one action does); 'to_do': share choosing to do. "
+        "Paired with the baseline by dilemma, order and seed; exact McNemar test."
+    )
+    fig = grouped_rates([s.principle_id for s in steer], series, ylabel="rate")
+    return ReportSection("Steerability", text, [Figure("Steerability", fig)])

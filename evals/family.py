@@ -1,0 +1,95 @@
+"""An eval family: where its scenarios come from, the environment and scorers of a sample,
+and what its report says. The registry maps family names to factories, imported lazily so
+``labelgate eval list`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from evals.environment import Environment
+from evals.scenario import Sample, Scenario
+from evals.scorers import Scorer
+
+
+@dataclass(slots=True)
+class Figure:
+    title: str
+    png_base64: str
+    caption: str = ""
+
+
+@dataclass(slots=True)
+class ReportSection:
+    """Markdown text (tables, findings) and figures; rendered into both report formats."""
+
+    title: str
+    markdown: str
+    figures: list[Figure] = field(default_factory=list)
+
+
+class Family(Protocol):
+    name: str
+    description: str
+    primary_scorer: str  # the scorer whose numeric value ``compare`` pairs across runs
+
+    def scenarios(self, options: dict[str, Any]) -> list[Scenario]: ...
+
+    def environment(self, sample: Sample) -> Environment: ...
+
+    def scorers(self, options: dict[str, Any]) -> list[Scorer]: ...
+
+    def analyze(
+        self,
+        samples: list[dict[str, Any]],
+        scores: list[dict[str, Any]],
+        options: dict[str, Any] | None = None,
+    ) -> list[ReportSection]: ...
+
+
+class FamilyUnavailable(LookupError):
+    """The family exists in the plan but is not implemented yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyInfo:
+    name: str
+    description: str
+    factory: str | None  # "module:callable", None when not yet available
+
+    @property
+    def available(self) -> bool:
+        return self.factory is not None
+
+
+FAMILIES: dict[str, FamilyInfo] = {
+    "dilemmas": FamilyInfo(
+        "dilemmas",
+        "Value dilemmas (DailyDilemmas): forced choice, value and five-theory profile, "
+        "position bias, steerability",
+        "evals.dilemmas.family:DilemmasFamily",
+    ),
+    "scheming": FamilyInfo(
+        "scheming",
+        "In-context scheming (oversight subversion, self-exfiltration, sandbagging, ...)",
+        None,
+    ),
+    "spread": FamilyInfo(
+        "spread",
+        "Manipulated knowledge spread in multi-agent communities",
+        None,
+    ),
+}
+
+
+def get_family(name: str) -> Family:
+    info = FAMILIES.get(name)
+    if info is None:
+        raise KeyError(f"no eval family {name!r} (known: {', '.join(FAMILIES)})")
+    if info.factory is None:
+        raise FamilyUnavailable(f"the '{name}' eval family is not yet available")
+    module, _, attr = info.factory.partition(":")
+    family: Family = getattr(importlib.import_module(module), attr)()
+    return family

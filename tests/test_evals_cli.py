@@ -1,0 +1,175 @@
+"""``labelgate eval``: list, run (scripted, end to end), resume, report, compare, proxy."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from evals.cli import eval_group
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(eval_group, list(args), catch_exceptions=False)
+
+
+def run_id_of(result: Result) -> str:
+    match = re.search(r"^run: (\S+)$", result.output, re.MULTILINE)
+    assert match, result.output
+    return match.group(1)
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "script.yaml"
+    path.write_text('- "Action 1"\n- "I choose Action 2."\n- "no idea"\n')
+    return path
+
+
+def test_list_is_honest_about_later_families() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "available" in lines["dilemmas"] and "not yet" not in lines["dilemmas"]
+    assert "not yet available" in lines["scheming"] and "not yet available" in lines["spread"]
+
+
+def test_unavailable_family_fails_in_one_line() -> None:
+    result = CliRunner().invoke(eval_group, ["run", "scheming"])
+    assert result.exit_code != 0
+    assert result.output.strip() == "Error: the 'scheming' eval family is not yet available"
+    unknown = CliRunner().invoke(eval_group, ["run", "nope"])
+    assert unknown.exit_code != 0 and "no eval family 'nope'" in unknown.output
+
+
+def test_run_report_resume_compare_with_the_scripted_model(tmp_path: Path, script: Path) -> None:
+    db = tmp_path / "audit.db"
+    common = [
+        "--model",
+        "scripted",
+        "--script",
+        str(script),
+        "--db",
+        str(db),
+        "--limit",
+        "3",
+        "--steer",
+        "1",
+    ]
+    first = invoke("run", "dilemmas", *common)
+    assert first.exit_code == 0, first.output
+    run_id = run_id_of(first)
+    html = Path(re.search(r"^report: (\S+)$", first.output, re.MULTILINE).group(1))
+    md = Path(re.search(r"^summary: (\S+)$", first.output, re.MULTILINE).group(1))
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
+    assert not re.search(r'src="(?!data:)', page)  # self-contained: no external files
+    assert "Five-theory profile" in md.read_text() and "Steerability" in md.read_text()
+    conn = sqlite3.connect(db)
+    assert (
+        conn.execute("select count(*) from eval_samples where run_id=?", [run_id]).fetchone()[0]
+        == 3 * 3 * 2
+    )
+    na = conn.execute(
+        "select count(*) from eval_scores where run_id=? and value is null", [run_id]
+    ).fetchone()[0]
+    assert na == 6  # every third answer ("no idea") is NA
+    span_names = {r[0] for r in conn.execute("select name from spans")}
+    assert {
+        "eval.run",
+        "eval.scenario",
+        "eval.sample",
+        "eval.agent_turn",
+        "chat scripted",
+    } <= span_names
+    conn.close()
+
+    again = invoke("run", "dilemmas", *common, "--run-id", run_id)
+    assert again.exit_code == 0 and run_id_of(again) == run_id
+    assert "18 resumed as done" in again.output and "0 model calls" in again.output
+
+    second = invoke("run", "dilemmas", *common)
+    other = run_id_of(second)
+    compared = invoke("compare", run_id, other, "--db", str(db))
+    assert compared.exit_code == 0
+    assert "agreement 100.0%" in compared.output  # the same script: the same answers
+
+    report = invoke("report", run_id[:-2], "--db", str(db), "--out", str(tmp_path / "r"))
+    assert report.exit_code == 0 and (tmp_path / "r" / f"{run_id}.html").exists()
+    assert run_id in invoke("runs", "--db", str(db)).output
+
+
+def test_resume_with_other_options_is_refused(tmp_path: Path, script: Path) -> None:
+    db = ["--db", str(tmp_path / "a.db"), "--model", "scripted", "--script", str(script)]
+    first = invoke("run", "dilemmas", *db, "--limit", "1", "--steer", "0")
+    result = CliRunner().invoke(
+        eval_group,
+        ["run", "dilemmas", *db, "--limit", "2", "--steer", "0", "--run-id", run_id_of(first)],
+    )
+    assert result.exit_code == 1 and "other options" in result.output
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path, script: Path) -> None:
+    result = CliRunner().invoke(
+        eval_group, ["run", "dilemmas", "--model", "scripted", "--db", str(tmp_path / "x.db")]
+    )
+    assert result.exit_code == 1 and "needs --script" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(
+        eval_group,
+        [
+            "run",
+            "dilemmas",
+            "--model",
+            "scripted",
+            "--script",
+            str(script),
+            "--data",
+            str(empty),
+            "--db",
+            str(tmp_path / "x.db"),
+        ],
+    )
+    assert result.exit_code == 1 and "no auto dilemma file" in result.output
+    missing = CliRunner().invoke(eval_group, ["report", "nope", "--db", str(tmp_path / "x.db")])
+    assert missing.exit_code == 1 and "no run 'nope'" in missing.output
+
+
+@pytest.mark.slow  # imports litellm (seconds) to talk to the proxy
+def test_run_through_the_proxy(tmp_path: Path) -> None:
+    from proxy_fixtures import serve_proxy
+
+    from guard.models import ScriptedModel
+
+    model = ScriptedModel(["Action 2"], cycle=True, name="dilemma-bot")
+    config = {
+        "model_list": [{"model_name": "dilemma-bot", "litellm_params": {"model": "dilemma-bot"}}]
+    }
+    server = serve_proxy(config, models={"dilemma-bot": model})
+    try:
+        result = invoke(
+            "run",
+            "dilemmas",
+            "--model",
+            "dilemma-bot",
+            "--via-proxy",
+            f"{server.url}/v1",
+            "--db",
+            str(tmp_path / "p.db"),
+            "--limit",
+            "2",
+            "--steer",
+            "0",
+            "--no-swap",
+        )
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert len(model.calls) == 2  # both samples reached the model through the proxy
+    md = Path(re.search(r"^summary: (\S+)$", result.output, re.MULTILINE).group(1)).read_text()
+    assert "through proxy" in md and f"{server.url}/v1" in md
+    assert "0.0% [" in md  # Action 2 in the original order: never "to do"
