@@ -1,0 +1,281 @@
+"""The guard: label the inputs of a model call, label its output, decide at its sinks.
+
+This is the one place that composes the parts (policy, fingerprints, propagation, argument
+provenance), so the proxy and the evals make the same decisions for the same flows.
+
+Lazy declassification: every output starts with the cheap conservative label (the join of its
+inputs). A permissive propagator runs only when that label would make a sink decision stricter
+than allow/log, and its verdict is cached for the same inputs and output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from guard.fingerprint.store import FingerprintStore, LookupOptions, TextMeta
+from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
+from guard.labels import Label, LabelSpec
+from guard.policy import Decision, Policy, SinkEvent, SourceContext
+from guard.policy.spec import Action, SinkKind, SourceKind
+from guard.propagation import Propagation, Propagator
+from guard.provenance import ArgProvenance, argument_provenance
+
+_ITEM_KIND = {
+    SourceKind.MESSAGE: ItemKind.MESSAGE_PART,
+    SourceKind.AGENT_MESSAGE: ItemKind.MESSAGE_PART,
+    SourceKind.TOOL_RESULT: ItemKind.TOOL_RESULT,
+    SourceKind.DOCUMENT: ItemKind.DOCUMENT,
+}
+_PASSING = (Action.ALLOW, Action.LOG)
+
+
+class InputSpec(BaseModel):
+    """What the caller knows about one input: its text and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    role: str = "user"
+    kind: SourceKind = SourceKind.MESSAGE
+    tool: str | None = None
+    source: str | None = None
+    url: str | None = None
+    asserted: LabelSpec | None = None  # a client annotation, checked against the policy
+
+
+class ToolCallSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | str
+
+
+@dataclass(slots=True)
+class ToolCallReview:
+    call: ToolCallSpec
+    arguments: dict[str, Any]
+    provenance: dict[str, ArgProvenance]
+    decision: Decision
+
+
+@dataclass(slots=True)
+class Review:
+    """The guard's verdict on one model answer."""
+
+    label: Label  # the output's label (permissive when a propagator ran and succeeded)
+    join: Label  # the conservative label, for the record
+    response: Decision | None  # the answer's text, bound for the recipient
+    tool_calls: list[ToolCallReview] = field(default_factory=list)
+    propagation: Propagation | None = None
+
+    @property
+    def decisions(self) -> list[Decision]:
+        found = [self.response] if self.response else []
+        return found + [t.decision for t in self.tool_calls]
+
+
+def parse_arguments(arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """Tool-call arguments as a dict; text that is not a JSON object is kept under ``_raw``."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return {"_raw": arguments}
+    return parsed if isinstance(parsed, dict) else {"_raw": parsed}
+
+
+class Guard:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        fingerprints: FingerprintStore | None = None,
+        propagator: Propagator | None = None,
+        lookup: LookupOptions | None = None,
+        cache_size: int = 1024,
+    ) -> None:
+        self.policy = policy
+        self.lattice = policy.lattice
+        self.fingerprints = fingerprints
+        self.propagator = propagator
+        self._lookup = lookup or LookupOptions()
+        self._cache: OrderedDict[str, Propagation] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ---------------------------------------------------------------- inputs
+
+    def label_input(
+        self, spec: InputSpec, *, agent: str | None = None, key: str | None = None
+    ) -> LabeledItem:
+        """Source rules, then the client's annotation, then re-identification (joined)."""
+        source = SourceContext(
+            kind=spec.kind,
+            tool=spec.tool,
+            source=spec.source,
+            url=spec.url,
+            agent=agent,
+            role=spec.role,
+        )
+        decided = self.policy.label_source(source)
+        label, provenance = decided.label, list(decided.provenance)
+        if spec.asserted is not None:
+            annotated = self.policy.annotate(agent, label, self.lattice.parse(spec.asserted), key)
+            label = annotated.label
+            provenance += annotated.provenance
+        for match in self._reidentify(spec.text):
+            label = label | match.label
+            provenance.append(match.provenance())
+        return LabeledItem(
+            text=spec.text,
+            label=label,
+            kind=_ITEM_KIND[spec.kind],
+            role=spec.role,
+            name=spec.tool or spec.source or spec.url,
+            provenance=provenance,
+        )
+
+    def _reidentify(self, text: str) -> list[Any]:
+        if self.fingerprints is None or not text.strip():
+            return []
+        return self.fingerprints.lookup(text, options=self._lookup)
+
+    def remember(
+        self,
+        text: str,
+        label: Label,
+        *,
+        kind: ItemKind = ItemKind.OUTPUT,
+        source: str | None = None,
+    ) -> str | None:
+        """Fingerprint a labeled text so it keeps its label when it shows up again.
+
+        Bottom-labeled text is not stored: re-identifying it could never change a label.
+        """
+        if self.fingerprints is None or not text.strip() or label.flows_to(self.lattice.bottom):
+            return None
+        return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
+
+    # ---------------------------------------------------------------- outputs
+
+    async def review(
+        self,
+        call: LLMCall,
+        text: str,
+        tool_calls: Sequence[ToolCallSpec] = (),
+        *,
+        agent: str | None = None,
+        recipient: str | None = None,
+        propagator: Propagator | None = None,
+    ) -> Review:
+        """Label the answer and decide each of its sinks; permissive only when it matters.
+
+        ``propagator`` overrides the guard's own for this call (e.g. one that re-queries the
+        model the request went to).
+        """
+        propagator = propagator or self.propagator
+        join = self.lattice.join_all(item.label for item in call.items)
+        review = self._decide(call, join, join, text, tool_calls, agent, recipient)
+        if propagator is None or all(d.action in _PASSING for d in review.decisions):
+            return review
+        propagation = await self._propagate(propagator, call, _rendered_output(text, tool_calls))
+        if propagation.label == join:
+            review.propagation = propagation
+            return review
+        # Inputs the propagator found without influence cannot be where an argument came from.
+        kept = LLMCall(
+            [i for i in call.items if i.id not in set(propagation.dropped)], call.model, call.params
+        )
+        permissive = self._decide(kept, propagation.label, join, text, tool_calls, agent, recipient)
+        permissive.propagation = propagation
+        return permissive
+
+    def _decide(
+        self,
+        call: LLMCall,
+        label: Label,
+        join: Label,
+        text: str,
+        tool_calls: Sequence[ToolCallSpec],
+        agent: str | None,
+        recipient: str | None,
+    ) -> Review:
+        response = None
+        if text.strip():
+            response = self.policy.decide(
+                SinkEvent.from_labels(
+                    SinkKind.RESPONSE,
+                    label,
+                    {"content": (text, label)},
+                    agent=agent,
+                    recipient=recipient,
+                )
+            )
+        reviews = [self._tool_call(call, label, tc, agent) for tc in tool_calls]
+        return Review(label=label, join=join, response=response, tool_calls=reviews)
+
+    def _tool_call(
+        self, call: LLMCall, label: Label, spec: ToolCallSpec, agent: str | None
+    ) -> ToolCallReview:
+        arguments = parse_arguments(spec.arguments)
+        provenance = argument_provenance(arguments, call.items, self.lattice)
+        arg_labels: dict[str, tuple[Any, Label]] = {}
+        for path, prov in provenance.items():
+            # A value found in no input came from the model's answer, so it has its label.
+            arg_label = label if prov.kind == "none" else prov.label
+            arg_labels[path] = (prov.value, arg_label)
+        decision = self.policy.decide(
+            SinkEvent.from_labels(
+                SinkKind.TOOL_CALL, label, arg_labels, agent=agent, tool=spec.name
+            )
+        )
+        return ToolCallReview(spec, arguments, provenance, decision)
+
+    async def _propagate(self, propagator: Propagator, call: LLMCall, output: str) -> Propagation:
+        key = f"{propagator.name}:{_cache_key(call, output)}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        result = await propagator.propagate(call, output, self.lattice)
+        self._cache[key] = result
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+
+def _rendered_output(text: str, tool_calls: Sequence[ToolCallSpec]) -> str:
+    """What the propagator compares: the text and every tool call, name and arguments."""
+    calls = [
+        f"{tc.name}({json.dumps(parse_arguments(tc.arguments), sort_keys=True)})"
+        for tc in tool_calls
+    ]
+    return "\n".join([text, *calls]).strip()
+
+
+def _cache_key(call: LLMCall, output: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for item in call.items:
+        digest.update(json.dumps([item.role, item.text, item.label.to_dict()]).encode())
+    digest.update(output.encode())
+    return digest.hexdigest()
+
+
+def propagation_provenance(propagation: Propagation) -> Provenance:
+    """How an output got its label, for the audit record."""
+    how = "fell back to the join" if propagation.fell_back else "permissive"
+    detail = (
+        f"{propagation.propagator}: {how}; kept {len(propagation.influential)} input(s), "
+        f"dropped {len(propagation.dropped)}"
+    )
+    if propagation.reason:
+        detail += f" ({propagation.reason})"
+    return Provenance(LabelOrigin.PROPAGATION, detail, ref=propagation.propagator)

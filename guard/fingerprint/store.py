@@ -1,0 +1,233 @@
+"""The storage interface for fingerprints of labeled texts, and what a lookup returns.
+
+A store keeps, for every labeled text it was given, the text's fingerprints (never the text),
+its label and a little metadata. ``lookup`` answers "which stored texts does this new text
+contain, wholly or partly, and with which labels?".
+
+Backends implement :class:`FingerprintStore`; :class:`StoreBase` supplies the conveniences
+(``add``, ``add_text``, fingerprinting a string query) on top of ``add_many`` and
+``lookup_fingerprints``, so a new backend (PostgreSQL shared by several proxy replicas, say)
+only writes those two, ``get``, ``__len__`` and ``close``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import blake2b
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams, fingerprint
+from guard.items import ItemKind, LabelOrigin, Provenance
+from guard.labels import Label
+
+DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
+DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
+DEFAULT_MAX_DF = 1000  # fingerprints in more stored texts than this are boilerplate
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class TextMeta(BaseModel):
+    """What a person needs to understand a match: what the text was, where from, when."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    kind: ItemKind = ItemKind.DOCUMENT
+    source: str | None = Field(default=None, description="tool, retrieval source, agent...")
+    created: str = Field(default_factory=_now, description="ISO 8601, UTC")
+
+
+class LookupOptions(BaseModel):
+    """How strict a lookup is."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    threshold: float = Field(
+        default=DEFAULT_THRESHOLD,
+        gt=0.0,
+        le=1.0,
+        description="least share of a stored text's fingerprints found in the new text",
+    )
+    min_matches: int = Field(default=DEFAULT_MIN_MATCHES, ge=1)
+    max_df: int = Field(default=DEFAULT_MAX_DF, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="at most this many matches")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One labeled text to store, as fingerprints."""
+
+    text_id: str
+    fingerprints: Fingerprints
+    label: Label
+    meta: TextMeta = field(default_factory=TextMeta)
+
+    def __post_init__(self) -> None:
+        fps = self.fingerprints
+        ordered = isinstance(fps, np.ndarray) and fps.dtype == np.int64 and fps.ndim == 1
+        if not (ordered and bool(np.all(fps[1:] > fps[:-1]))):
+            # containment counts each fingerprint once: insist on sorted unique int64
+            object.__setattr__(self, "fingerprints", as_fingerprints(fps))
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A stored text found in a new text.
+
+    ``containment``: share of the STORED text's fingerprints present in the new text (1.0: the
+    new text contains all of it). ``coverage``: share of the NEW text's fingerprints that come
+    from the stored text (1.0: the new text is nothing but (part of) it).
+    """
+
+    text_id: str
+    label: Label
+    containment: float
+    coverage: float
+    matched: int
+    meta: TextMeta
+
+    def provenance(self) -> Provenance:
+        """The reason this match gives a label, as a person reads it in an audit trace."""
+        source = f" from {self.meta.source}" if self.meta.source else ""
+        detail = (
+            f"contains {self.containment:.0%} of a {self.meta.kind.value}{source} "
+            f"seen {self.meta.created} ({self.matched} shared fingerprints)"
+        )
+        return Provenance(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
+
+
+def label_json(label: Label) -> str:
+    return json.dumps(label.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def content_id(fingerprints: Fingerprints, label: Label) -> str:
+    """A text id from the content and label: the same text with the same label is kept once."""
+    digest = blake2b(np.ascontiguousarray(fingerprints, dtype=np.int64).tobytes(), digest_size=12)
+    digest.update(label_json(label).encode())
+    return "fp-" + digest.hexdigest()
+
+
+def as_fingerprints(values: Sequence[int] | Fingerprints) -> Fingerprints:
+    """Sorted unique int64, whatever the caller passed."""
+    return np.unique(np.asarray(values, dtype=np.int64))
+
+
+@runtime_checkable
+class FingerprintStore(Protocol):
+    """What the proxy and the propagators rely on. See :class:`StoreBase` for the semantics."""
+
+    params: WinnowParams
+
+    def add(
+        self,
+        text_id: str,
+        fingerprints: Fingerprints,
+        label: Label,
+        meta: TextMeta | None = None,
+    ) -> bool: ...
+
+    def add_many(self, entries: Iterable[Entry]) -> int: ...
+
+    def add_text(
+        self,
+        text: str,
+        label: Label,
+        *,
+        text_id: str | None = None,
+        meta: TextMeta | None = None,
+    ) -> str: ...
+
+    def lookup(
+        self,
+        query: str | Fingerprints,
+        threshold: float | None = None,
+        options: LookupOptions | None = None,
+    ) -> list[Match]: ...
+
+    def get(self, text_id: str) -> tuple[Label, TextMeta, int] | None: ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class StoreBase(ABC):
+    """Conveniences shared by every backend.
+
+    Text ids are immutable: adding an id that is already stored is ignored (``add`` returns
+    False), so a writer may retry a batch safely.
+    """
+
+    params: WinnowParams = DEFAULT_PARAMS
+
+    @abstractmethod
+    def add_many(self, entries: Iterable[Entry]) -> int:
+        """Store the entries in one transaction; return how many were new."""
+
+    @abstractmethod
+    def lookup_fingerprints(
+        self, fingerprints: Fingerprints, options: LookupOptions
+    ) -> list[Match]:
+        """The stored texts whose containment in ``fingerprints`` passes ``options``."""
+
+    @abstractmethod
+    def get(self, text_id: str) -> tuple[Label, TextMeta, int] | None:
+        """(label, meta, number of fingerprints) of a stored text, or None."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def add(
+        self,
+        text_id: str,
+        fingerprints: Fingerprints,
+        label: Label,
+        meta: TextMeta | None = None,
+    ) -> bool:
+        entry = Entry(text_id, as_fingerprints(fingerprints), label, meta or TextMeta())
+        return self.add_many([entry]) == 1
+
+    def add_text(
+        self,
+        text: str,
+        label: Label,
+        *,
+        text_id: str | None = None,
+        meta: TextMeta | None = None,
+    ) -> str:
+        """Fingerprint and store ``text``; return its id (by default derived from content+label)."""
+        fps = fingerprint(text, self.params)
+        text_id = text_id or content_id(fps, label)
+        self.add_many([Entry(text_id, fps, label, meta or TextMeta())])
+        return text_id
+
+    def lookup(
+        self,
+        query: str | Fingerprints,
+        threshold: float | None = None,
+        options: LookupOptions | None = None,
+    ) -> list[Match]:
+        """Stored texts contained in ``query`` (best first); ``threshold`` overrides options."""
+        options = options or LookupOptions()
+        if threshold is not None:
+            options = LookupOptions.model_validate({**options.model_dump(), "threshold": threshold})
+        fps = fingerprint(query, self.params) if isinstance(query, str) else as_fingerprints(query)
+        return self.lookup_fingerprints(fps, options)
+
+    def __enter__(self) -> StoreBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,351 @@
+"""The SQLite fingerprint store: matching, labels, persistence, thresholds, threads."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guard.fingerprint import (
+    Entry,
+    FingerprintStore,
+    LookupOptions,
+    SQLiteFingerprintStore,
+    TextMeta,
+    WinnowParams,
+    content_id,
+    fingerprint,
+)
+from guard.fingerprint.memindex import MemoryIndex
+from guard.items import ItemKind, LabelOrigin
+from guard.labels import Lattice, LatticeConfig
+
+LATTICE = Lattice(LatticeConfig(categories=["pii", "finance"]))
+SECRET = LATTICE.label("confidential", "trusted", categories=["finance"], sources=["doc:payroll"])
+WEB = LATTICE.label("public", "untrusted", sources=["web:evil.example"])
+
+_rng = random.Random(11)
+_WORDS = [
+    "".join(_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_rng.randint(3, 9)))
+    for _ in range(3000)
+]
+
+
+def prose(seed: int, n_words: int = 200) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(_WORDS) for _ in range(n_words)) + "."
+
+
+PAYROLL = (
+    "Payroll summary for March. Alice Martin, senior engineer, base salary 9,400 euros per "
+    "month plus a retention bonus of 15,000 euros paid in two parts. Bruno Keller, analyst, "
+    "7,100 euros per month; his raise to 7,600 takes effect in May after the review committee "
+    "meets. Do not forward this summary outside the finance team under any circumstances."
+)
+
+
+def memory_store(**kwargs: object) -> SQLiteFingerprintStore:
+    return SQLiteFingerprintStore(":memory:", LATTICE, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory-index", "sql-only"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteFingerprintStore:
+    s = SQLiteFingerprintStore(
+        tmp_path / "fp.db", LATTICE, memory_index=request.param == "memory-index"
+    )
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_is_a_fingerprint_store(store: SQLiteFingerprintStore) -> None:
+    assert isinstance(store, FingerprintStore)
+
+
+def test_exact_and_reformatted_copies_match_with_label(store: SQLiteFingerprintStore) -> None:
+    text_id = store.add_text(PAYROLL, SECRET, meta=TextMeta(source="rag:finance"))
+    variants = [
+        PAYROLL,
+        PAYROLL.upper(),
+        PAYROLL.replace(" ", "\n"),
+        PAYROLL.replace(",", "").replace(";", "."),
+        "  ".join(PAYROLL.split()),
+    ]
+    for variant in variants:
+        matches = store.lookup(variant)
+        assert [m.text_id for m in matches] == [text_id]
+        assert matches[0].containment == 1.0
+        assert matches[0].label == SECRET
+        assert matches[0].meta.source == "rag:finance"
+        assert matches[0].meta.kind is ItemKind.DOCUMENT
+
+
+def test_partial_copy_matches_and_unrelated_does_not(store: SQLiteFingerprintStore) -> None:
+    stored = prose(1, 300)
+    store.add_text(stored, SECRET, text_id="secret")
+    store.add_text(prose(2, 300), WEB, text_id="web")
+    words = stored.split()
+    half = " ".join(words[75:225])
+    query = f"{prose(3, 250)} {half} {prose(4, 250)}"
+    matches = store.lookup(query)
+    assert [m.text_id for m in matches] == ["secret"]
+    assert 0.35 < matches[0].containment < 0.65  # about half of the stored text
+    assert 0.1 < matches[0].coverage < 0.4  # which is a minority of the query
+    assert store.lookup(prose(5, 600)) == []
+
+
+def test_threshold_separates_partial_from_whole(store: SQLiteFingerprintStore) -> None:
+    stored = prose(6, 300)
+    store.add_text(stored, SECRET, text_id="s")
+    quarter = " ".join(stored.split()[:75])
+    query = f"{prose(7, 200)} {quarter}"
+    (match,) = store.lookup(query, threshold=0.1)
+    assert 0.15 < match.containment < 0.35
+    assert store.lookup(query, threshold=0.5) == []
+    assert store.lookup(stored, threshold=1.0)[0].containment == 1.0
+
+
+def test_containment_is_of_the_stored_text(store: SQLiteFingerprintStore) -> None:
+    """A short stored text inside a long query is fully contained; the reverse is not."""
+    short, long = prose(8, 60), prose(9, 400)
+    store.add_text(short, SECRET, text_id="short")
+    (match,) = store.lookup(f"{long} {short}")
+    assert match.containment == 1.0
+    assert match.coverage < 0.3
+
+
+def test_several_sources_all_reported_best_first(store: SQLiteFingerprintStore) -> None:
+    a, b = prose(10, 200), prose(11, 200)
+    store.add_text(a, SECRET, text_id="a")
+    store.add_text(b, WEB, text_id="b")
+    half_b = " ".join(b.split()[:100])
+    matches = store.lookup(f"{a} {half_b}")
+    assert [m.text_id for m in matches] == ["a", "b"]
+    assert matches[0].containment > matches[1].containment
+    assert LATTICE.join_all(m.label for m in matches) == SECRET | WEB
+    assert len(store.lookup(f"{a} {half_b}", options=LookupOptions(limit=1))) == 1
+
+
+def test_labels_round_trip_with_readers_categories_sources(tmp_path: Path) -> None:
+    label = LATTICE.label(
+        "secret", "untrusted", readers=["alice", "bob"], categories=["pii"], sources=["a", "b"]
+    )
+    with SQLiteFingerprintStore(tmp_path / "fp.db", LATTICE) as store:
+        store.add(
+            "x", fingerprint(PAYROLL), label, TextMeta(kind=ItemKind.OUTPUT, source="agent:2")
+        )
+        got = store.get("x")
+    assert got is not None
+    assert got[0] == label
+    assert got[1].kind is ItemKind.OUTPUT
+    assert got[2] == len(fingerprint(PAYROLL))
+
+
+def test_persistence_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "fp.db"
+    with SQLiteFingerprintStore(path, LATTICE) as store:
+        store.add_text(PAYROLL, SECRET, text_id="payroll", meta=TextMeta(source="hr"))
+        store.add_text(prose(12), WEB, text_id="web")
+    with SQLiteFingerprintStore(path, LATTICE) as reopened:
+        assert len(reopened) == 2
+        (match,) = reopened.lookup(f"{prose(13)} {PAYROLL}")
+        assert (match.text_id, match.label, match.meta.source) == ("payroll", SECRET, "hr")
+        reopened.add_text(prose(14), WEB, text_id="after")  # ids stay unique after reopen
+        assert reopened.lookup(prose(14))[0].text_id == "after"
+        assert reopened.lookup(prose(12))[0].text_id == "web"
+
+
+def test_reopen_with_other_params_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fp.db"
+    SQLiteFingerprintStore(path, LATTICE, WinnowParams(k=4, w=6)).close()
+    with pytest.raises(ValueError, match="made with"):
+        SQLiteFingerprintStore(path, LATTICE, WinnowParams(k=5, w=8))
+    with SQLiteFingerprintStore(path, LATTICE) as store:  # None: use what the file holds
+        assert store.params == WinnowParams(k=4, w=6)
+
+
+def test_duplicate_ids_are_ignored_and_content_ids_dedupe() -> None:
+    store = memory_store()
+    fps = fingerprint(PAYROLL)
+    assert store.add("x", fps, SECRET)
+    assert not store.add("x", fingerprint(prose(15)), WEB)  # ids are immutable
+    assert store.get("x")[0] == SECRET  # type: ignore[index]
+    first = store.add_text(PAYROLL, SECRET)
+    again = store.add_text(PAYROLL.upper(), SECRET)
+    other = store.add_text(PAYROLL, WEB)
+    assert first == again == content_id(fps, SECRET)
+    assert other != first
+    assert len(store) == 3
+    assert {m.text_id for m in store.lookup(PAYROLL)} == {"x", first, other}
+
+
+def test_add_many_in_one_batch() -> None:
+    store = memory_store()
+    entries = [Entry(f"t{i}", fingerprint(prose(100 + i)), WEB) for i in range(50)]
+    entries.append(Entry("t0", fingerprint(prose(999)), SECRET))  # repeated id: first wins
+    assert store.add_many(entries) == 50
+    assert store.add_many(entries) == 0
+    for i in (0, 17, 49):
+        assert store.lookup(prose(100 + i))[0].text_id == f"t{i}"
+
+
+def test_many_texts_memory_and_sql_agree(tmp_path: Path) -> None:
+    path = tmp_path / "fp.db"
+    with SQLiteFingerprintStore(path, LATTICE) as store:
+        for lo in range(0, 1500, 500):
+            store.add_many(
+                [Entry(f"t{i}", fingerprint(prose(i, 120)), WEB) for i in range(lo, lo + 500)]
+            )
+        queries = [f"{prose(i, 120)} {prose(10_000 + i, 300)}" for i in range(0, 1500, 97)]
+        queries.append(prose(20_000, 600))
+        mem = [[(m.text_id, m.matched) for m in store.lookup(q)] for q in queries]
+    with SQLiteFingerprintStore(path, LATTICE, memory_index=False) as sql_store:
+        sql = [[(m.text_id, m.matched) for m in sql_store.lookup(q)] for q in queries]
+    assert mem == sql
+    assert [ids[0][0] for ids in mem[:-1]] == [f"t{i}" for i in range(0, 1500, 97)]
+    assert mem[-1] == []
+
+
+def test_common_fingerprints_are_ignored() -> None:
+    store = memory_store()
+    boilerplate = prose(30, 40)
+    for i in range(12):
+        store.add_text(f"{boilerplate} {prose(40 + i, 80)}", WEB, text_id=f"mail{i}")
+    matches = store.lookup(boilerplate, options=LookupOptions(max_df=10))
+    assert matches == []  # the footer is in 12 texts: not evidence of any one of them
+    assert len(store.lookup(boilerplate, threshold=0.05)) == 12  # default max_df keeps it
+
+
+def test_min_matches_guards_against_coincidence() -> None:
+    store = memory_store()
+    stored = prose(50, 100)
+    store.add_text(stored, SECRET, text_id="s")
+    snippet = " ".join(stored.split()[:14])  # about one or two fingerprints
+    assert store.lookup(snippet, options=LookupOptions(threshold=0.01, min_matches=5)) == []
+    assert store.lookup(snippet, options=LookupOptions(threshold=0.01, min_matches=1))
+
+
+def test_short_texts_match_when_the_same() -> None:
+    store = memory_store()
+    store.add_text("Code word: BLUEBIRD", SECRET, text_id="code")
+    assert [m.text_id for m in store.lookup("code word bluebird")] == ["code"]
+    assert store.lookup("code word") == []
+
+
+def test_match_provenance() -> None:
+    store = memory_store()
+    store.add_text(PAYROLL, SECRET, text_id="p", meta=TextMeta(source="rag:hr"))
+    provenance = store.lookup(PAYROLL)[0].provenance()
+    assert provenance.origin is LabelOrigin.FINGERPRINT
+    assert provenance.ref == "p"
+    assert "100%" in provenance.detail and "rag:hr" in provenance.detail
+
+
+def test_lookup_by_fingerprints_and_empty_query() -> None:
+    store = memory_store()
+    store.add_text(PAYROLL, SECRET, text_id="p")
+    assert store.lookup(list(fingerprint(PAYROLL)))[0].text_id == "p"
+    assert store.lookup("") == []
+    assert store.lookup("!!!") == []
+
+
+def test_stores_hashes_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "fp.db"
+    with SQLiteFingerprintStore(path, LATTICE) as store:
+        store.add_text(PAYROLL, WEB)  # (SECRET's sources name "doc:payroll")
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for word in (b"Alice", b"alice", b"Payroll", b"payroll", b"retention"):
+        assert word not in raw
+
+
+def test_without_postings_table(tmp_path: Path) -> None:
+    path = tmp_path / "fp.db"
+    with SQLiteFingerprintStore(path, LATTICE, postings=False) as store:
+        store.add_text(PAYROLL, SECRET, text_id="p")
+        assert store.lookup(PAYROLL)[0].text_id == "p"
+    with pytest.raises(ValueError):
+        SQLiteFingerprintStore(path, LATTICE, memory_index=False)
+    with pytest.raises(ValueError, match="without the postings"):
+        SQLiteFingerprintStore(path, LATTICE, postings=True)
+
+
+def test_two_store_objects_on_one_file_see_each_other(tmp_path: Path) -> None:
+    """As two processes would: writes load the other's rows; a reader refreshes."""
+    path = tmp_path / "fp.db"
+    a = SQLiteFingerprintStore(path, LATTICE)
+    b = SQLiteFingerprintStore(path, LATTICE)
+    a.add_text(prose(60), WEB, text_id="from-a")
+    b.add_text(prose(61), SECRET, text_id="from-b")  # loads a's row first
+    assert b.lookup(prose(60))[0].text_id == "from-a"
+    assert a.lookup(prose(61)) == []  # a has not refreshed yet
+    assert a.refresh() == 1
+    assert a.lookup(prose(61))[0].label == SECRET
+    a.close()
+    b.close()
+
+
+def test_concurrent_writer_and_readers(tmp_path: Path) -> None:
+    """The proxy's pattern: one background writer, lookups from another thread."""
+    store = SQLiteFingerprintStore(tmp_path / "fp.db", LATTICE)
+    store.add_text(PAYROLL, SECRET, text_id="p")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for lo in range(0, 400, 20):
+                store.add_many(
+                    [Entry(f"t{i}", fingerprint(prose(i, 80)), WEB) for i in range(lo, lo + 20)]
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                assert store.lookup(PAYROLL)[0].text_id == "p"
+                store.lookup(prose(5, 100))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert len(store) == 401
+    assert store.lookup(prose(399, 80))[0].text_id == "t399"
+    store.close()
+
+
+def test_memory_index_delta_merge_and_repack() -> None:
+    """Appends go to the delta, merge into main, and widen the packing as rows grow."""
+    rng = np.random.default_rng(0)
+    index = MemoryIndex(merge_fraction=0.5, min_delta=64)
+    postings: dict[int, set[int]] = {}
+    for row in range(0, 3000, 3):
+        hashes = np.unique(rng.integers(-(2**63), 2**63 - 1, size=10, dtype=np.int64))
+        big_row = row if row < 2000 else row + (1 << 22)  # forces a repack
+        index.append(hashes, np.full(len(hashes), big_row, dtype=np.int32))
+        postings[big_row] = set(hashes.tolist())
+    assert index.compared_bits < 64 - 20
+    for row in (0, 999, 1998, 2001 + (1 << 22), 2997 + (1 << 22)):
+        query = np.array(sorted(postings[row]), dtype=np.int64)
+        rows, counts = index.lookup(query, max_df=5)
+        assert rows.tolist() == [row]
+        assert counts.tolist() == [len(query)]
+    assert len(index) == sum(len(v) for v in postings.values())
+
+
+def test_entries_are_normalised_to_sorted_unique() -> None:
+    fps = fingerprint(PAYROLL)
+    entry = Entry("x", np.concatenate([fps[::-1], fps[:3]]).tolist(), SECRET)  # type: ignore[arg-type]
+    assert np.array_equal(entry.fingerprints, fps)
+    store = memory_store()
+    store.add_many([entry])
+    assert store.lookup(PAYROLL)[0].containment == 1.0
