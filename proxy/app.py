@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,13 +26,16 @@ from proxy.auth import KeyRing, KeyState
 from proxy.config import ProxyConfig
 from proxy.context import RequestContext, session_of
 from proxy.errors import ProxyError, bad_request, guard_error, not_ready
-from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, PolicyDenied
+from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, PolicyDenied
 from proxy.router import Router, build_deployment
 from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from proxy.streaming import DONE, HeldStream, sse
 from proxy.upstream import ChatModelUpstream, Chunk, LiteLLMUpstream, UpstreamError
 
 log = logging.getLogger("labelgate.proxy")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ShutdownCallback = Callable[[], Awaitable[None]]
 
 LABEL_HEADER = "x-labelgate-label"
 DECISIONS_HEADER = "x-labelgate-decisions"
@@ -42,9 +46,11 @@ REQUEST_ID_HEADER = "x-request-id"
 class ProxyState:
     """Everything a request needs, built once per app."""
 
-    def __init__(self, config: ProxyConfig, hook: GuardHook, models: dict[str, ChatModel]) -> None:
+    def __init__(
+        self, config: ProxyConfig, hook: GuardHook | None, models: dict[str, ChatModel]
+    ) -> None:
         self.config = config
-        self.hook = hook
+        self.hook: GuardHook = hook or AllowAllHook()
         self.keys = KeyRing(config.keys)
         self.max_body = config.server.max_request_bytes
         # One pooled client for every pass-through upstream; timeouts are set per call.
@@ -110,21 +116,36 @@ def json_response(data: Any, headers: Mapping[str, str] | None = None) -> Respon
     return Response(orjson.dumps(data), headers=headers, media_type="application/json")
 
 
-def _context(
-    request: Request, caller: Any, body: Mapping[str, Any], endpoint: str
-) -> RequestContext:
-    session_id, source, trace_id = session_of(request.headers, body)
-    labelgate = body.get("labelgate")
+def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
+    """The context before the body is read (so a request with a bad body is recorded too)."""
+    session_id, source, trace_id = session_of(request.headers, None)
     return RequestContext(
         request_id=uuid.uuid4().hex,
         caller=caller,
         session_id=session_id,
         session_source=source,
         endpoint=endpoint,
-        model=str(body.get("model", "")),
-        stream=bool(body.get("stream")),
         trace_id=trace_id,
-        labelgate=labelgate if isinstance(labelgate, Mapping) else None,
+        traceparent=request.headers.get("traceparent"),
+    )
+
+
+def _bind_body(ctx: RequestContext, request: Request, body: Any) -> None:
+    """What the body says about the session, the model and the extension."""
+    if not isinstance(body, Mapping):
+        return
+    if ctx.session_source == "generated":
+        ctx.session_id, ctx.session_source, _ = session_of(request.headers, body)
+    labelgate = body.get("labelgate")
+    ctx.model = str(body.get("model", ""))
+    ctx.stream = bool(body.get("stream"))
+    ctx.labelgate = labelgate if isinstance(labelgate, Mapping) else None
+
+
+def _denied(denied: PolicyDenied) -> ProxyError:
+    headers = {DECISIONS_HEADER: _header_json(denied.decisions)} if denied.decisions else {}
+    return ProxyError(
+        403, denied.message, type="policy_denied", code="policy_denied", headers=headers
     )
 
 
@@ -133,11 +154,10 @@ async def _before(
 ) -> ChatCompletionRequest:
     try:
         return await hook.before_call(ctx, chat)
+    except ProxyError:
+        raise  # the hook's own answer (e.g. 400 for a malformed extension field)
     except PolicyDenied as denied:
-        headers = {DECISIONS_HEADER: _header_json(denied.decisions)} if denied.decisions else {}
-        raise ProxyError(
-            403, denied.message, type="policy_denied", code="policy_denied", headers=headers
-        ) from None
+        raise _denied(denied) from None
     except Exception:
         log.exception("guard before_call failed (request %s)", ctx.request_id)
         raise guard_error("the guard failed while checking the request") from None
@@ -148,12 +168,38 @@ async def _after(
 ) -> GuardedResponse:
     try:
         guarded = await hook.after_call(ctx, chat, response)
+    except ProxyError:
+        raise
+    except PolicyDenied as denied:  # deny_mode "error": the whole answer is refused
+        raise _denied(denied) from None
     except Exception:
         log.exception("guard after_call failed (request %s)", ctx.request_id)
         raise guard_error("the guard failed while checking the answer") from None
     if not isinstance(guarded, GuardedResponse):
         raise guard_error("the guard returned no verdict")
     return guarded
+
+
+async def _finish(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
+    """Tell the hook how the request ended, exactly once; a failure fails closed."""
+    finish = getattr(hook, "finish", None)
+    if finish is None or ctx.state.get("_finished"):
+        return
+    ctx.state["_finished"] = True
+    try:
+        await finish(ctx, outcome)
+    except Exception:
+        log.exception("guard could not record request %s", ctx.request_id)
+        raise guard_error("the guard could not record the request") from None
+
+
+async def _finish_failed(
+    hook: GuardHook, ctx: RequestContext, exc: BaseException, request: Any
+) -> None:
+    """Record a request that failed; the client gets the original error whatever happens."""
+    error = exc if isinstance(exc, ProxyError) else ProxyError(500, str(exc), type="server_error")
+    with contextlib.suppress(ProxyError):  # already logged; the request fails anyway
+        await _finish(hook, ctx, Outcome.failed(error, request))
 
 
 def _extension(ctx: RequestContext, guarded: GuardedResponse) -> dict[str, Any]:
@@ -194,7 +240,7 @@ async def _events(
     first: Chunk,
     rest: AsyncIterator[Chunk],
 ) -> AsyncIterator[bytes]:
-    held = HeldStream()
+    held = HeldStream(hold_text=ctx.hold_text)
     now = held.feed(first)
     if now is not None:
         yield sse(now)
@@ -205,17 +251,23 @@ async def _events(
                 yield sse(now)
     except UpstreamError as exc:
         # Held tool calls die with the stream: never half a call.
-        yield sse(exc.to_proxy_error().body())
+        error = exc.to_proxy_error()
+        await _finish_failed(state.hook, ctx, error, chat)
+        yield sse(error.body())
         return
     try:
         guarded = await _after(state.hook, ctx, chat, held.assembled())
         closing = held.closing_chunks(guarded.response, _extension(ctx, guarded))
+        await _finish(state.hook, ctx, Outcome("ok", chat, guarded.response))
     except ProxyError as exc:
+        await _finish_failed(state.hook, ctx, exc, chat)
         yield sse(exc.body())
         return
     except Exception as exc:
         log.exception("guard verdict could not be applied to stream %s", ctx.request_id)
-        yield sse(guard_error(f"the guard verdict could not be applied: {exc}").body())
+        error = guard_error(f"the guard verdict could not be applied: {exc}")
+        await _finish_failed(state.hook, ctx, error, chat)
+        yield sse(error.body())
         return
     yield b"".join(sse(chunk) for chunk in closing) + DONE
 
@@ -237,8 +289,13 @@ def _stream_response(
             return
         closed = True
         key.release()
-        await events.aclose()
-        await rest.aclose()  # type: ignore[attr-defined]
+        try:
+            await events.aclose()
+            await rest.aclose()  # type: ignore[attr-defined]
+        finally:
+            # Ended before the verdict (client gone, server stopping): recorded as an error.
+            gone = ProxyError(499, "the stream ended before the guard's verdict", type="aborted")
+            await _finish_failed(state.hook, ctx, gone, chat)
 
     return ClosingStreamingResponse(events, on_close, guard_headers(ctx))
 
@@ -254,12 +311,14 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     caller, key = state.keys.authenticate(request.headers)
     key.admit()
+    ctx = _context(request, caller, "chat.completions")
+    chat: ChatCompletionRequest | None = None
     streaming = False
     try:
         body = await read_json(request, state.max_body)
+        _bind_body(ctx, request, body)
         chat = parse_request(ChatCompletionRequest, body)
         state.router.chain(chat.model)  # 404 before the guard spends anything
-        ctx = _context(request, caller, body, "chat.completions")
         chat = await _before(state.hook, ctx, chat)
         upstream_body = chat.upstream_body(chat.model)
         if chat.stream:
@@ -268,7 +327,13 @@ async def chat_completions(request: Request) -> Response:
             return _stream_response(state, ctx, chat, opened, key)
         answer = await state.router.complete(chat.model, upstream_body)
         guarded = await _after(state.hook, ctx, chat, answer)
+        await _finish(state.hook, ctx, Outcome("ok", chat, guarded.response))
         return json_response(guarded.response, guard_headers(ctx, guarded))
+    except BaseException as exc:
+        await _finish_failed(state.hook, ctx, exc, chat)
+        if isinstance(exc, ProxyError):  # so a failure can be found in the audit trail
+            exc.headers.update(guard_headers(ctx))
+        raise
     finally:
         if not streaming:
             key.release()
@@ -276,15 +341,39 @@ async def chat_completions(request: Request) -> Response:
 
 async def embeddings(request: Request) -> Response:
     state = _state(request)
-    _, key = state.keys.authenticate(request.headers)
+    caller, key = state.keys.authenticate(request.headers)
     key.admit()
+    ctx = _context(request, caller, "embeddings")
+    req: EmbeddingRequest | None = None
     try:
         body = await read_json(request, state.max_body)
+        _bind_body(ctx, request, body)
         req = parse_request(EmbeddingRequest, body)
+        label_inputs = getattr(state.hook, "before_embeddings", None)
+        if label_inputs is not None:
+            await _guarded_call(ctx, label_inputs(ctx, req))
         answer = await state.router.embed(req.model, req.upstream_body(req.model))
-        return json_response(answer)
+        await _finish(state.hook, ctx, Outcome("ok", req, answer))
+        return json_response(answer, guard_headers(ctx))
+    except BaseException as exc:
+        await _finish_failed(state.hook, ctx, exc, req)
+        if isinstance(exc, ProxyError):
+            exc.headers.update(guard_headers(ctx))
+        raise
     finally:
         key.release()
+
+
+async def _guarded_call(ctx: RequestContext, call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except ProxyError:
+        raise
+    except PolicyDenied as denied:
+        raise _denied(denied) from None
+    except Exception:
+        log.exception("guard failed on request %s", ctx.request_id)
+        raise guard_error("the guard failed while checking the request") from None
 
 
 async def list_models(request: Request) -> Response:
@@ -308,9 +397,7 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "models": state.router.names()})
 
 
-def _with_errors(
-    endpoint: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
+def _with_errors(endpoint: Endpoint) -> Endpoint:
     async def wrapped(request: Request) -> Response:
         try:
             return await endpoint(request)
@@ -355,10 +442,18 @@ def create_app(
     *,
     hook: GuardHook | None = None,
     models: dict[str, ChatModel] | None = None,
+    routes: Sequence[tuple[str, Endpoint, list[str]]] = (),
+    on_shutdown: Sequence[ShutdownCallback] = (),
+    state: ProxyState | None = None,
 ) -> Starlette:
     """The gateway. ``hook`` is the guard (default: allow all); ``models`` maps litellm model
-    strings to in-process ChatModels (tests, embedded models) and wins over any other route."""
-    state = ProxyState(config, hook or AllowAllHook(), dict(models or {}))
+    strings to in-process ChatModels (tests, embedded models) and wins over any other route.
+
+    ``routes`` adds endpoints (errors answered the OpenAI way); ``on_shutdown`` callbacks run
+    in order after the last request, each even if an earlier one failed; ``state`` is a
+    ProxyState built beforehand (when the hook needs its router).
+    """
+    state = state or ProxyState(config, hook, dict(models or {}))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -370,23 +465,28 @@ def create_app(
             state.not_ready_reason = "shutting down"
             warm.cancel()
             await state.client.aclose()
+            for callback in on_shutdown:
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("shutdown step failed")
 
     endpoints: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/chat/completions", chat_completions, ["POST"]),
         ("/embeddings", embeddings, ["POST"]),
         ("/models", list_models, ["GET"]),
     ]
-    routes = [
+    table = [
         Route(prefix + path, _with_errors(fn), methods=methods)
-        for path, fn, methods in endpoints
+        for path, fn, methods in [*endpoints, *routes]
         for prefix in ("/v1", "")
     ]
-    routes += [
+    table += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", _with_errors(readyz), methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes,
+        routes=table,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )

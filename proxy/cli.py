@@ -1,10 +1,13 @@
-"""``labelgate serve`` and ``labelgate keys hash``."""
+"""``labelgate serve``, ``labelgate keys hash`` and ``labelgate approvals``."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,11 +48,16 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
 
     import uvicorn  # only when actually serving
 
-    from proxy.app import create_app
+    from guard.policy import PolicyError
+    from proxy.assemble import build_app
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app = build_app(config)
+    except PolicyError as exc:
+        raise click.ClickException(f"invalid policy: {exc}") from None
     uvicorn.run(
-        create_app(config),
+        app,
         host=host,
         port=port,
         log_level=log_level,
@@ -72,3 +80,86 @@ def hash_command(key: str | None) -> None:
     if not key:
         raise click.ClickException("an empty key cannot be used")
     click.echo(hash_key(key))
+
+
+# --------------------------------------------------------------------------- approvals
+
+_URL = click.option(
+    "--url",
+    default="http://127.0.0.1:4000",
+    show_default=True,
+    envvar="LABELGATE_URL",
+    help="The proxy's base URL.",
+)
+_KEY = click.option(
+    "--key",
+    default=None,
+    envvar="LABELGATE_KEY",
+    help="An API key whose assertions allow approving (env LABELGATE_KEY).",
+)
+
+
+def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
+    import httpx  # only when the command runs
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, url, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the proxy at {url}: {exc}") from None
+    data = response.json() if response.content else {}
+    if response.status_code >= 400:
+        message = (data.get("error") or {}).get("message") if isinstance(data, dict) else None
+        raise click.ClickException(f"{response.status_code}: {message or response.text}")
+    return data
+
+
+@click.group()
+def approvals() -> None:
+    """Answer the guard's ``ask`` decisions (requests held until a person decides)."""
+
+
+@approvals.command("list")
+@_URL
+@_KEY
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def list_command(url: str, key: str | None, as_json: bool) -> None:
+    """List the pending approvals."""
+    pending = _call("GET", f"{url.rstrip('/')}/v1/labelgate/approvals", key)["data"]
+    if as_json:
+        click.echo(json.dumps(pending, indent=2))
+        return
+    if not pending:
+        click.echo("no pending approvals")
+    for item in pending:
+        click.echo(
+            f"{item['id']}  agent={item['agent']} target={item['target']} "
+            f"rule={item['rule']} waiting={item['waiting_seconds']}s\n    {item['reason']}"
+        )
+
+
+def _answer(url: str, key: str | None, approval_id: str, approve: bool, note: str) -> None:
+    by = os.environ.get("USER") or None
+    body = {"approve": approve, "by": by, "note": note}
+    done = _call("POST", f"{url.rstrip('/')}/v1/labelgate/approvals/{approval_id}", key, body)
+    click.echo(f"{'approved' if approve else 'rejected'} {done['id']} (by {done['by']})")
+
+
+@approvals.command("approve")
+@click.argument("approval_id")
+@click.option("--note", default="", help="Why (kept in the audit trail).")
+@_URL
+@_KEY
+def approve_command(approval_id: str, note: str, url: str, key: str | None) -> None:
+    """Approve APPROVAL_ID: the held flow proceeds."""
+    _answer(url, key, approval_id, True, note)
+
+
+@approvals.command("reject")
+@click.argument("approval_id")
+@click.option("--note", default="", help="Why (kept in the audit trail).")
+@_URL
+@_KEY
+def reject_command(approval_id: str, note: str, url: str, key: str | None) -> None:
+    """Reject APPROVAL_ID: the held flow is denied."""
+    _answer(url, key, approval_id, False, note)

@@ -26,12 +26,15 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+import guard
 from guard.models import LOCAL_MODEL_NAME
+from guard.paths import DB_ENV
+from guard.tracing import TracingConfig
 
 ENV_PREFIX = "os.environ/"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -125,6 +128,37 @@ class ServerSettings(BaseModel):
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1)
 
 
+POLICIES_DIR = Path(guard.__file__).resolve().parent.parent / "policies"
+Propagator = Literal["join", "counterfactual", "citation", "similarity", "introspection"]
+
+
+class GuardSettings(BaseModel):
+    """The ``guard:`` section: the label guard between the clients and the models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    policy: Path = Field(default_factory=lambda: POLICIES_DIR / "default.yaml")
+    # counterfactual: its permissive verdicts are backed by re-queries showing the dropped
+    # inputs did not change the answer (and it falls back to the join when unsure); it runs
+    # only when the join would block, so allowed traffic pays nothing. See docs/proxy.md.
+    propagator: Propagator = "counterfactual"
+    propagator_model: str | None = None  # default: the model the request went to
+    propagator_options: dict[str, Any] = Field(default_factory=dict)
+    deny_mode: Literal["replace", "error"] = "replace"
+    state_dir: Path = Path(".labelgate")  # audit.db and fingerprints.db ($LABELGATE_DB wins)
+    approvals_timeout: float = Field(60.0, gt=0)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    capture_content: bool = False  # prompts and answers in spans (the audit store keeps them)
+
+    def audit_path(self) -> Path:
+        configured = os.environ.get(DB_ENV)
+        return Path(configured) if configured else self.state_dir / "audit.db"
+
+    def fingerprints_path(self) -> Path:
+        return self.state_dir / "fingerprints.db"
+
+
 class ProxyConfig(BaseModel):
     # Unknown top-level sections of a LiteLLM config (general_settings...) are tolerated.
     model_config = ConfigDict(extra="allow")
@@ -134,6 +168,7 @@ class ProxyConfig(BaseModel):
     litellm_settings: RouterSettings = Field(default_factory=RouterSettings)
     keys: list[KeyEntry] = Field(default_factory=list)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
 
     def model_names(self) -> list[str]:
         return list(dict.fromkeys(entry.model_name for entry in self.model_list))

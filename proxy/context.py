@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class RequestContext:
     trace_id: str | None = None
     labelgate: Mapping[str, Any] | None = None  # the request's extension field
     state: dict[str, Any] = field(default_factory=dict)  # the hook's scratch space
+    traceparent: str | None = None  # as sent, so the guard's span joins the client's trace
+    hold_text: bool = False  # set by the hook: stream no text before the verdict
+    started: float = field(default_factory=time.perf_counter)
 
 
 def trace_id_of(traceparent: str | None) -> str | None:

@@ -11,16 +11,27 @@ The proxy calls ``before_call`` once the request is authenticated and validated,
   emitted as a last text delta (text already sent cannot be taken back: a hook that changes it
   makes the stream end with a ``guard_error``). The label goes out on the final chunk.
 
-Any exception other than ``PolicyDenied`` fails closed: the client gets a ``guard_error``.
+Any exception other than ``PolicyDenied`` (403) or a ``ProxyError`` (sent as it is, e.g. a 400
+for a malformed ``labelgate`` field) fails closed: the client gets a ``guard_error``.
+
+Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
+
+- ``before_embeddings(ctx, request)``: label an embeddings request's inputs;
+- ``finish(ctx, outcome)``: called exactly once per request that passed authentication, however
+  it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
+  client got. The label guard writes its audit records and ends its span here. If it raises,
+  a non-streamed answer is replaced by a ``guard_error`` (fail closed: no unrecorded answer).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from proxy.context import RequestContext
-from proxy.schemas import ChatCompletionRequest
+from proxy.errors import ProxyError
+from proxy.schemas import ChatCompletionRequest, EmbeddingRequest
 
 ChatCompletion = dict[str, Any]
 
@@ -40,6 +51,27 @@ class GuardedResponse:
     label: dict[str, Any] | None = None  # -> X-Labelgate-Label and the stream's final chunk
     decisions: list[dict[str, Any]] = field(default_factory=list)  # -> X-Labelgate-Decisions
     headers: dict[str, str] = field(default_factory=dict)  # more response headers
+
+
+Status = Literal["ok", "denied", "error"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a request ended, as the client saw it."""
+
+    status: Status
+    request: ChatCompletionRequest | EmbeddingRequest | None = None  # None: body never parsed
+    response: dict[str, Any] | None = None  # the answer as sent (streams: assembled)
+    error: ProxyError | None = None
+    ended: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def failed(
+        cls, error: ProxyError, request: ChatCompletionRequest | EmbeddingRequest | None
+    ) -> Outcome:
+        status: Status = "denied" if error.type == "policy_denied" else "error"
+        return cls(status, request, error=error)
 
 
 @runtime_checkable

@@ -5,6 +5,9 @@ finish reasons and choice-less chunks (usage) are held; at the end the proxy ass
 whole answer for the guard, then ``closing_chunks`` emits what the guard let through: appended
 text, the surviving tool calls (each whole, in one delta), the finish reasons, the final
 ``labelgate`` extension field, the held usage chunk. A tool call is never sent in halves.
+
+With ``hold_text`` (the guard already knows the answer's text cannot pass unchanged, e.g. its
+inputs are above the recipient's clearance), text is held too and sent whole after the verdict.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ def sse(data: Any) -> bytes:
 
 
 class _Choice:
-    __slots__ = ("calls", "finish", "function_call", "logprobs", "refusal", "role", "text")
+    __slots__ = ("calls", "finish", "function_call", "logprobs", "refusal", "role", "sent", "text")
 
     def __init__(self) -> None:
         self.role = "assistant"
         self.text: list[str] = []
+        self.sent: list[str] = []  # the text already streamed to the client
         self.refusal: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.function_call: dict[str, str] | None = None
@@ -71,7 +75,8 @@ def _merge_function(into: dict[str, str], part: dict[str, Any]) -> None:
 
 
 class HeldStream:
-    def __init__(self) -> None:
+    def __init__(self, *, hold_text: bool = False) -> None:
+        self.held_keys = (*_HELD_DELTA_KEYS, "content") if hold_text else _HELD_DELTA_KEYS
         self.envelope: dict[str, Any] = {}
         self.choices: dict[int, _Choice] = {}
         self.tail: list[Chunk] = []  # choice-less chunks (usage), sent last
@@ -94,14 +99,16 @@ class HeldStream:
                 choice.text.append(delta["content"])
             if delta.get("refusal"):
                 choice.refusal.append(delta["refusal"])
-            if not (raw.get("finish_reason") or any(delta.get(k) for k in _HELD_DELTA_KEYS)):
+            if not (raw.get("finish_reason") or any(delta.get(k) for k in self.held_keys)):
+                choice.sent.append(delta.get("content") or "")
                 passed.append(raw)
                 continue
             held_any = True
             choice.hold(delta)
             choice.finish = raw.get("finish_reason") or choice.finish
-            rest = {k: v for k, v in delta.items() if k not in _HELD_DELTA_KEYS and v is not None}
+            rest = {k: v for k, v in delta.items() if k not in self.held_keys and v is not None}
             if rest:
+                choice.sent.append(rest.get("content") or "")
                 passed.append({**raw, "delta": rest, "finish_reason": None})
         if not held_any:
             return chunk
@@ -144,7 +151,7 @@ def _chunk(
 
 
 def _closing_deltas(choice: _Choice, message: dict[str, Any]) -> list[dict[str, Any]]:
-    sent = "".join(choice.text)
+    sent = "".join(choice.sent)
     content = message.get("content") or ""
     if not content.startswith(sent):
         raise GuardEditError("the guard changed text that was already streamed")

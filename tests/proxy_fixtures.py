@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,10 +21,12 @@ from starlette.types import ASGIApp
 
 from guard.models import ChatModel
 from proxy.app import create_app
+from proxy.assemble import GuardRuntime, build_app
 from proxy.config import parse_config
 from proxy.guard_hook import GuardHook
 
 __all__ = [
+    "Guarded",
     "ServerThread",
     "async_sdk",
     "fake",
@@ -31,6 +34,7 @@ __all__ = [
     "passthrough_config",
     "sdk",
     "serve_proxy",
+    "start_guarded",
     "start_proxy",
 ]
 
@@ -44,6 +48,8 @@ FAKE_MODELS = [
     "fake-drop",
     "fake-flaky",
     "fake-stall",
+    "fake-parrot",
+    "fake-mailer",
 ]
 
 
@@ -162,3 +168,46 @@ def sdk(base_url: str, key: str = "sk-test", **kwargs: Any) -> openai.OpenAI:
 def async_sdk(base_url: str, key: str = "sk-test", **kwargs: Any) -> openai.AsyncOpenAI:
     kwargs.setdefault("timeout", 10)
     return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, **kwargs)
+
+
+class Guarded:
+    """A proxy with the label guard (``build_app``) on loopback; ``stop`` runs its shutdown."""
+
+    def __init__(self, config: dict[str, Any], models: dict[str, ChatModel] | None) -> None:
+        self.app = build_app(parse_config(config), models=models)
+        self.runtime: GuardRuntime = self.app.state.guard
+        self.server = ServerThread(self.app).start()
+        wait_ready(self.server.url)
+        self.base = self.server.url
+        self.url = f"{self.server.url}/v1"
+        self._stopped = False
+
+    @property
+    def audit_path(self) -> Path:
+        return Path(self.runtime.writer.store.path)
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.server.stop()
+
+
+@pytest.fixture
+def start_guarded(tmp_path: Path) -> Iterator[Callable[..., Guarded]]:
+    """``start_guarded(config_dict, guard={...}) -> Guarded``; state under ``tmp_path``."""
+    started: list[Guarded] = []
+
+    def start(
+        config: dict[str, Any],
+        *,
+        guard: dict[str, Any] | None = None,
+        models: dict[str, ChatModel] | None = None,
+    ) -> Guarded:
+        settings = {"state_dir": str(tmp_path / f"state{len(started)}"), **(guard or {})}
+        proxy = Guarded({**config, "guard": settings}, models)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

@@ -1,5 +1,6 @@
-"""Added latency of the proxy: the same requests straight to a fake upstream and through
-labelgate (pass-through path, AllowAllHook), side by side in one run.
+"""Added latency of the proxy: the same requests straight to a fake upstream, through
+labelgate with the guard off (pass-through path, AllowAllHook) and with the guard on
+(``build_app``: default policy, fingerprints, audit writer, sqlite tracing), side by side.
 
 The fake upstream and the proxy each run in their own process (uvicorn), so the client's and
 servers' GILs do not interfere. Run: ``python tests/bench/bench_proxy.py [N]``.
@@ -59,7 +60,8 @@ def _timings(client: httpx.Client, url: str, n: int, stream: bool) -> list[float
 
 
 def main(n: int = 500) -> None:
-    fake_port, proxy_port = _free_port(), _free_port()
+    fake_port, proxy_port, guard_port = _free_port(), _free_port(), _free_port()
+    state = tempfile.mkdtemp(prefix="labelgate-bench-")
     config = {
         "model_list": [
             {
@@ -83,22 +85,32 @@ def main(n: int = 500) -> None:
         f"uvicorn.run(create_app(load_config({f.name!r})), port={proxy_port}, "
         "log_level='error', access_log=False)"
     )
+    guarded = _spawn(
+        "import uvicorn; from proxy.assemble import build_app; from proxy.config import "
+        f"load_config; c = load_config({f.name!r}); c.guard.state_dir = __import__('pathlib')"
+        f".Path({state!r}); uvicorn.run(build_app(c), port={guard_port}, "
+        "log_level='error', access_log=False)"
+    )
     try:
         _wait(f"http://127.0.0.1:{fake_port}/v1/embeddings")
         _wait(f"http://127.0.0.1:{proxy_port}/readyz")
-        direct = f"http://127.0.0.1:{fake_port}/v1/chat/completions"
-        via = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+        _wait(f"http://127.0.0.1:{guard_port}/readyz")
+        urls = {
+            "direct": f"http://127.0.0.1:{fake_port}/v1/chat/completions",
+            "guard off": f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+            "guard on": f"http://127.0.0.1:{guard_port}/v1/chat/completions",
+        }
         with httpx.Client() as client:
             for stream in (False, True):
-                _timings(client, direct, 20, stream)  # warm both paths
-                _timings(client, via, 20, stream)
-                a, b = [], []
-                for _ in range(5):  # interleave, so drift hits both alike
-                    a += _timings(client, direct, n // 5, stream)
-                    b += _timings(client, via, n // 5, stream)
-                _report("stream" if stream else "non-stream", a, b)
+                runs: dict[str, list[float]] = {name: [] for name in urls}
+                for url in urls.values():
+                    _timings(client, url, 20, stream)  # warm every path
+                for _ in range(5):  # interleave, so drift hits all alike
+                    for name, url in urls.items():
+                        runs[name] += _timings(client, url, n // 5, stream)
+                _report("stream" if stream else "non-stream", runs)
     finally:
-        for proc in (proxy, fake):
+        for proc in (guarded, proxy, fake):
             proc.terminate()
             proc.wait()
         os.unlink(f.name)
@@ -108,13 +120,14 @@ def _ms(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=100)[int(q) - 1] * 1000 if q < 100 else max(xs) * 1000
 
 
-def _report(name: str, direct: list[float], via: list[float]) -> None:
-    d50, v50 = statistics.median(direct) * 1000, statistics.median(via) * 1000
-    print(
-        f"{name:>10}: n={len(direct)}  direct p50 {d50:.2f} ms p95 {_ms(direct, 95):.2f} ms | "
-        f"via proxy p50 {v50:.2f} ms p95 {_ms(via, 95):.2f} ms | added p50 {v50 - d50:.2f} ms "
-        f"(x{v50 / d50:.2f})"
-    )
+def _report(name: str, runs: dict[str, list[float]]) -> None:
+    base = statistics.median(runs["direct"]) * 1000
+    parts = []
+    for label, xs in runs.items():
+        p50 = statistics.median(xs) * 1000
+        added = "" if label == "direct" else f", +{p50 - base:.2f} ms"
+        parts.append(f"{label} p50 {p50:.2f} ms p95 {_ms(xs, 95):.2f} ms{added}")
+    print(f"{name:>10}: n={len(runs['direct'])}  " + " | ".join(parts))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@
 - ``fake-drop``: streams some text and half a tool call, then drops the connection;
 - ``fake-flaky``: HTTP 500 on every other call (first one fails);
 - ``fake-stall``: streams one chunk, then stalls for ``SLOW_SECONDS``.
+- ``fake-parrot``: answers ``Summary: <the last message's text>`` (a model repeating a page);
+- ``fake-mailer``: calls the first tool with ``{"to": <first e-mail address in the messages>,
+  "body": "as requested"}`` (a model obeying whatever address it read).
 
 Every request is recorded in ``FakeUpstream.requests`` for assertions.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +32,7 @@ from starlette.routing import Route
 
 SLOW_SECONDS = 2.0
 ARGUMENTS = '{"to": "bob@example.com", "body": "hello"}'
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @dataclass
@@ -106,16 +111,26 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def _texts(body: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in body["messages"] if isinstance(m.get("content"), str)]
+
+
+def _mail_arguments(body: dict[str, Any]) -> str:
+    found = [a for text in _texts(body) for a in _ADDRESS.findall(text)]
+    return json.dumps({"to": found[0] if found else "nobody@example.com", "body": "as requested"})
+
+
 def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
     tools = body.get("tools") or []
-    if body["model"] not in ("fake-tools", "fake-parallel", "fake-drop") or not tools:
+    if body["model"] not in ("fake-tools", "fake-parallel", "fake-drop", "fake-mailer"):
         return []
     chosen = tools if body["model"] == "fake-parallel" else tools[:1]
+    arguments = _mail_arguments(body) if body["model"] == "fake-mailer" else ARGUMENTS
     return [
         {
             "id": f"call_{i}_{tool['function']['name']}",
             "type": "function",
-            "function": {"name": tool["function"]["name"], "arguments": ARGUMENTS},
+            "function": {"name": tool["function"]["name"], "arguments": arguments},
         }
         for i, tool in enumerate(chosen)
     ]
@@ -124,6 +139,9 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
 def _text(body: dict[str, Any]) -> str:
     if body.get("response_format", {}).get("type") == "json_object":
         return json.dumps({"echo": _last_user_text(body)})
+    if body["model"] == "fake-parrot":
+        texts = _texts(body)
+        return f"Summary: {texts[-1] if texts else ''}"
     return f"echo: {_last_user_text(body)}"
 
 

@@ -1,0 +1,91 @@
+"""Human approvals for ``ask`` decisions: the request is held until a person answers.
+
+Pending approvals live in memory (they are only meaningful while their request is held).
+A person lists and answers them through ``/v1/labelgate/approvals`` or
+``labelgate approvals``; with no answer before the timeout, the flow is denied (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.policy import Decision
+from proxy.context import RequestContext
+
+
+@dataclass(slots=True)
+class Verdict:
+    approved: bool
+    summary: str  # "approved by alice", "rejected by bob: ...", "timed out after 60s"
+
+
+@dataclass(slots=True)
+class Pending:
+    id: str
+    request_id: str
+    agent: str
+    session_id: str
+    target: str
+    reason: str
+    rule: str | None
+    created: float
+    _answered: asyncio.Event = field(default_factory=asyncio.Event)
+    verdict: Verdict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "request_id": self.request_id,
+            "agent": self.agent,
+            "session_id": self.session_id,
+            "target": self.target,
+            "reason": self.reason,
+            "rule": self.rule,
+            "waiting_seconds": round(time.time() - self.created, 1),
+        }
+
+
+class UnknownApproval(KeyError):
+    pass
+
+
+class Approvals:
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._pending: dict[str, Pending] = {}
+
+    def pending(self) -> list[Pending]:
+        return list(self._pending.values())
+
+    async def wait(self, ctx: RequestContext, target: str, decision: Decision) -> Verdict:
+        item = Pending(
+            id=decision.id,
+            request_id=ctx.request_id,
+            agent=ctx.caller.agent_id,
+            session_id=ctx.session_id,
+            target=target,
+            reason=decision.reason,
+            rule=decision.rule,
+            created=time.time(),
+        )
+        self._pending[item.id] = item
+        try:
+            await asyncio.wait_for(item._answered.wait(), self.timeout)
+        except TimeoutError:
+            return Verdict(False, f"no answer within {self.timeout:g}s: denied")
+        finally:
+            self._pending.pop(item.id, None)
+        assert item.verdict is not None
+        return item.verdict
+
+    def answer(self, approval_id: str, approved: bool, by: str, note: str = "") -> Pending:
+        item = self._pending.get(approval_id)
+        if item is None:
+            raise UnknownApproval(approval_id)
+        word = "approved" if approved else "rejected"
+        item.verdict = Verdict(approved, f"{word} by {by}" + (f": {note}" if note else ""))
+        item._answered.set()
+        return item

@@ -1,0 +1,95 @@
+"""``build_app``: the proxy with the label guard, as ``labelgate serve`` runs it.
+
+It builds, from ``config.guard``: the policy (an invalid one raises ``PolicyError``, one line
+``file:line: field: message``), the SQLite fingerprint store, the ``Guard``, the audit writer,
+tracing, the approvals, the ``LabelGuardHook`` and its endpoints; and closes them in order on
+shutdown (spans flushed into the writer, the writer flushed and closed, the store closed).
+With ``guard.enabled: false`` it is the plain pass-through gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+
+from guard.audit.writer import AuditWriter
+from guard.engine import Guard
+from guard.fingerprint import SQLiteFingerprintStore
+from guard.models import ChatModel
+from guard.policy import load_policy
+from guard.tracing import get_tracer, setup_tracing
+from proxy.app import ProxyState, create_app
+from proxy.approvals import Approvals
+from proxy.config import ProxyConfig
+from proxy.guard_api import guard_routes
+from proxy.labelguard import LabelGuardHook
+from proxy.recording import Recorder
+
+
+@dataclass(slots=True)
+class GuardRuntime:
+    """What ``build_app`` made, on ``app.state.guard`` (for tests and operators)."""
+
+    guard: Guard
+    hook: LabelGuardHook
+    writer: AuditWriter
+    fingerprints: SQLiteFingerprintStore
+    tracing: TracerProvider
+
+    async def close(self) -> None:
+        # Order matters: spans go into the writer, so the provider shuts down first.
+        await asyncio.to_thread(self.tracing.shutdown)
+        try:
+            await asyncio.to_thread(self.writer.close)
+        finally:
+            self.fingerprints.close()
+
+
+def build_runtime(
+    config: ProxyConfig,
+    state: ProxyState,
+    *,
+    memory_exporter: InMemorySpanExporter | None = None,
+) -> GuardRuntime:
+    settings = config.guard
+    policy = load_policy(settings.policy)  # first: a bad policy leaves nothing half-open
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    fingerprints = SQLiteFingerprintStore(settings.fingerprints_path(), policy.lattice)
+    writer = AuditWriter(settings.audit_path())
+    provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
+    guard = Guard(policy, fingerprints=fingerprints)
+    capture = settings.capture_content or settings.tracing.capture_content
+    hook = LabelGuardHook(
+        guard,
+        state.router,
+        propagator=settings.propagator,
+        propagator_model=settings.propagator_model,
+        propagator_options=settings.propagator_options,
+        deny_mode=settings.deny_mode,
+        approvals=Approvals(settings.approvals_timeout),
+        recorder=Recorder(writer, get_tracer(provider), capture_content=capture),
+    )
+    return GuardRuntime(guard, hook, writer, fingerprints, provider)
+
+
+def build_app(
+    config: ProxyConfig,
+    *,
+    models: dict[str, ChatModel] | None = None,
+    memory_exporter: InMemorySpanExporter | None = None,
+) -> Starlette:
+    """The gateway with the label guard (``config.guard``); ``models`` as in ``create_app``."""
+    if not config.guard.enabled:
+        return create_app(config, models=models)
+    state = ProxyState(config, None, dict(models or {}))
+    runtime = build_runtime(config, state, memory_exporter=memory_exporter)
+    state.hook = runtime.hook
+    app = create_app(
+        config, state=state, routes=guard_routes(runtime.hook), on_shutdown=[runtime.close]
+    )
+    app.state.guard = runtime
+    return app

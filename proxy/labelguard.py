@@ -1,0 +1,429 @@
+"""The label guard as a proxy hook: label the request's items, review the answer, enforce.
+
+- before the call: every message part becomes a labeled item (policy source rules, the
+  client's annotations from the ``labelgate`` extension field, re-identification);
+- after the call: the guard labels the answer (lazily permissive), decides the response and
+  each tool call, and the hook applies the verdicts: a denied tool call is removed and replaced
+  by a note the agent can read (or the request fails, per ``deny_mode``), redactions are
+  applied, ``ask`` waits for a person. The answer is fingerprinted with its label so it keeps
+  it when another agent quotes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guard.engine import (
+    Guard,
+    InputSpec,
+    Review,
+    ToolCallSpec,
+    parse_arguments,
+    propagation_provenance,
+)
+from guard.items import ItemKind, LabeledItem, LLMCall
+from guard.labels import LabelSpec
+from guard.models import ChatResult, Message
+from guard.policy import Action, Decision, SinkEvent, redact_value
+from guard.policy.spec import SinkKind, SourceKind
+from guard.propagation import Propagator, get_propagator
+from proxy.approvals import Approvals
+from proxy.context import RequestContext
+from proxy.errors import bad_request
+from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDenied
+from proxy.recording import Recorder, targets
+from proxy.router import Router
+from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+
+DenyMode = Literal["replace", "error"]
+NOTE_PREFIX = "[labelgate]"
+
+
+class MessageAnnotation(BaseModel):
+    """What a client says about one of its messages (by index in ``messages``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SourceKind | None = None  # e.g. "document" for retrieved text pasted in a message
+    tool: str | None = None
+    source: str | None = None
+    url: str | None = None
+    label: LabelSpec | None = None  # may raise the label; lowering needs a trusted key
+
+
+class Extension(BaseModel):
+    """The ``labelgate`` request field (documented in docs/proxy.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: dict[int, MessageAnnotation] = Field(default_factory=dict)
+    recipient: str | None = None  # the agent the answer is for (default: the caller)
+    key: str | None = None  # proves the right to lower labels, where the policy allows it
+
+
+class RouterModel:
+    """A ChatModel over the proxy's own router, for propagators' re-queries.
+
+    ``extra`` (the request's tools, tool_choice, response_format) goes with every re-query,
+    and tool calls come back rendered as ``name({sorted json args})``, the form the guard
+    compares, so a re-query can reproduce a tool call, not only text.
+    """
+
+    def __init__(self, router: Router, model: str, extra: dict[str, Any] | None = None) -> None:
+        self.name = model
+        self._router = router
+        self._extra = extra or {}
+
+    async def chat(self, messages: list[Message], **params: Any) -> ChatResult:
+        body = {**self._extra, "messages": list(messages), **params}
+        answer = await self._router.complete(self.name, body)
+        message = answer["choices"][0]["message"]
+        calls = [_tool_call_spec(tc) for tc in message.get("tool_calls") or []]
+        return ChatResult(text=rendered_output(_text_of(message.get("content")), calls))
+
+
+class LabelGuardHook:
+    def __init__(
+        self,
+        guard: Guard,
+        router: Router | None = None,
+        *,
+        propagator: str = "join",
+        propagator_model: str | None = None,
+        propagator_options: dict[str, Any] | None = None,
+        deny_mode: DenyMode = "replace",
+        approvals: Approvals | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.guard = guard
+        self._router = router
+        self._propagator_name = propagator
+        self._propagator_model = propagator_model
+        self._propagator_options = propagator_options or {}
+        self.deny_mode = deny_mode
+        self.approvals = approvals or Approvals()
+        self.recorder = recorder or Recorder()
+
+    # ------------------------------------------------------------ before
+
+    async def before_call(
+        self, ctx: RequestContext, request: ChatCompletionRequest
+    ) -> ChatCompletionRequest:
+        ext = self._extension(request.labelgate)
+        agent = ctx.caller.agent_id
+        items = [
+            self.guard.label_input(spec, agent=agent, key=ext.key)
+            for spec in input_specs(request.messages, ext)
+        ]
+        ctx.state["items"] = items
+        ctx.state["call"] = LLMCall(items, model=request.model, params=_params(request))
+        ctx.state["extension"] = ext
+        ctx.state["recipient"] = ext.recipient or agent
+        if ctx.stream:
+            ctx.hold_text = not self._text_may_stream(items, agent, ext.recipient)
+        return request
+
+    async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
+        """Embedded texts are inputs too: labeled (and re-identified) for the record."""
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        agent = ctx.caller.agent_id
+        ctx.state["items"] = [
+            self.guard.label_input(InputSpec(text=text), agent=agent)
+            for text in texts
+            if isinstance(text, str)  # token arrays carry no text to label
+        ]
+
+    def _extension(self, raw: dict[str, Any] | None) -> Extension:
+        try:
+            ext = Extension.model_validate(raw or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise bad_request(
+                f"labelgate.{where}: {err['msg']}",
+                param=f"labelgate.{where}",
+                code="invalid_value",
+            ) from None
+        for index, note in ext.messages.items():
+            if note.label is None:
+                continue
+            try:
+                self.guard.lattice.parse(note.label)
+            except (ValueError, KeyError) as exc:
+                where = f"labelgate.messages.{index}.label"
+                raise bad_request(f"{where}: {exc}", param=where, code="invalid_value") from None
+        return ext
+
+    def _text_may_stream(self, items: list[LabeledItem], agent: str, recipient: str | None) -> bool:
+        """Could the answer's text pass unchanged? Decided on the join of the inputs, which
+        bounds the answer's label from above; when it could not, the stream holds the text."""
+        join = self.guard.lattice.join_all(item.label for item in items)
+        probe = SinkEvent.from_labels(
+            SinkKind.RESPONSE, join, {"content": ("", join)}, agent=agent, recipient=recipient
+        )
+        return self.guard.policy.decide(probe).action in (Action.ALLOW, Action.LOG)
+
+    # ------------------------------------------------------------ after
+
+    async def after_call(
+        self, ctx: RequestContext, request: ChatCompletionRequest, response: ChatCompletion
+    ) -> GuardedResponse:
+        call: LLMCall = ctx.state["call"]
+        ext: Extension = ctx.state["extension"]
+        agent = ctx.caller.agent_id
+        message = response["choices"][0]["message"]
+        text = _text_of(message.get("content"))
+        calls = [_tool_call_spec(tc) for tc in message.get("tool_calls") or []]
+        review = await self.guard.review(
+            call,
+            text,
+            calls,
+            agent=agent,
+            recipient=ext.recipient,
+            propagator=self._propagator_for(request),
+        )
+        ctx.state["review"] = review
+        self._check_caller(review, agent, ext.recipient)
+        await self._settle_asks(ctx, review)
+        response = self._enforce(response, review)
+        out = _text_of(response["choices"][0]["message"].get("content"))
+        # Fingerprinting writes to disk: off the event loop (the store is thread-safe).
+        await asyncio.to_thread(self.guard.remember, out, review.label, source=agent)
+        return GuardedResponse(
+            response=response,
+            label=review.label.to_dict(),
+            decisions=[_decision_summary(d, target) for target, d in targets(review)],
+        )
+
+    async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
+        await self.recorder.record(ctx, outcome)
+
+    def _propagator_for(self, request: ChatCompletionRequest) -> Propagator | None:
+        if self._propagator_name == "join":
+            return None
+        chat_model = None
+        if self._router is not None:
+            extra = request.model_dump(exclude_unset=True, include=_REQUERY_FIELDS)
+            chat_model = RouterModel(self._router, self._propagator_model or request.model, extra)
+        return get_propagator(self._propagator_name, model=chat_model, **self._propagator_options)
+
+    def _check_caller(self, review: Review, agent: str, recipient: str | None) -> None:
+        """A ``recipient`` names another reader; the caller gets the answer too, so it must be
+        cleared for it as well: an agent cannot read above its clearance by naming another."""
+        if review.response is None or recipient in (None, agent):
+            return
+        ok, why = self.guard.policy.readable_by(review.label, agent)
+        if not ok and review.response.action is not Action.DENY:
+            review.response.action = Action.DENY
+            review.response.reason = f"the caller {agent} may not read this answer: {why}"
+            review.response.rule = "proxy:caller-clearance"
+
+    async def _settle_asks(self, ctx: RequestContext, review: Review) -> None:
+        """Hold every ``ask`` until a person approves (-> allow) or rejects / time runs out."""
+        for target, decision in targets(review):
+            if decision.action is Action.ASK:
+                verdict = await self.approvals.wait(ctx, target, decision)
+                decision.action = Action.ALLOW if verdict.approved else Action.DENY
+                decision.reason = f"{decision.reason} [{verdict.summary}]"
+
+    def _enforce(self, response: ChatCompletion, review: Review) -> ChatCompletion:
+        response = json.loads(json.dumps(response))  # never mutate the upstream's answer
+        message = response["choices"][0]["message"]
+        notes: list[str] = []
+        kept: list[dict[str, Any]] = []
+        by_id = {t.call.id: t for t in review.tool_calls}
+        for raw in message.get("tool_calls") or []:
+            tool = by_id[raw["id"]]
+            decision = tool.decision
+            if decision.action is Action.DENY:
+                if self.deny_mode == "error":
+                    raise PolicyDenied(decision.reason, [_decision_summary(decision, raw["id"])])
+                notes.append(
+                    f"{NOTE_PREFIX} tool call {tool.call.name} was blocked: {decision.reason}"
+                )
+                continue
+            if decision.redactions:
+                args = decision.redact_arguments(tool.arguments)
+                raw["function"]["arguments"] = json.dumps(args)
+            kept.append(raw)
+        if message.get("tool_calls") is not None:
+            message["tool_calls"] = kept or None
+            if not kept:
+                message.pop("tool_calls")
+                response["choices"][0]["finish_reason"] = "stop"
+        content = self._enforce_content(message.get("content"), review.response)
+        message["content"] = "\n".join(p for p in [content, *notes] if p) or None
+        return response
+
+    def _enforce_content(self, content: Any, decision: Decision | None) -> str | None:
+        text = _text_of(content)
+        if decision is None or decision.action in (Action.ALLOW, Action.LOG):
+            return text or None
+        if decision.action is Action.DENY:
+            if self.deny_mode == "error":
+                raise PolicyDenied(decision.reason, [_decision_summary(decision, "response")])
+            return f"{NOTE_PREFIX} the answer was withheld: {decision.reason}"
+        patterns = [p for t in decision.redactions for p in t.patterns]
+        return str(redact_value(text, patterns))
+
+    # ------------------------------------------------------------ ingestion
+
+    async def ingest(
+        self, documents: list[DocumentIn], ctx: RequestContext
+    ) -> list[dict[str, Any]]:
+        """Label documents (source rules, annotation checks) and fingerprint them, no model."""
+        caller = ctx.caller
+        out: list[dict[str, Any]] = []
+        items: list[LabeledItem] = []
+        ctx.state["items"] = items
+        for doc in documents:
+            item = self.guard.label_input(doc.spec(), agent=caller.agent_id, key=doc.key)
+            items.append(item)
+            stored = await asyncio.to_thread(
+                self.guard.remember,
+                doc.text,
+                item.label,
+                kind=ItemKind.DOCUMENT,
+                source=doc.source or doc.url or caller.agent_id,
+            )
+            out.append(
+                {
+                    "id": stored,
+                    "item_id": item.id,
+                    "label": item.label.to_dict(),
+                    "provenance": [p.to_dict() for p in item.provenance],
+                    "stored": stored is not None,
+                }
+            )
+        return out
+
+
+class DocumentIn(BaseModel):
+    """One document for ``POST /v1/labelgate/documents``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    source: str | None = None  # retrieval source, e.g. "hr/records/42" (source rules match it)
+    url: str | None = None
+    kind: Literal["document", "tool_result", "message"] = "document"
+    tool: str | None = None
+    label: LabelSpec | None = None  # an annotation: may raise; lowering needs the right
+    key: str | None = None
+
+    def spec(self) -> InputSpec:
+        role = "tool" if self.kind == "tool_result" else "user"
+        return InputSpec(
+            text=self.text,
+            kind=SourceKind(self.kind),
+            tool=self.tool,
+            source=self.source,
+            url=self.url,
+            asserted=self.label,
+            role=role,
+        )
+
+
+_REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
+    """One InputSpec per text part of each message, in order."""
+    tool_names: dict[str, str] = {}
+    specs: list[InputSpec] = []
+    for index, msg in enumerate(messages):
+        for tc in msg.tool_calls or []:
+            tool_names[tc.id] = tc.function.name
+        note = ext.messages.get(index, MessageAnnotation())
+        role = "system" if msg.role == "developer" else msg.role
+        kind, tool = note.kind, note.tool
+        if msg.role == "tool":
+            kind = kind or SourceKind.TOOL_RESULT
+            tool = tool or tool_names.get(msg.tool_call_id or "") or msg.name
+        for text in _message_texts(msg):
+            specs.append(
+                InputSpec(
+                    text=text,
+                    role=role,
+                    kind=kind or SourceKind.MESSAGE,
+                    tool=tool,
+                    source=note.source,
+                    url=note.url,
+                    asserted=note.label,
+                )
+            )
+    return specs
+
+
+def _message_texts(msg: ChatMessage) -> list[str]:
+    texts: list[str] = []
+    if isinstance(msg.content, str):
+        texts.append(msg.content)
+    elif isinstance(msg.content, list):
+        texts += [p.get("text", "") for p in msg.content if p.get("type") == "text"]
+    for tc in msg.tool_calls or []:
+        texts.append(f"{tc.function.name}({tc.function.arguments})")
+    return [t for t in texts if t.strip()] or [""]
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def rendered_output(text: str, calls: list[ToolCallSpec]) -> str:
+    """The answer as the guard compares it (same form as ``guard.engine``)."""
+    rendered = [
+        f"{tc.name}({json.dumps(parse_arguments(tc.arguments), sort_keys=True)})" for tc in calls
+    ]
+    return "\n".join([text, *rendered]).strip()
+
+
+def _params(request: ChatCompletionRequest) -> dict[str, Any]:
+    data = request.model_dump(exclude_unset=True)
+    return {k: data[k] for k in ("max_tokens", "stop", "temperature") if k in data}
+
+
+def _tool_call_spec(raw: dict[str, Any]) -> ToolCallSpec:
+    function = raw.get("function") or {}
+    return ToolCallSpec(
+        id=raw.get("id", ""),
+        name=function.get("name", ""),
+        arguments=function.get("arguments") or "{}",
+    )
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _decision_summary(decision: Decision, target: str) -> dict[str, Any]:
+    return {
+        "id": decision.id,
+        "target": target,
+        "action": decision.action.value,
+        "rule": decision.rule,
+        "reason": decision.reason,
+    }
+
+
+def item_records(items: list[LabeledItem]) -> list[dict[str, Any]]:
+    """The labeled items of a call as plain dicts (for the audit store and the extension)."""
+    return [item.to_dict() for item in items if item.kind is not ItemKind.OUTPUT]
+
+
+__all__ = [
+    "DocumentIn",
+    "Extension",
+    "LabelGuardHook",
+    "RouterModel",
+    "input_specs",
+    "propagation_provenance",
+]
