@@ -14,6 +14,15 @@ Two questions are asked of text here:
 
 Tokens are NFKC-normalised, case-folded runs of letters and digits, so whitespace, punctuation
 and case never make two answers differ.
+
+Tool calls: when an answer is a tool call written as text (``book_room(room=Oak, time=09:00)``,
+also ``name(key: "value")`` and an ``ACTION:`` prefix), "the same answer" means the same tool
+with the same argument values, not a high word overlap: ROUGE-L over the whole text scores
+``pay(iban=FI21, amount=2450)`` against ``pay(iban=FI21, amount=2540)`` at 0.86, which would
+call a changed amount "the same". ``tool_call_score`` compares the tool name, then each argument
+value: short values (up to ``SHORT_VALUE`` tokens: names, times, ids, amounts) must match
+exactly after normalisation, longer free text by the configured metric; the score is the worst
+argument's. A tool call against prose scores 0; prose against prose uses the metric as before.
 """
 
 from __future__ import annotations
@@ -104,6 +113,87 @@ def rouge_l_recall(candidate: str, reference: str) -> float:
     return LCSseq.similarity(ta, tb) / len(tb)
 
 
+# --------------------------------------------------------------------------- tool calls
+
+SHORT_VALUE = 4  # values of at most this many tokens are identifiers: compared exactly
+_CALL_START = re.compile(r"^\s*(?:[A-Za-z][A-Za-z ]{0,19}:\s*)?`*([A-Za-z_][\w.]*)\s*\(")
+_ARG = re.compile(r"^\s*([A-Za-z_]\w*)\s*[=:]\s*(.*)$", re.DOTALL)
+
+
+class ToolCall(BaseModel):
+    """A tool call parsed from text: the name and the argument values (positional as #0...)."""
+
+    name: str
+    args: dict[str, str]
+
+
+def _split_args(text: str) -> list[str]:
+    """Split on commas outside quotes and brackets; stop at the call's closing parenthesis."""
+    parts, buf, depth, quote = [], [], 0, ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(buf))
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf))
+    return [p for p in parts if p.strip()]
+
+
+def parse_tool_call(text: str) -> ToolCall | None:
+    """The tool call a one-line answer makes, or None when the text is not call-shaped.
+
+    Only the first non-empty line is read; a call cut off by ``max_tokens`` keeps the
+    arguments it has (both sides of a comparison are usually cut at the same length).
+    """
+    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    match = _CALL_START.match(line)
+    if match is None:
+        return None
+    args: dict[str, str] = {}
+    key = ""
+    for n, part in enumerate(_split_args(line[match.end() :])):
+        kv = _ARG.match(part)
+        if kv:
+            key, value = kv.group(1).casefold(), kv.group(2)
+        elif key and not key.startswith("#"):
+            # An unquoted value with a comma in it: "body=Yes, see you" continues the body.
+            args[key] += "," + part
+            continue
+        else:
+            key, value = f"#{n}", part
+        args[key] = value
+    clean = {k: v.strip().strip("`\"'").strip() for k, v in args.items()}
+    return ToolCall(name=match.group(1).casefold(), args=clean)
+
+
+def tool_call_score(a: ToolCall, b: ToolCall, text_score: Callable[[str, str], float]) -> float:
+    """0 for another tool; else the lowest per-argument score (a missing argument scores 0)."""
+    if a.name != b.name:
+        return 0.0
+    worst = 1.0
+    for key in a.args.keys() | b.args.keys():
+        if key not in a.args or key not in b.args:
+            return 0.0
+        ta, tb = tokens(a.args[key]), tokens(b.args[key])
+        if max(len(ta), len(tb)) <= SHORT_VALUE:
+            score = float(ta == tb)
+        else:
+            score = text_score(a.args[key], b.args[key])
+        worst = min(worst, score)
+    return worst
+
+
 class SimilarityConfig(BaseModel):
     """How to decide that two answers are the same answer."""
 
@@ -111,6 +201,9 @@ class SimilarityConfig(BaseModel):
 
     metric: Metric = "rouge_l"
     threshold: float = Field(0.8, ge=0.0, le=1.0, description="score >= threshold: similar")
+    tool_calls: bool = Field(
+        True, description="compare call-shaped answers by tool name and argument values"
+    )
 
 
 class Similarity:
@@ -127,13 +220,20 @@ class Similarity:
     def score(self, a: str, b: str) -> float:
         if a == b:
             return 1.0
+        if self.config.tool_calls:
+            ca, cb = parse_tool_call(a), parse_tool_call(b)
+            if ca is not None and cb is not None:
+                return tool_call_score(ca, cb, self._score)
+            if (ca is None) != (cb is None):
+                return 0.0  # a tool call and prose are different next steps
         return self._score(a, b)
 
     def same(self, a: str, b: str) -> bool:
         return self.score(a, b) >= self.config.threshold
 
     def describe(self) -> str:
-        return f"{self.config.metric}>={self.config.threshold:g}"
+        calls = "" if self.config.tool_calls else " (tool calls as plain text)"
+        return f"{self.config.metric}>={self.config.threshold:g}{calls}"
 
 
 def _scorer(metric: Metric) -> Callable[[str, str], float]:

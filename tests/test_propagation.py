@@ -185,7 +185,9 @@ async def test_group_verification_removes_a_whole_label_at_once() -> None:
     call = make_call(docs)
     model = ScriptedModel(responder({0}))
     output = answer_for([{"content": d.text} for d in docs], {0})
-    item = await CounterfactualPropagator(model).propagate(call, output, LAT)
+    item = await CounterfactualPropagator(model, strategy="search_first").propagate(
+        call, output, LAT
+    )
     model_g = ScriptedModel(responder({0}))
     group = await CounterfactualPropagator(model_g, verify="group").propagate(call, output, LAT)
     assert item.label == group.label == CONFIDENTIAL

@@ -67,3 +67,40 @@ def test_embedding_similarity_ranks_paraphrase_above_unrelated() -> None:
     close = sim.score(base, "The meeting was moved to Thursday afternoon.")
     far = sim.score(base, "Bananas are rich in potassium.")
     assert close > far
+
+
+# --------------------------------------------------------------------------- tool calls
+
+
+def test_parse_tool_call_forms() -> None:
+    from guard.similarity import parse_tool_call
+
+    call = parse_tool_call('ACTION: reply_email(to: "Olli@X.example", body: "Yes, 18 March")')
+    assert call is not None and call.name == "reply_email"
+    assert call.args == {"to": "Olli@X.example", "body": "Yes, 18 March"}
+    assert parse_tool_call("book_room(Oak, 09:00)").args == {"#0": "Oak", "#1": "09:00"}
+    # An unquoted value with a comma continues the previous argument.
+    assert parse_tool_call("reply(to=aino, body=Yes, see you)").args["body"] == "Yes, see you"
+    cut = parse_tool_call("send_message(to=Laura, text=The incident is clo")
+    assert cut is not None and cut.args["text"] == "The incident is clo"
+    assert parse_tool_call("The answer is (4)") is None
+    assert parse_tool_call("Sure! Here it is.") is None
+
+
+def test_tool_calls_compare_argument_values_not_word_overlap() -> None:
+    sim = Similarity()  # rouge_l >= 0.8, tool calls on by default
+    a, b = "pay_invoice(iban=FI21 1234, amount=2450)", "pay_invoice(iban=FI21 1234, amount=2540)"
+    assert rouge_l(a, b) >= 0.8  # plain text overlap would call a changed amount "the same"
+    assert not sim.same(a, b)
+    assert Similarity(tool_calls=False).same(a, b)  # the hole the tool-call comparison closes
+    # Formatting, quoting and argument order do not matter; the tool and the values do.
+    assert sim.same("book_room(room=Oak, time=09:00)", 'book_room(time: "09:00", room: oak)')
+    assert not sim.same("book_room(room=Oak, time=09:00)", "book_room(room=Oak)")
+    assert not sim.same("book_room(room=Oak, time=09:00)", "create_event(room=Oak, time=09:00)")
+    # A tool call against prose is a different next step.
+    assert sim.score("answer(text=Vaasa)", "Vaasa") == 0.0
+    # Long free-text values are compared by the metric, not exactly.
+    long_a = "reply_email(to=aino, body=Friday is fine for the site visit, see you then)"
+    long_b = "reply_email(to=aino, body=Friday is fine for the site visit, see you there)"
+    assert sim.same(long_a, long_b)
+    assert not sim.same(long_a, long_b.replace("to=aino", "to=petra"))

@@ -1,6 +1,14 @@
 """Counterfactual sub-context re-query: the seed paper's prompt-based propagator (Algorithm 1)
 with a leave-one-out soundness check.
 
+0. Leave-one-out first (``strategy="loo_first"``, the default): for every non-bottom input,
+   re-query with all the context except that input; an input whose removal makes the answer
+   dissimilar is influential, and the join of the influential labels is a *floor*: no
+   candidate below it can survive step 3, so the search skips them without a call. These are
+   exactly the calls step 3 would make for the inputs a candidate drops (memoised, so step 3
+   then costs nothing), and in an agent context with several labeled results, where the plain
+   bottom-up search would re-query every small subset of irrelevant results first, it is what
+   keeps the search inside its budget. ``strategy="search_first"`` is the paper's order.
 1. Group the non-bottom inputs by label. The candidate output labels are the joins of subsets
    of these distinct labels; a candidate's sub-context is every item whose label flows to it
    (bottom items always do).
@@ -47,6 +55,7 @@ from guard.propagation.overlap import copied_from
 from guard.similarity import Similarity
 
 Verify = Literal["item", "group", "none"]
+Strategy = Literal["loo_first", "search_first"]
 
 
 def distinct_labels(items: Sequence[LabeledItem]) -> list[Label]:
@@ -97,6 +106,7 @@ class CounterfactualPropagator:
         similarity: Similarity | None = None,
         budget: int = 24,
         verify: Verify = "item",
+        strategy: Strategy = "loo_first",
         check_full: bool = True,
         copy_guard: bool = True,
         max_candidates: int = 256,
@@ -106,6 +116,7 @@ class CounterfactualPropagator:
         self.similarity = similarity or Similarity()
         self.budget = budget
         self.verify = verify
+        self.strategy = strategy
         self.check_full = check_full
         self.copy_guard = copy_guard
         self.max_candidates = max_candidates
@@ -163,10 +174,33 @@ class CounterfactualPropagator:
         if candidates is None:
             return None, f"more than {self.max_candidates} candidate labels"
         full = candidates[-1]
+        if self.strategy == "loo_first" and self.verify == "item":
+            floor = await self._loo_floor(call, output, lattice, requery, evidence)
+            candidates = [c for c in candidates if floor.flows_to(c)]
         accepted = await self._first_accepted(call, output, candidates[:-1], requery, evidence)
         if accepted is None:
             return full, "no smaller sub-context reproduces the output"
         return accepted, f"sub-context reproduces the output ({self.similarity.describe()})"
+
+    async def _loo_floor(
+        self,
+        call: LLMCall,
+        output: str,
+        lattice: Lattice,
+        requery: Requery,
+        evidence: list[Evidence],
+    ) -> Label:
+        """The join of every input whose single removal changes the output (for the inputs
+        the search then drops, ``_verify`` repeats these calls from the memo)."""
+        floor = lattice.bottom
+        for item in labeled_items(call, lattice):
+            answer = await requery.answer([i for i in call.items if i.id != item.id])
+            score = self.similarity.score(answer, output)
+            if score < self.similarity.threshold:
+                floor = floor | item.label
+                reason = "leave-one-out changes the output: kept"
+                evidence.append(Evidence(item_id=item.id, reason=reason, score=score))
+        return floor
 
     async def _first_accepted(
         self,
