@@ -203,8 +203,10 @@ class _Job:
             "trace_id": format_trace_id(span.get_span_context().trace_id),
         }
         env = self.family.environment(sample)
+        # A family that simulates several agents per sample (spread) runs the sample itself.
+        run = getattr(self.family, "run_sample", None) or run_agent
         try:
-            transcript = await run_agent(
+            transcript = await run(
                 self.model,
                 sample,
                 env,
