@@ -175,16 +175,19 @@ class Guard:
         agent: str | None = None,
         recipient: str | None = None,
         propagator: Propagator | None = None,
+        eager: bool = False,
     ) -> Review:
         """Label the answer and decide each of its sinks; permissive only when it matters.
 
         ``propagator`` overrides the guard's own for this call (e.g. one that re-queries the
-        model the request went to).
+        model the request went to). ``eager`` runs it even when every decision passes, for
+        callers that need the most precise label (e.g. to mark rather than block).
         """
         propagator = propagator or self.propagator
         join = self.lattice.join_all(item.label for item in call.items)
         review = self._decide(call, join, join, text, tool_calls, agent, recipient)
-        if propagator is None or all(d.action in _PASSING for d in review.decisions):
+        passing = all(d.action in _PASSING for d in review.decisions)
+        if propagator is None or (passing and not eager):
             return review
         propagation = await self._propagate(propagator, call, _rendered_output(text, tool_calls))
         if propagation.label == join:

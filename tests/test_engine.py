@@ -131,3 +131,19 @@ async def test_permissive_propagation_keeps_an_influential_untrusted_input(guard
 def test_bottom_labeled_text_is_not_remembered(guard: Guard) -> None:
     assert guard.remember("hello there, general kenobi", guard.lattice.bottom) is None
     assert len(guard.fingerprints) == 0
+
+
+async def test_eager_review_runs_the_propagator_even_when_everything_passes(guard: Guard) -> None:
+    model = ScriptedModel(lambda messages: "Lisbon is lovely in spring.")
+    permissive = Guard(guard.policy, propagator=get_propagator("counterfactual", model=model))
+    note = permissive.label_input(InputSpec(text=TRUSTED_NOTE), agent="mailer")
+    page = permissive.label_input(
+        InputSpec(text=PAGE, kind=SourceKind.TOOL_RESULT, tool="fetch_url", role="tool"),
+        agent="mailer",
+    )
+    call = LLMCall([note, page])
+    lazy = await permissive.review(call, "Lisbon is lovely in spring.", agent="mailer")
+    assert lazy.propagation is None and lazy.label.integrity.name == "untrusted"
+    eager = await permissive.review(call, "Lisbon is lovely in spring.", agent="mailer", eager=True)
+    assert eager.propagation is not None
+    assert eager.label.integrity.name == "trusted"  # the page did not change the answer
