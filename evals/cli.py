@@ -128,6 +128,14 @@ def _model(name: str, script: Path | None, via_proxy: str | None, key: str | Non
     help="Also ask with the actions in swapped order (position-bias control).",
 )
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option(
+    "--option",
+    "-O",
+    "extra_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A family option (value read as YAML), e.g. -O agents=5 -O defenses=[none,vigilance].",
+)
 @click.option("--grader", help="Model that reads answers the parser cannot.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
@@ -170,6 +178,7 @@ def run_cmd(
     steer: int,
     swap: bool,
     seeds: str,
+    extra_options: tuple[str, ...],
     grader: str | None,
     concurrency: int,
     cache: bool,
@@ -199,15 +208,18 @@ def run_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise CLIError(f"--seeds must be integers separated by commas, not {seeds!r}") from None
-    options = {
-        "data": str(data) if data else None,
-        "format": fmt,
-        "principles": str(principles) if principles else None,
-        "steer": steer,
-        "swap": swap,
-        "seeds": seed_list,
-        "grader": grader,
-    }
+    options: dict[str, Any] = {"data": str(data) if data else None, "seeds": seed_list}
+    if family == "dilemmas":  # the dilemma-specific flags above
+        options |= {
+            "format": fmt,
+            "principles": str(principles) if principles else None,
+            "steer": steer,
+            "swap": swap,
+            "grader": grader,
+        }
+    if family == "scheming" and grader:  # grades the interrogation replies
+        options["grader"] = grader
+    options |= _extra_options(extra_options)
     config = RunConfig(
         family=family,
         model=model_name,
@@ -247,6 +259,20 @@ def run_cmd(
     click.echo(f"summary: {md}")
     if summary.failed:
         sys.exit(2)
+
+
+def _extra_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each value parsed as YAML (numbers, lists, booleans)."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--option takes KEY=VALUE, not {pair!r}")
+        try:
+            found[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise CLIError(f"--option {key}: the value is not valid YAML: {value!r}") from None
+    return found
 
 
 def _execute(

@@ -74,12 +74,13 @@ FAMILIES: dict[str, FamilyInfo] = {
     "scheming": FamilyInfo(
         "scheming",
         "In-context scheming (oversight subversion, self-exfiltration, sandbagging, ...)",
-        None,
+        "evals.scheming.family:SchemingFamily",
     ),
     "spread": FamilyInfo(
         "spread",
-        "Manipulated knowledge spread in multi-agent communities",
-        None,
+        "Manipulated knowledge spread in multi-agent communities: adoption per round, "
+        "persistence through memory, defenses (vigilance, supervisor, labelgate)",
+        "evals.spread.family:SpreadFamily",
     ),
 }
 

@@ -34,13 +34,16 @@ def test_list_is_honest_about_later_families() -> None:
     assert result.exit_code == 0
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert "available" in lines["dilemmas"] and "not yet" not in lines["dilemmas"]
-    assert "not yet available" in lines["scheming"] and "not yet available" in lines["spread"]
+    assert "available" in lines["scheming"] and "not yet" not in lines["scheming"]
 
 
-def test_unavailable_family_fails_in_one_line() -> None:
-    result = CliRunner().invoke(eval_group, ["run", "scheming"])
+def test_unavailable_family_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evals.family import FAMILIES, FamilyInfo
+
+    monkeypatch.setitem(FAMILIES, "later", FamilyInfo("later", "planned", None))
+    result = CliRunner().invoke(eval_group, ["run", "later"])
     assert result.exit_code != 0
-    assert result.output.strip() == "Error: the 'scheming' eval family is not yet available"
+    assert result.output.strip() == "Error: the 'later' eval family is not yet available"
     unknown = CliRunner().invoke(eval_group, ["run", "nope"])
     assert unknown.exit_code != 0 and "no eval family 'nope'" in unknown.output
 

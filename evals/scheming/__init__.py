@@ -1,0 +1,1 @@
+"""The scheming eval family (after "Frontier Models are Capable of In-context Scheming")."""
