@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,11 @@ def _model(name: str, script: Path | None, via_proxy: str | None, key: str | Non
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N scenarios.")
 @click.option("--via-proxy", metavar="URL", help="Call the model through a labelgate proxy.")
+@click.option(
+    "--guard-policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Call the model through an in-process labelgate proxy enforcing this policy.",
+)
 @click.option("--proxy-key", envvar="LABELGATE_PROXY_KEY", help="API key for the proxy.")
 @click.option(
     "--data",
@@ -171,6 +178,7 @@ def run_cmd(
     script: Path | None,
     limit: int | None,
     via_proxy: str | None,
+    guard_policy: Path | None,
     proxy_key: str | None,
     data: Path | None,
     fmt: str,
@@ -234,20 +242,25 @@ def run_cmd(
         ),
         family_options=options,
     )
+    if guard_policy and via_proxy:
+        raise CLIError("--guard-policy starts its own proxy: give it or --via-proxy, not both")
     model = _model(model_name, script, via_proxy, proxy_key)
     show = sys.stderr.isatty() if progress is None else progress
     path = _db(db)
-    summary, html, md = _execute(
-        fam,
-        model,
-        config,
-        run_id,
-        path,
-        _out(out_dir, path),
-        concurrency=concurrency,
-        progress=show,
-        capture_content=capture_content,
-    )
+    with _guarded(model_name, model, guard_policy, path) as guarded:
+        if guarded is not None:
+            model, config.via_proxy = guarded, f"in-process guard ({guard_policy})"
+        summary, html, md = _execute(
+            fam,
+            model,
+            config,
+            run_id,
+            path,
+            _out(out_dir, path),
+            concurrency=concurrency,
+            progress=show,
+            capture_content=capture_content,
+        )
     click.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} resumed as done, "
         f"{summary.model_calls} model calls ({summary.cache_hits} from cache), "
@@ -259,6 +272,24 @@ def run_cmd(
     click.echo(f"summary: {md}")
     if summary.failed:
         sys.exit(2)
+
+
+@contextmanager
+def _guarded(name: str, model: Any, policy: Path | None, db: Path) -> Iterator[Any]:
+    """With a policy: the model served by an in-process guarded proxy (its audit records go
+    to ``audit.db`` beside the results), and a client for it; else nothing."""
+    if policy is None:
+        yield None
+        return
+    from evals.models import resolve_model
+    from guard.policy import PolicyError
+    from proxy.embedded import guarded_proxy
+
+    try:
+        with guarded_proxy(name, policy=policy, state_dir=db.parent, models={name: model}) as url:
+            yield resolve_model(name, via_proxy=url)
+    except PolicyError as exc:
+        raise CLIError(f"invalid policy: {exc}") from None
 
 
 def _extra_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -176,3 +176,53 @@ def test_run_through_the_proxy(tmp_path: Path) -> None:
     md = Path(re.search(r"^summary: (\S+)$", result.output, re.MULTILINE).group(1)).read_text()
     assert "through proxy" in md and f"{server.url}/v1" in md
     assert "0.0% [" in md  # Action 2 in the original order: never "to do"
+
+
+@pytest.mark.slow  # imports litellm for the proxy client (seconds)
+def test_run_through_an_in_process_guarded_proxy(tmp_path: Path) -> None:
+    script = tmp_path / "script.yaml"
+    script.write_text("- Action 2\n")
+    policy = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    result = invoke(
+        "run",
+        "dilemmas",
+        "--model",
+        "scripted",
+        "--script",
+        str(script),
+        "--guard-policy",
+        str(policy),
+        "--db",
+        str(tmp_path / "g.db"),
+        "--limit",
+        "2",
+        "--steer",
+        "0",
+        "--no-swap",
+    )
+    assert result.exit_code == 0, result.output
+    md = Path(re.search(r"^summary: (\S+)$", result.output, re.MULTILINE).group(1)).read_text()
+    assert "in-process guard" in md
+    from guard.audit.store import AuditStore
+
+    with AuditStore(tmp_path / "audit.db") as audit:  # the guarded proxy's own records
+        assert audit.counts()["requests"] == 2
+        assert audit.verify().ok
+
+
+def test_guard_policy_and_via_proxy_exclude_each_other(tmp_path: Path) -> None:
+    policy = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    result = invoke(
+        "run",
+        "dilemmas",
+        "--model",
+        "local/smollm2",
+        "--guard-policy",
+        str(policy),
+        "--via-proxy",
+        "http://127.0.0.1:9/v1",
+        "--db",
+        str(tmp_path / "x.db"),
+    )
+    assert result.exit_code == 1
+    assert "not both" in result.output
