@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,7 +29,7 @@ from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, 
 from proxy.router import Router, build_deployment
 from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from proxy.streaming import DONE, HeldStream, sse
-from proxy.upstream import ChatModelUpstream, Chunk, LiteLLMUpstream, UpstreamError
+from proxy.upstream import Batch, ChatModelUpstream, HttpPool, LiteLLMUpstream, UpstreamError
 
 log = logging.getLogger("labelgate.proxy")
 
@@ -54,10 +53,7 @@ class ProxyState:
         self.keys = KeyRing(config.keys)
         self.max_body = config.server.max_request_bytes
         # One pooled client for every pass-through upstream; timeouts are set per call.
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            timeout=httpx.Timeout(600.0),
-        )
+        self.client = HttpPool(max_connections=512)
         deployments = [build_deployment(e, config, self.client, models) for e in config.model_list]
         self.router = Router(config, deployments)
         self.needs_litellm = any(isinstance(d.upstream, LiteLLMUpstream) for d in deployments)
@@ -237,18 +233,18 @@ async def _events(
     state: ProxyState,
     ctx: RequestContext,
     chat: ChatCompletionRequest,
-    first: Chunk,
-    rest: AsyncIterator[Chunk],
+    first: Batch,
+    rest: AsyncIterator[Batch],
 ) -> AsyncIterator[bytes]:
     held = HeldStream(hold_text=ctx.hold_text)
-    now = held.feed(first)
-    if now is not None:
-        yield sse(now)
+    now = _passed(held, first)
+    if now:
+        yield now
     try:
-        async for chunk in rest:
-            now = held.feed(chunk)
-            if now is not None:
-                yield sse(now)
+        async for batch in rest:
+            now = _passed(held, batch)
+            if now:  # one write per upstream read, not per chunk
+                yield now
     except UpstreamError as exc:
         # Held tool calls die with the stream: never half a call.
         error = exc.to_proxy_error()
@@ -272,11 +268,16 @@ async def _events(
     yield b"".join(sse(chunk) for chunk in closing) + DONE
 
 
+def _passed(held: HeldStream, batch: Batch) -> bytes:
+    """The SSE bytes of what may go out now from ``batch``."""
+    return b"".join(sse(now) for chunk in batch if (now := held.feed(chunk)) is not None)
+
+
 def _stream_response(
     state: ProxyState,
     ctx: RequestContext,
     chat: ChatCompletionRequest,
-    opened: tuple[Chunk, AsyncIterator[Chunk]],
+    opened: tuple[Batch, AsyncIterator[Batch]],
     key: KeyState,
 ) -> Response:
     first, rest = opened

@@ -84,8 +84,10 @@ def guarded_proxy(
     if state_dir is not None:
         settings["state_dir"] = str(state_dir)
     config = parse_config(
-        {"model_list": [{"model_name": model, "litellm_params": {"model": model}}],
-         "guard": settings},
+        {
+            "model_list": [{"model_name": model, "litellm_params": {"model": model}}],
+            "guard": settings,
+        },
         source="embedded proxy",
     )
     server = ServerThread(build_app(config, models=models)).start()

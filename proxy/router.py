@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
-
 from guard.models import LOCAL_MODEL_NAME, ChatModel, LocalModel
 from proxy.config import ModelEntry, ProxyConfig
 from proxy.errors import ProxyError
 from proxy.upstream import (
+    Batch,
     ChatModelUpstream,
-    Chunk,
+    HttpPool,
     LiteLLMUpstream,
     PassthroughUpstream,
     Upstream,
@@ -39,7 +38,7 @@ class Deployment:
 def build_deployment(
     entry: ModelEntry,
     config: ProxyConfig,
-    client: httpx.AsyncClient,
+    client: HttpPool,
     models: dict[str, ChatModel],
 ) -> Deployment:
     params = entry.litellm_params
@@ -138,10 +137,11 @@ class Router:
 
     async def open_stream(
         self, name: str, body: dict[str, Any]
-    ) -> tuple[Chunk, AsyncIterator[Chunk]]:
-        """The first chunk and the rest. Retries and fallbacks apply until the first chunk."""
+    ) -> tuple[Batch, AsyncIterator[Batch]]:
+        """The first batch of chunks and the rest. Retries and fallbacks apply until the first
+        chunk."""
 
-        async def call(dep: Deployment) -> tuple[Chunk, AsyncIterator[Chunk]]:
+        async def call(dep: Deployment) -> tuple[Batch, AsyncIterator[Batch]]:
             chunks = _paced(
                 dep.upstream.stream({**body, "model": dep.model}, dep.stream_timeout),
                 dep.stream_timeout,
@@ -158,19 +158,19 @@ class Router:
         return (await self._attempts(name, call))[0]
 
 
-async def _paced(chunks: AsyncIterator[Chunk], timeout: float) -> AsyncIterator[Chunk]:
-    """Each chunk must come within ``timeout`` seconds of the previous one."""
+async def _paced(chunks: AsyncIterator[Batch], timeout: float) -> AsyncIterator[Batch]:
+    """Each batch of chunks must come within ``timeout`` seconds of the previous one."""
     iterator = aiter(chunks)
     try:
         while True:
             try:
                 async with asyncio.timeout(timeout):
-                    chunk = await anext(iterator)
+                    batch = await anext(iterator)
             except StopAsyncIteration:
                 return
             except TimeoutError:
                 raise _timed_out(timeout, "stream stalled") from None
-            yield chunk
+            yield batch
     finally:
         closer = getattr(iterator, "aclose", None)
         if closer is not None:

@@ -105,7 +105,7 @@ def test_readers_narrow_by_intersection() -> None:
 
 
 def test_unknown_level_and_category_are_rejected_with_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown confidentiality level 'top'.*public"):
+    with pytest.raises(ValueError, match=r"unknown confidentiality level 'top'.*public"):
         LATTICE.label(confidentiality="top")
     with pytest.raises(ValueError, match="unknown categories"):
         LATTICE.label(categories=["nuclear"])

@@ -1,134 +1,393 @@
-"""Added latency of the proxy: the same requests straight to a fake upstream, through
-labelgate with the guard off (pass-through path, AllowAllHook) and with the guard on
-(``build_app``: default policy, fingerprints, audit writer, sqlite tracing), side by side.
+"""Added latency and throughput of the proxy, side by side in one run, loopback only.
 
-The fake upstream and the proxy each run in their own process (uvicorn), so the client's and
-servers' GILs do not interfere. Run: ``python tests/bench/bench_proxy.py [N]``.
+Targets, each its own process, all in front of the same fake upstream (``tests/fakes``):
+
+- ``direct``: the fake upstream itself (uvicorn; uvloop + httptools when installed);
+- ``guard off``: ``labelgate serve`` with ``guard: {enabled: false}`` (plain pass-through);
+- ``guard on``: ``labelgate serve`` as shipped (default policy, SQLite fingerprints, audit
+  writer, sqlite span exporter);
+- ``litellm``: LiteLLM's own proxy (``litellm --config``), when ``litellm[proxy]`` is
+  installed (skipped with a message otherwise), with a master key, its local cost map and no
+  telemetry.
+
+Measured, interleaved in rounds so that drift on a shared machine hits every target alike:
+
+1. sequential (one request at a time): median and p99 latency, non-streamed and streamed
+   (time to the first content token, and to the end of the stream);
+2. concurrency 1/8/32 (closed loop, fixed time window): requests/s and p99, non-streamed and
+   streamed, and the best throughput whose p99 stays under ``--p99-bound-ms``.
+
+Run: ``python tests/bench/bench_proxy.py [--n 300] [--seconds 3] [--concurrency 1,8,32]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
-BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello " * 50}]}
+PROMPT = "hello " * 50  # 300 characters: the streamed echo is ~77 chunks of 4 characters
+MASTER_KEY = "sk-bench-" + "0123456789abcdef" * 4  # LiteLLM refuses to start without one
+_CONTENT = re.compile(rb'"content": ?"[^"]')  # a chunk carrying a token (not the empty role one)
+
+
+@dataclass
+class Target:
+    name: str
+    base: str  # http://127.0.0.1:PORT
+    proc: subprocess.Popen[bytes]
+    ready_path: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v1/chat/completions"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux), 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    total: list[float] = field(default_factory=list)  # seconds per request
+    first: list[float] = field(default_factory=list)  # seconds to the first token (streams)
+    errors: int = 0
+    elapsed: float = 0.0  # wall time of a concurrency window
+    cpu: float = 0.0  # the target's own CPU seconds (all threads) while measured
+
+
+# --------------------------------------------------------------------------- processes
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def _spawn(code: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+def _spawn(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **(env or {})}
+    with log.open("wb") as out:
+        return subprocess.Popen(args, env=full_env, cwd=log.parent, stdout=out, stderr=out)
 
 
-def _wait(url: str) -> None:
-    deadline = time.monotonic() + 60
+def _start_fake(work: Path) -> Target:
+    port = _free_port()
+    code = (
+        "import uvicorn; from fakes.upstream import FakeUpstream; "
+        f"uvicorn.run(FakeUpstream(keep=False).app(), host='127.0.0.1', port={port}, "
+        "log_level='warning', access_log=False)"
+    )
+    proc = _spawn([sys.executable, "-c", code], work / "fake.log")
+    return Target("direct", f"http://127.0.0.1:{port}", proc, "/v1/models")
+
+
+def _model_list(fake: Target) -> list[dict[str, object]]:
+    params = {"model": "openai/fake-chat", "api_base": f"{fake.base}/v1", "api_key": "sk-fake"}
+    return [{"model_name": "fake-chat", "litellm_params": {**params, "timeout": 30}}]
+
+
+def _start_labelgate(name: str, work: Path, fake: Target, guard: dict[str, object]) -> Target:
+    port = _free_port()
+    config = work / f"{name.replace(' ', '_')}.yaml"
+    config.write_text(json.dumps({"model_list": _model_list(fake), "guard": guard}))  # JSON is YAML
+    # Exactly ``labelgate serve`` (the click command), minus the access log.
+    code = "from proxy.cli import serve; serve()"
+    args = [sys.executable, "-c", code, "--config", str(config), "--port", str(port)]
+    proc = _spawn([*args, "--log-level", "warning"], work / f"{config.stem}.log")
+    return Target(name, f"http://127.0.0.1:{port}", proc, "/readyz")
+
+
+def _start_litellm(work: Path, fake: Target) -> Target | None:
+    exe = shutil.which("litellm")
+    try:
+        import fastapi  # noqa: F401  (what litellm[proxy] brings)
+    except ImportError:
+        exe = None
+    if exe is None:
+        print("litellm: skipped (LiteLLM's proxy is not installed: pip install 'litellm[proxy]')")
+        return None
+    port = _free_port()
+    config = work / "litellm.yaml"
+    settings = {"telemetry": False}
+    config.write_text(json.dumps({"model_list": _model_list(fake), "litellm_settings": settings}))
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the cost map at start
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        "DISABLE_SCHEMA_UPDATE": "True",
+    }
+    args = [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = _spawn(args, work / "litellm.log", env)
+    return Target("litellm", f"http://127.0.0.1:{port}", proc, "/health/readiness")
+
+
+async def _wait(session: aiohttp.ClientSession, target: Target, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if target.proc.poll() is not None:
+            return False
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with session.get(target.base + target.ready_path, headers=_headers()) as resp:
+                if resp.status == 200:
+                    return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def _stop(targets: list[Target]) -> None:
+    for target in targets:
+        if target.proc.poll() is None:
+            target.proc.terminate()
+    for target in targets:
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+            target.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            target.proc.kill()
 
 
-def _timings(client: httpx.Client, url: str, n: int, stream: bool) -> list[float]:
-    body = {**BODY, "stream": stream}
-    out = []
+# --------------------------------------------------------------------------- client
+
+
+def _headers() -> dict[str, str]:
+    return {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+
+
+def _body(stream: bool) -> bytes:
+    messages = [{"role": "user", "content": PROMPT}]
+    return json.dumps({"model": "fake-chat", "messages": messages, "stream": stream}).encode()
+
+
+async def _one(session: aiohttp.ClientSession, url: str, stream: bool, out: Sample) -> None:
+    body = _body(stream)
+    start = time.perf_counter()
+    first = None
+    try:
+        async with session.post(url, data=body, headers=_headers()) as resp:
+            if not stream:
+                data = await resp.read()
+                ok = resp.status == 200 and b'"choices"' in data
+            else:
+                ok, done = resp.status == 200, False
+                async for line in resp.content:
+                    if first is None and _CONTENT.search(line):
+                        first = time.perf_counter() - start
+                    done = done or line.startswith(b"data: [DONE]")
+                ok = ok and done and first is not None
+    except (TimeoutError, aiohttp.ClientError):
+        ok = False
+    if not ok:
+        out.errors += 1
+        return
+    out.total.append(time.perf_counter() - start)
+    if first is not None:
+        out.first.append(first)
+
+
+async def sequential(session: aiohttp.ClientSession, url: str, n: int, stream: bool) -> Sample:
+    out = Sample()
     for _ in range(n):
-        start = time.perf_counter()
-        resp = client.post(url, json=body)
-        resp.read()
-        assert resp.status_code == 200, resp.text
-        out.append(time.perf_counter() - start)
+        await _one(session, url, stream, out)
     return out
 
 
-def main(n: int = 500) -> None:
-    fake_port, proxy_port, guard_port = _free_port(), _free_port(), _free_port()
-    state = tempfile.mkdtemp(prefix="labelgate-bench-")
-    config = {
-        "model_list": [
-            {
-                "model_name": "fake-chat",
-                "litellm_params": {
-                    "model": "openai/fake-chat",
-                    "api_base": f"http://127.0.0.1:{fake_port}/v1",
-                    "timeout": 10,
-                },
-            }
-        ]
-    }
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        json.dump(config, f)  # JSON is YAML
-    fake = _spawn(
-        "import uvicorn; from fakes.upstream import FakeUpstream; "
-        f"uvicorn.run(FakeUpstream().app(), port={fake_port}, log_level='error')"
-    )
-    proxy = _spawn(
-        "import uvicorn; from proxy.app import create_app; from proxy.config import load_config; "
-        f"uvicorn.run(create_app(load_config({f.name!r})), port={proxy_port}, "
-        "log_level='error', access_log=False)"
-    )
-    guarded = _spawn(
-        "import uvicorn; from proxy.assemble import build_app; from proxy.config import "
-        f"load_config; c = load_config({f.name!r}); c.guard.state_dir = __import__('pathlib')"
-        f".Path({state!r}); uvicorn.run(build_app(c), port={guard_port}, "
-        "log_level='error', access_log=False)"
-    )
+async def closed_loop(
+    session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float, stream: bool
+) -> Sample:
+    """``concurrency`` clients, each sending its next request when the last one answered."""
+    out = Sample()
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < stop:
+            await _one(session, url, stream, out)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    out.elapsed = time.perf_counter() - start
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _q(xs: list[float], q: float) -> float:
+    """The q-quantile in ms (nearest rank), NaN when empty."""
+    if not xs:
+        return float("nan")
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _p50(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000 if xs else float("nan")
+
+
+def _sequential_table(title: str, runs: dict[str, Sample], stream: bool) -> None:
+    base = runs["direct"]
+    print(f"\n{title}: sequential, n={len(base.total)} per target")
+    head = "target        p50 ms   p99 ms   added p50  added p99  CPU ms/req"
+    print(head + ("   TTFT p50  TTFT p99  added TTFT p50" if stream else "") + "   errors")
+    for name, s in runs.items():
+        line = f"{name:<12} {_p50(s.total):7.2f}  {_q(s.total, 0.99):7.2f}"
+        if name == "direct":
+            line += " " * 22
+        else:
+            line += f"   {_p50(s.total) - _p50(base.total):+8.2f}"
+            line += f"  {_q(s.total, 0.99) - _q(base.total, 0.99):+8.2f}"
+        line += f"  {1000 * s.cpu / max(1, len(s.total)):9.2f}"
+        if stream:
+            line += f"   {_p50(s.first):8.2f}  {_q(s.first, 0.99):8.2f}"
+            added = "" if name == "direct" else f"{_p50(s.first) - _p50(base.first):+8.2f}"
+            line += f"  {added:>14}"
+        print(line + f"   {s.errors}")
+    _ratios(runs, lambda s, b: _p50(s.total) - _p50(b.total), "added p50")
+    if stream:
+        _ratios(runs, lambda s, b: _p50(s.first) - _p50(b.first), "added TTFT p50")
+
+
+def _ratios(runs: dict[str, Sample], added: object, what: str) -> None:
+    if "litellm" not in runs:
+        return
+    fn = added  # (sample, base) -> ms
+    base = runs["direct"]
+    theirs = fn(runs["litellm"], base)  # type: ignore[operator]
+    for name in ("guard off", "guard on"):
+        ours = fn(runs[name], base)  # type: ignore[operator]
+        print(f"  {what}: {name} / litellm = {ours:.2f} / {theirs:.2f} ms = {ours / theirs:.2f}")
+
+
+def _concurrency_table(
+    title: str, runs: dict[str, dict[int, Sample]], bound_ms: float, stream: bool
+) -> None:
+    what = "req/s, p99 ms [TTFT p99 ms]" if stream else "req/s, p99 ms"
+    print(f"\n{title}: closed loop, {what} per concurrency c; !N = N errors")
+    levels = sorted(next(iter(runs.values())))
+    width = 10 if stream else 0
+    cols = "".join(f"  {'c=' + str(c):>7} {'p99':>7}{'':{width + 4}}" for c in levels)
+    print(f"{'target':<11}{cols}  best req/s at p99<={bound_ms:g} ms")
+    best: dict[str, float] = {}
+    for name, by_level in runs.items():
+        line = f"{name:<11}"
+        best[name] = 0.0
+        for c in levels:
+            s = by_level[c]
+            rps = len(s.total) / s.elapsed if s.elapsed else 0.0
+            p99 = _q(s.total, 0.99)
+            extra = f"[{_q(s.first, 0.99):6.1f}]" if stream else ""
+            err = f"!{s.errors}" if s.errors else ""
+            line += f"  {rps:7.0f} {p99:7.1f}{extra}{err:<4}"
+            if p99 <= bound_ms and not s.errors:
+                best[name] = max(best[name], rps)
+        print(line + f"  {best[name]:8.0f}")
+    if best.get("litellm"):
+        for name in ("guard off", "guard on"):
+            ratio = best[name] / best["litellm"]
+            print(f"  throughput at p99<={bound_ms:g} ms: {name} / litellm = {ratio:.2f}x")
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def _servers(work: Path, with_litellm: bool) -> Iterator[list[Target]]:
+    fake = _start_fake(work)
+    targets = [fake]
     try:
-        _wait(f"http://127.0.0.1:{fake_port}/v1/embeddings")
-        _wait(f"http://127.0.0.1:{proxy_port}/readyz")
-        _wait(f"http://127.0.0.1:{guard_port}/readyz")
-        urls = {
-            "direct": f"http://127.0.0.1:{fake_port}/v1/chat/completions",
-            "guard off": f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
-            "guard on": f"http://127.0.0.1:{guard_port}/v1/chat/completions",
-        }
-        with httpx.Client() as client:
-            for stream in (False, True):
-                runs: dict[str, list[float]] = {name: [] for name in urls}
-                for url in urls.values():
-                    _timings(client, url, 20, stream)  # warm every path
-                for _ in range(5):  # interleave, so drift hits all alike
-                    for name, url in urls.items():
-                        runs[name] += _timings(client, url, n // 5, stream)
-                _report("stream" if stream else "non-stream", runs)
+        targets.append(_start_labelgate("guard off", work, fake, {"enabled": False}))
+        state = str(work / "state")
+        targets.append(_start_labelgate("guard on", work, fake, {"state_dir": state}))
+        lite = _start_litellm(work, fake) if with_litellm else None
+        if lite is not None:
+            targets.append(lite)
+        yield targets
     finally:
-        for proc in (guarded, proxy, fake):
-            proc.terminate()
-            proc.wait()
-        os.unlink(f.name)
+        _stop(targets)
 
 
-def _ms(xs: list[float], q: float) -> float:
-    return statistics.quantiles(xs, n=100)[int(q) - 1] * 1000 if q < 100 else max(xs) * 1000
+async def _run(args: argparse.Namespace, targets: list[Target], work: Path) -> None:
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        for target in list(targets):
+            wait = 180.0 if target.name == "litellm" else 60.0
+            if not await _wait(session, target, wait):
+                if target.name != "litellm":
+                    raise RuntimeError(f"{target.name} did not come up (log in {work})")
+                log = (work / "litellm.log").read_text(errors="replace")[-1500:]
+                print(f"litellm: skipped (its proxy did not become ready):\n{log}")
+                targets.remove(target)
+        for target in targets:  # warm every path: connections, imports, caches
+            for stream in (False, True):
+                await sequential(session, target.url, 20, stream)
+        deadline = time.monotonic() + args.max_seconds
+        rounds = 5
+        for stream in (False, True):
+            runs = {t.name: Sample() for t in targets}
+            for _ in range(rounds):  # interleaved, so drift hits every target alike
+                for t in targets:
+                    cpu = cpu_seconds(t.proc.pid)
+                    got = await sequential(session, t.url, max(1, args.n // rounds), stream)
+                    runs[t.name].cpu += cpu_seconds(t.proc.pid) - cpu
+                    runs[t.name].total += got.total
+                    runs[t.name].first += got.first
+                    runs[t.name].errors += got.errors
+            _sequential_table("stream" if stream else "non-stream", runs, stream)
+        levels = [int(c) for c in args.concurrency.split(",")]
+        for stream in (False, True):
+            if time.monotonic() > deadline:
+                print("\n(time budget spent: concurrency runs cut short)")
+                break
+            conc: dict[str, dict[int, Sample]] = {t.name: {} for t in targets}
+            for c in levels:
+                for t in targets:
+                    conc[t.name][c] = await closed_loop(session, t.url, c, args.seconds, stream)
+            _concurrency_table(
+                "stream" if stream else "non-stream", conc, args.p99_bound_ms, stream
+            )
 
 
-def _report(name: str, runs: dict[str, list[float]]) -> None:
-    base = statistics.median(runs["direct"]) * 1000
-    parts = []
-    for label, xs in runs.items():
-        p50 = statistics.median(xs) * 1000
-        added = "" if label == "direct" else f", +{p50 - base:.2f} ms"
-        parts.append(f"{label} p50 {p50:.2f} ms p95 {_ms(xs, 95):.2f} ms{added}")
-    print(f"{name:>10}: n={len(runs['direct'])}  " + " | ".join(parts))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="sequential requests per target")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency window")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--p99-bound-ms", type=float, default=100.0)
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="whole-run budget")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start")
+    work = Path(tempfile.mkdtemp(prefix="labelgate-bench-proxy-"))
+    try:
+        with _servers(work, not args.no_litellm) as targets:
+            asyncio.run(_run(args, targets, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
+    main()

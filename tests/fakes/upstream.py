@@ -13,7 +13,8 @@
 - ``fake-mailer``: calls the first tool with ``{"to": <first e-mail address in the messages>,
   "body": "as requested"}`` (a model obeying whatever address it read).
 
-Every request is recorded in ``FakeUpstream.requests`` for assertions.
+Every request is recorded in ``FakeUpstream.requests`` for assertions (``keep=False``: only
+counted, for benchmarks). ``GET /v1/models`` lists ``fake-chat`` (a readiness probe).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Recorded:
 class FakeUpstream:
     requests: list[Recorded] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    keep: bool = True
 
     def last(self, model: str | None = None) -> Recorded:
         for rec in reversed(self.requests):
@@ -61,12 +63,14 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/v1/models", _models, methods=["GET"]),
             ]
         )
 
     async def _record(self, request: Request) -> dict[str, Any]:
         body = await request.json()
-        self.requests.append(Recorded(request.url.path, body, dict(request.headers)))
+        if self.keep:
+            self.requests.append(Recorded(request.url.path, body, dict(request.headers)))
         model = str(body.get("model"))
         self.calls[model] = self.calls.get(model, 0) + 1
         return body
@@ -102,6 +106,10 @@ class FakeUpstream:
         if model == "fake-garbage":
             return Response(b"<html>not json{", media_type="application/json")
         return None
+
+
+async def _models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": [{"id": "fake-chat", "object": "model"}]})
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

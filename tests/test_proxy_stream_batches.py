@@ -1,0 +1,67 @@
+"""The pass-through SSE reader: chunks batched per network read, lines split across reads,
+and a bad line or a missing [DONE] still failing as before."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from proxy.upstream import UpstreamError, _sse_batches
+
+
+class _Content:
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = reads
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for read in self._reads:
+            yield read
+
+
+class _Response:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.content = _Content(reads)
+
+
+async def _collect(reads: list[bytes]) -> tuple[list[list[Any]], UpstreamError | None]:
+    got: list[list[Any]] = []
+    try:
+        async for batch in _sse_batches(_Response(reads), 1.0):  # type: ignore[arg-type]
+            got.append(batch)
+    except UpstreamError as exc:
+        return got, exc
+    return got, None
+
+
+async def test_events_of_one_read_form_one_batch() -> None:
+    got, err = await _collect([b'data: {"a": 1}\n\ndata: {"a": 2}\n\n', b"data: [DONE]\n\n"])
+    assert err is None
+    assert got == [[{"a": 1}, {"a": 2}]]
+
+
+async def test_a_line_split_across_reads_is_joined() -> None:
+    reads = [b'data: {"a"', b": 1}\r\n\r\n: comment\n", b"event: x\ndata: [DO", b"NE]"]
+    got, err = await _collect(reads)
+    assert err is None
+    assert got == [[{"a": 1}]]
+
+
+async def test_good_chunks_before_a_bad_line_are_still_sent() -> None:
+    got, err = await _collect([b'data: {"a": 1}\n\ndata: {oops\n\n'])
+    assert got == [[{"a": 1}]]
+    assert err is not None and err.kind == "garbage"
+
+
+@pytest.mark.parametrize(
+    ("reads", "kind"),
+    [
+        ([b'data: {"a": 1}\n\n'], "connection"),  # no [DONE]
+        ([b"data: [1, 2]\n\n"], "garbage"),  # not an object
+        ([b'data: {"error": {"message": "x"}}\n\n'], "status"),
+    ],
+)
+async def test_broken_streams_fail(reads: list[bytes], kind: str) -> None:
+    _, err = await _collect(reads)
+    assert err is not None and err.kind == kind
