@@ -1,22 +1,33 @@
 """labelgate's OpenAI-compatible gateway: the wire layer in front of the guard.
 
-``create_app(config)`` builds the Starlette app; ``labelgate serve`` runs it with uvicorn.
-The guard plugs in through ``proxy.guard_hook.GuardHook``.
+``create_app(config)`` builds the Starlette app (``build_app`` adds the label guard);
+``labelgate serve`` runs it with uvicorn. The guard plugs in through
+``proxy.guard_hook.GuardHook``. Names are imported lazily, so that the CLI modules under
+``proxy`` load fast for ``labelgate --help``.
 """
 
-from proxy.app import create_app
-from proxy.config import ProxyConfig, load_config
-from proxy.context import Caller, RequestContext
-from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, PolicyDenied
+from __future__ import annotations
 
-__all__ = [
-    "AllowAllHook",
-    "Caller",
-    "GuardHook",
-    "GuardedResponse",
-    "PolicyDenied",
-    "ProxyConfig",
-    "RequestContext",
-    "create_app",
-    "load_config",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "create_app": "proxy.app",
+    "build_app": "proxy.assemble",
+    "ProxyConfig": "proxy.config",
+    "load_config": "proxy.config",
+    "Caller": "proxy.context",
+    "RequestContext": "proxy.context",
+    "AllowAllHook": "proxy.guard_hook",
+    "GuardedResponse": "proxy.guard_hook",
+    "GuardHook": "proxy.guard_hook",
+    "PolicyDenied": "proxy.guard_hook",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'proxy' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

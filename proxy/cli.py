@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from proxy.auth import hash_key
-from proxy.config import ConfigError, check_bind, is_loopback, load_config
+# The proxy's modules are imported inside the commands: `labelgate --help` loads this file.
 
 
 @click.command()
@@ -32,6 +31,8 @@ from proxy.config import ConfigError, check_bind, is_loopback, load_config
 )
 def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str) -> None:
     """Run the OpenAI-compatible proxy."""
+    from proxy.config import ConfigError, check_bind, is_loopback, load_config
+
     try:
         config = load_config(config_path)
         host = host or config.server.host
@@ -83,6 +84,8 @@ def hash_command(key: str | None) -> None:
         key = getpass.getpass("API key: ")
     if not key:
         raise click.ClickException("an empty key cannot be used")
+    from proxy.auth import hash_key
+
     click.echo(hash_key(key))
 
 
