@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from guard.fingerprint.store import FingerprintStore, LookupOptions, TextMeta
+from guard.fingerprint.store import FingerprintStore, LookupOptions, StoreBase, TextMeta
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
 from guard.policy import Decision, Policy, SinkEvent, SourceContext
@@ -163,6 +163,15 @@ class Guard:
         if self.fingerprints is None or not text.strip() or label.flows_to(self.lattice.bottom):
             return None
         return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
+
+    def needs_remembering(self, text: str, label: Label) -> bool:
+        """Would ``remember`` store anything? False when it is known to be a no-op (nothing to
+        store, or the same text with the same label is stored), so callers can skip the
+        thread hop; True when unsure."""
+        store = self.fingerprints
+        if store is None or not text.strip() or label.flows_to(self.lattice.bottom):
+            return False
+        return not (isinstance(store, StoreBase) and store.stored_id(text, label) is not None)
 
     # ---------------------------------------------------------------- outputs
 

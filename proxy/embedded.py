@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -66,15 +66,16 @@ class ServerThread:
 
 @contextmanager
 def guarded_proxy(
-    model: str,
+    model: str | Sequence[str],
     *,
     policy: Path | None = None,
     state_dir: Path | None = None,
     models: dict[str, ChatModel] | None = None,
     guard: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """A guarded proxy serving ``model`` (a litellm model string, ``local/smollm2``, or a
-    name in ``models``), yielding its base URL (``.../v1``); shut down cleanly on exit."""
+    """A guarded proxy serving ``model`` (one name or several: litellm model strings,
+    ``local/smollm2``, or names in ``models``), yielding its base URL (``.../v1``); shut down
+    cleanly on exit."""
     from proxy.assemble import build_app
     from proxy.config import parse_config
 
@@ -83,9 +84,10 @@ def guarded_proxy(
         settings["policy"] = str(policy)
     if state_dir is not None:
         settings["state_dir"] = str(state_dir)
+    names = [model] if isinstance(model, str) else list(model)
     config = parse_config(
         {
-            "model_list": [{"model_name": model, "litellm_params": {"model": model}}],
+            "model_list": [{"model_name": n, "litellm_params": {"model": n}} for n in names],
             "guard": settings,
         },
         source="embedded proxy",

@@ -191,8 +191,10 @@ class LabelGuardHook:
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        # Fingerprinting writes to disk: off the event loop (the store is thread-safe).
-        await asyncio.to_thread(self.guard.remember, out, review.label, source=agent)
+        # Fingerprinting writes to disk: off the event loop (the store is thread-safe), and
+        # only when there is something new to store (an answer is often seen again).
+        if self.guard.needs_remembering(out, review.label):
+            await asyncio.to_thread(self.guard.remember, out, review.label, source=agent)
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),

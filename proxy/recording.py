@@ -10,9 +10,10 @@ Per request, once it has ended (``LabelGuardHook.finish``):
 - one ``chat {model}`` span (GenAI attributes, ``labelgate.*`` label and decision attributes,
   a ``labelgate.decision`` event per decision), a child of the client's ``traceparent``.
 
-Records go through ``AuditWriter.asubmit``: never a disk write on the event loop. Content goes
-into spans only with ``capture_content`` (spans may leave over OTLP); the local audit store
-keeps it, because a person reviewing a denial needs the text.
+Records go through ``AuditWriter.asubmit_many`` (one queue item per request, one wake-up of the
+writer thread): never a disk write on the event loop. Content goes into spans only with
+``capture_content`` (spans may leave over OTLP); the local audit store keeps it, because a
+person reviewing a denial needs the text.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ class Recorder:
 
     async def record(self, ctx: RequestContext, outcome: Outcome) -> None:
         trace_id, span_id = self._span(ctx, outcome)
-        for record in self._records(ctx, outcome, trace_id or ctx.trace_id, span_id):
-            if self.writer is not None:
-                await self.writer.asubmit(record)
+        if self.writer is not None:
+            records = self._records(ctx, outcome, trace_id or ctx.trace_id, span_id)
+            await self.writer.asubmit_many(records)  # one wake-up of the writer per request
 
     # ------------------------------------------------------------------ audit records
 

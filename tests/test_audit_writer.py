@@ -192,3 +192,27 @@ def test_concurrent_producers_keep_one_valid_chain(tmp_path: Path) -> None:
     with AuditStore(tmp_path / "a.db") as store:
         report = store.verify()
     assert report.ok and report.records == 400
+
+
+async def test_asubmit_many_writes_a_requests_records_in_one_batch(tmp_path: Path) -> None:
+    store = _RecordingStore(tmp_path / "a.db")
+    writer = AuditWriter(store, max_delay=0)
+    await writer.asubmit_many(_messages(7))
+    await writer.asubmit_many([])  # nothing to do, not an error
+    await asyncio.to_thread(writer.close)
+    assert store.sizes == [7]  # one queue item, one wake-up, one transaction
+    assert writer.stats.submitted == writer.stats.written == 7
+    assert _count(tmp_path / "a.db") == 7
+
+
+async def test_asubmit_many_waits_for_room_without_losing_records(tmp_path: Path) -> None:
+    writer = AuditWriter(
+        tmp_path / "a.db", maxsize=1, batch_size=1, on_batch=lambda n: time.sleep(0.01)
+    )
+    for n in range(6):
+        await writer.asubmit_many(_messages(3, request_id=f"r{n}"))
+    await asyncio.to_thread(writer.close)
+    assert writer.stats.blocked_submits > 0
+    assert writer.stats.written == 18
+    with pytest.raises(AuditWriteError):
+        await writer.asubmit_many(_messages(1))  # closed: refused, not dropped silently

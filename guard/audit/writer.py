@@ -3,6 +3,7 @@
 Guarantees:
 
 - ``submit`` never touches the disk on the caller's thread; it only enqueues.
+  ``asubmit_many`` enqueues a request's records as one item (one wake-up of the writer).
 - The queue is bounded: when it is full, ``submit`` blocks (``asubmit`` awaits without blocking
   the event loop) until the writer catches up. Back-pressure, never silent loss.
 - Batches of up to ``batch_size`` records (or what arrived within ``max_delay``) go to disk in
@@ -22,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +54,13 @@ class WriterStats(BaseModel):
 @dataclass(slots=True)
 class _Flush:
     done: threading.Event
+
+
+@dataclass(slots=True)
+class _Many:
+    """Records submitted together: one queue slot, one wake-up of the writer thread."""
+
+    records: list[AuditRecord]
 
 
 _STOP = object()
@@ -112,6 +120,24 @@ class AuditWriter:
             await asyncio.to_thread(self._queue.put, record)
         self._count_submit()
 
+    async def asubmit_many(self, records: Sequence[AuditRecord]) -> None:
+        """``asubmit`` for several records (e.g. one request's), waking the writer once.
+
+        They take one slot of the queue, so back-pressure counts them as one item, and they
+        reach the store in the same batch (one transaction).
+        """
+        self._check()
+        if not records:
+            return
+        item = _Many(list(records))
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            with self._lock:
+                self._stats.blocked_submits += 1
+            await asyncio.to_thread(self._queue.put, item)
+        self._count_submit(len(item.records))
+
     def flush(self, timeout: float | None = None) -> None:
         """Return once every record submitted before this call is committed."""
         self._check()
@@ -146,10 +172,10 @@ class AuditWriter:
         if self._closed:
             raise AuditWriteError("audit writer is closed")
 
-    def _count_submit(self) -> None:
+    def _count_submit(self, n: int = 1) -> None:
         depth = self._queue.qsize()
         with self._lock:
-            self._stats.submitted += 1
+            self._stats.submitted += n
             self._stats.max_queue_depth = max(self._stats.max_queue_depth, depth)
 
     # ------------------------------------------------------------------ writer thread
@@ -179,7 +205,10 @@ class AuditWriter:
             if isinstance(item, _Flush):
                 flushes.append(item)
                 return batch, flushes, False
-            batch.append(item)  # type: ignore[arg-type]
+            if isinstance(item, _Many):
+                batch.extend(item.records)
+            else:
+                batch.append(item)  # type: ignore[arg-type]
             if len(batch) >= self.batch_size:
                 return batch, flushes, False
             try:

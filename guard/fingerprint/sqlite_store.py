@@ -49,6 +49,8 @@ from guard.labels import Label, Lattice
 
 _SQL_CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _META_COLUMNS = "id, key, label_json, kind, source, created, n_fingerprints"
+_META_CACHE_ROWS = 65_536  # stored rows never change: their (key, label, meta) are cached
+_ANSWER_CACHE_SIZE = 1024
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -87,6 +89,12 @@ class SQLiteFingerprintStore(StoreBase):
         self._write_lock = threading.Lock()
         self._read_lock = self._write_lock if self._in_memory else threading.Lock()
         self._labels: dict[str, Label] = {}
+        self._meta: dict[int, tuple[str, Label, TextMeta]] = {}  # row id -> key, label, meta
+        self._known: set[str] = set()  # keys known to be stored (ids are never removed)
+        # Lookups answered from the memory index since it last changed: the same messages come
+        # back every turn; any new row (``_publish``) bumps the generation and voids them all.
+        self._generation = 0
+        self._answers: dict[tuple[bytes, LookupOptions], tuple[int, list[Match]]] = {}
         self._index = MemoryIndex() if memory_index else None
         self._sizes = np.zeros(1024, dtype=np.int32)  # n_fingerprints by row id
         self._loaded = 0  # highest row id in the memory index
@@ -200,6 +208,7 @@ class SQLiteFingerprintStore(StoreBase):
             self._index.append(hashes, rows)
         self._loaded = max(self._loaded, top)
         self._count += len(ids)
+        self._generation += 1
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -208,8 +217,8 @@ class SQLiteFingerprintStore(StoreBase):
         unique: dict[str, Entry] = {}
         for entry in entries:
             unique.setdefault(entry.text_id, entry)  # the first of a repeated id wins
-        if not unique:
-            return 0
+        if not unique or all(key in self._known for key in unique):
+            return 0  # nothing new: no write transaction (an answer is often seen again)
         # the lock spans commit and publish, or another writer could load our rows twice
         with self._write_lock:
             with self._transaction() as conn:
@@ -223,6 +232,7 @@ class SQLiteFingerprintStore(StoreBase):
                 self._publish(ids, sizes, hashes)
             else:
                 self._count += len(batch)
+            self._remember_keys(e.text_id for e in batch)
         return len(batch)
 
     @contextmanager
@@ -242,7 +252,17 @@ class SQLiteFingerprintStore(StoreBase):
             marks = ",".join("?" * len(keys))
             sql = f"SELECT key FROM texts WHERE key IN ({marks})"
             existing.update(k for (k,) in conn.execute(sql, keys))
+        self._remember_keys(existing)
         return [e for e in batch if e.text_id not in existing]
+
+    def _remember_keys(self, keys: Iterable[str]) -> None:
+        if len(self._known) > _META_CACHE_ROWS:
+            self._known = set()  # a miss only costs the write transaction it used to
+        self._known.update(keys)
+
+    def is_stored(self, text_id: str) -> bool:
+        """Known (from memory, without reading SQLite) to be stored; False when unsure."""
+        return text_id in self._known
 
     def _insert(
         self, conn: sqlite3.Connection, batch: list[Entry]
@@ -288,10 +308,25 @@ class SQLiteFingerprintStore(StoreBase):
     ) -> list[Match]:
         if len(fingerprints) == 0:
             return []
-        if self._index is not None:
-            candidates = self._candidates_memory(fingerprints, options)
-        else:
-            candidates = self._candidates_sql(fingerprints, options)
+        if self._index is None:
+            return self._ranked(self._candidates_sql(fingerprints, options), options, fingerprints)
+        generation = self._generation  # read first: a row published meanwhile voids the answer
+        key = (np.ascontiguousarray(fingerprints, dtype=np.int64).tobytes(), options)
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] == generation:
+            return list(cached[1])
+        found = self._ranked(self._candidates_memory(fingerprints, options), options, fingerprints)
+        if len(self._answers) >= _ANSWER_CACHE_SIZE:
+            self._answers.clear()
+        self._answers[key] = (generation, found)
+        return list(found)
+
+    def _ranked(
+        self,
+        candidates: list[tuple[int, int, int]],
+        options: LookupOptions,
+        fingerprints: Fingerprints,
+    ) -> list[Match]:
         candidates.sort(key=lambda c: (-c[1] / c[2], -c[1], c[0]))
         if options.limit is not None:
             candidates = candidates[: options.limit]
@@ -338,24 +373,39 @@ class SQLiteFingerprintStore(StoreBase):
     def _matches(self, candidates: list[tuple[int, int, int]], n_query: int) -> list[Match]:
         if not candidates:
             return []
-        marks = ",".join("?" * len(candidates))
-        sql = f"SELECT {_META_COLUMNS} FROM texts WHERE id IN ({marks})"
-        with self._read_lock:
-            rows = {r[0]: r for r in self._read.execute(sql, [c[0] for c in candidates])}
+        metas = self._row_metas([c[0] for c in candidates])
         matches = []
         for row_id, shared, size in candidates:
-            _, key, label_text, kind, source, created, _ = rows[row_id]
+            key, label, meta = metas[row_id]
             matches.append(
                 Match(
                     text_id=key,
-                    label=self._label(label_text),
+                    label=label,
                     containment=shared / size,
                     coverage=shared / n_query,
                     matched=shared,
-                    meta=TextMeta(kind=ItemKind(kind), source=source, created=created),
+                    meta=meta,
                 )
             )
         return matches
+
+    def _row_metas(self, row_ids: list[int]) -> dict[int, tuple[str, Label, TextMeta]]:
+        """(key, label, meta) by row id; SQLite is read only for rows not seen before."""
+        cache = self._meta  # shared by threads: only single (atomic) dict operations
+        found = {r: m for r in row_ids if (m := cache.get(r)) is not None}
+        missing = [r for r in row_ids if r not in found]
+        if not missing:
+            return found
+        marks = ",".join("?" * len(missing))
+        sql = f"SELECT {_META_COLUMNS} FROM texts WHERE id IN ({marks})"
+        with self._read_lock:
+            rows = self._read.execute(sql, missing).fetchall()
+        if len(cache) + len(rows) > _META_CACHE_ROWS:
+            cache.clear()  # crude, but rare, and a miss only costs one read
+        for row_id, key, label_text, kind, source, created, _ in rows:
+            meta = TextMeta(kind=ItemKind(kind), source=source, created=created)
+            found[row_id] = cache[row_id] = (key, self._label(label_text), meta)
+        return found
 
     def _label(self, text: str) -> Label:
         label = self._labels.get(text)

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,24 @@ from guard.labels import Label
 DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
 DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
 DEFAULT_MAX_DF = 1000  # fingerprints in more stored texts than this are boilerplate
+# Agents resend their whole conversation every turn, and an answer remembered now is looked up
+# as an input next turn: the same texts are fingerprinted again and again. Winnowing is pure,
+# so its result is cached (read-only arrays), for texts short enough to keep many of.
+_CACHED_TEXT_CHARS = 32_768
+
+
+@lru_cache(maxsize=2048)
+def _cached_fingerprint(text: str, params: WinnowParams) -> Fingerprints:
+    fps = fingerprint(text, params)
+    fps.flags.writeable = False  # shared between callers: nobody may change it in place
+    return fps
+
+
+def text_fingerprints(text: str, params: WinnowParams) -> Fingerprints:
+    """``fingerprint(text, params)``, cached for texts up to a size (read-only result)."""
+    if len(text) > _CACHED_TEXT_CHARS:
+        return fingerprint(text, params)
+    return _cached_fingerprint(text, params)
 
 
 def _now() -> str:
@@ -189,6 +208,16 @@ class StoreBase(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def is_stored(self, text_id: str) -> bool:
+        """True when ``text_id`` is known to be stored without asking the backend; a backend
+        that keeps no such memory says False (unsure), never a wrong True."""
+        return False
+
+    def stored_id(self, text: str, label: Label) -> str | None:
+        """The id ``add_text(text, label)`` would return, if that text is known to be stored."""
+        text_id = content_id(text_fingerprints(text, self.params), label)
+        return text_id if self.is_stored(text_id) else None
+
     def add(
         self,
         text_id: str,
@@ -208,7 +237,7 @@ class StoreBase(ABC):
         meta: TextMeta | None = None,
     ) -> str:
         """Fingerprint and store ``text``; return its id (by default derived from content+label)."""
-        fps = fingerprint(text, self.params)
+        fps = text_fingerprints(text, self.params)
         text_id = text_id or content_id(fps, label)
         self.add_many([Entry(text_id, fps, label, meta or TextMeta())])
         return text_id
@@ -223,7 +252,11 @@ class StoreBase(ABC):
         options = options or LookupOptions()
         if threshold is not None:
             options = LookupOptions.model_validate({**options.model_dump(), "threshold": threshold})
-        fps = fingerprint(query, self.params) if isinstance(query, str) else as_fingerprints(query)
+        fps = (
+            text_fingerprints(query, self.params)
+            if isinstance(query, str)
+            else as_fingerprints(query)
+        )
         return self.lookup_fingerprints(fps, options)
 
     def __enter__(self) -> StoreBase:

@@ -28,6 +28,9 @@ from guard.policy.spec import (
 from guard.policy.yamlsrc import LineMap, load_yaml
 
 _UNKNOWN_AGENT = AgentSpec(description="built-in default: cleared for the lowest level only")
+_SOURCE_CACHE_SIZE = 4096
+
+SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None]
 
 
 class Policy(_Strict):
@@ -57,6 +60,9 @@ class Policy(_Strict):
     endorse_rules: list[EndorseRule] = Field(default_factory=list, alias="endorse")
 
     _lattice: Lattice = PrivateAttr()
+    # A loaded policy is not changed, and labelling a source depends only on its context:
+    # each distinct context is labelled once (agents resend the same messages every turn).
+    _source_cache: dict[SourceKey, LabelDecision] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, _context: Any) -> None:
         self._lattice = Lattice(self.lattice_config)
@@ -129,11 +135,19 @@ class Policy(_Strict):
 
         try:
             ctx = context if isinstance(context, SourceContext) else SourceContext(**context)
-            return label_source(self, ctx)
+            key = (ctx.kind.value, ctx.tool, ctx.source, ctx.url, ctx.agent, ctx.role)
+            cached = self._source_cache.get(key)
+            if cached is None:
+                cached = label_source(self, ctx)
+                if len(self._source_cache) >= _SOURCE_CACHE_SIZE:
+                    self._source_cache.clear()  # unbounded contexts (URLs): start over
+                self._source_cache[key] = cached
         except Exception as exc:
             top = Label(self._lattice.confidentiality_levels[-1], self._lattice.integrity_levels[0])
             why = f"internal error while labelling ({type(exc).__name__}: {exc}); top label"
             return LabelDecision(top, [Provenance(LabelOrigin.DEFAULT, why, rule="engine:error")])
+        # A copy: callers may extend the provenance list (labels are immutable).
+        return LabelDecision(cached.label, list(cached.provenance))
 
     def annotate(
         self, agent: str | None, current: Label, asserted: Label, key: str | None = None

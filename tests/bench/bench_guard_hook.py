@@ -1,0 +1,93 @@
+"""The label guard's own cost per non-streamed request, in process, without the network.
+
+Builds the guard exactly as ``labelgate serve`` does (``build_runtime``: default policy, SQLite
+fingerprints, audit writer, sqlite span exporter) and runs ``before_call``, ``after_call`` and
+``finish`` of ``LabelGuardHook`` on the bench's request (a 300-character prompt echoed back),
+so the figure is the guard's CPU alone: no HTTP, no upstream, no event-loop I/O.
+
+Run: ``python tests/bench/bench_guard_hook.py [--n 3000]``. To compare with another checkout
+(e.g. ``git archive HEAD | tar -x -C /tmp/base``): ``python tests/bench/bench_guard_hook.py
+--root /tmp/base``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+PROMPT = "hello " * 50
+
+
+def _answer() -> dict[str, Any]:
+    message = {"role": "assistant", "content": PROMPT}
+    return {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "model": "fake-chat",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 50, "total_tokens": 100},
+    }
+
+
+async def run(n: int) -> tuple[float, float]:
+    """(wall ms, CPU ms of all threads) per request, after a warm-up."""
+    from proxy.app import ProxyState
+    from proxy.assemble import build_runtime
+    from proxy.config import ProxyConfig
+    from proxy.context import Caller, RequestContext
+    from proxy.guard_hook import Outcome
+    from proxy.schemas import ChatCompletionRequest
+
+    params = {"model": "openai/fake-chat", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
+    config = ProxyConfig.model_validate(
+        {
+            "model_list": [{"model_name": "fake-chat", "litellm_params": params}],
+            "guard": {"state_dir": tempfile.mkdtemp(prefix="lg-hook-")},
+        }
+    )
+    runtime = build_runtime(config, ProxyState(config, None, {}))
+    hook, answer = runtime.hook, _answer()
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": PROMPT}]}
+
+    async def one() -> None:
+        request = ChatCompletionRequest.model_validate(body)
+        ctx = RequestContext(
+            request_id=uuid.uuid4().hex,
+            caller=Caller("anonymous"),
+            session_id="bench",
+            session_source="generated",
+            endpoint="chat.completions",
+            model="fake-chat",
+        )
+        request = await hook.before_call(ctx, request)
+        guarded = await hook.after_call(ctx, request, answer)
+        await hook.finish(ctx, Outcome("ok", request, guarded.response))
+
+    for _ in range(200):
+        await one()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        await one()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    await runtime.close()
+    return wall / n * 1000, cpu / n * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000, help="requests (after 200 warm-up)")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.root))
+    wall, cpu = asyncio.run(run(args.n))
+    print(f"guard hook ({args.root}): {wall:.3f} ms wall/req, {cpu:.3f} ms CPU/req (all threads)")
+
+
+if __name__ == "__main__":
+    main()

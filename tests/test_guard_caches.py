@@ -1,0 +1,94 @@
+"""The guard's per-request caches: same answers as without them, and never stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guard.engine import Guard, InputSpec
+from guard.fingerprint import SQLiteFingerprintStore
+from guard.fingerprint.store import text_fingerprints
+from guard.fingerprint.winnow import DEFAULT_PARAMS, fingerprint
+from guard.policy import SourceContext, load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_TEXT = (
+    "Payroll summary for March. Alice Martin, senior engineer, base salary 9,400 euros per "
+    "month plus a retention bonus of 15,000 euros paid in two parts, confidential."
+)
+
+
+@pytest.fixture
+def guard(tmp_path: Path) -> Guard:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
+    yield Guard(policy, fingerprints=store)  # type: ignore[misc]
+    store.close()
+
+
+def test_cached_fingerprints_are_equal_and_read_only() -> None:
+    first = text_fingerprints(SECRET_TEXT, DEFAULT_PARAMS)
+    assert np.array_equal(first, fingerprint(SECRET_TEXT, DEFAULT_PARAMS))
+    assert text_fingerprints(SECRET_TEXT, DEFAULT_PARAMS) is first
+    with pytest.raises(ValueError):
+        first[0] = 0  # shared between callers: nobody may change it
+
+
+def test_label_source_is_cached_per_context_and_returns_copies(guard: Guard) -> None:
+    policy = guard.policy
+    ctx = SourceContext(kind="document", url="https://evil.example/x", agent="a")
+    first = policy.label_source(ctx)
+    first.provenance.append(first.provenance[0])  # a caller extending its copy
+    again = policy.label_source(ctx)
+    assert again.label == first.label
+    assert len(again.provenance) == len(first.provenance) - 1
+    other = policy.label_source(SourceContext(kind="document", url="https://wiki.corp/x"))
+    fresh = load_policy(ROOT / "policies" / "default.yaml")
+    for c in (ctx, SourceContext(kind="document", url="https://wiki.corp/x")):
+        assert policy.label_source(c).label == fresh.label_source(c).label
+    assert (
+        other.label
+        == fresh.label_source(SourceContext(kind="document", url="https://wiki.corp/x")).label
+    )
+
+
+def test_lookup_cache_sees_texts_stored_after_it(guard: Guard) -> None:
+    store = guard.fingerprints
+    assert isinstance(store, SQLiteFingerprintStore)
+    query = f"Please summarise this: {SECRET_TEXT}"
+    assert store.lookup(query) == []
+    assert store.lookup(query) == []  # answered from the cache
+    label = guard.lattice.label("confidential", "trusted", sources=["doc:payroll"])
+    text_id = store.add_text(SECRET_TEXT, label)
+    (match,) = store.lookup(query)  # the new row voids the cached (empty) answer
+    assert (match.text_id, match.label) == (text_id, label)
+    assert store.lookup(query) == [match]
+    item = guard.label_input(InputSpec(text=query))
+    assert label.flows_to(item.label)
+
+
+def test_remembering_a_stored_text_is_skipped_but_new_labels_are_not(guard: Guard) -> None:
+    label = guard.lattice.label("confidential", "trusted", sources=["doc:payroll"])
+    assert guard.needs_remembering(SECRET_TEXT, label)
+    stored = guard.remember(SECRET_TEXT, label)
+    assert stored is not None
+    assert not guard.needs_remembering(SECRET_TEXT, label)  # same text, same label: stored
+    assert guard.remember(SECRET_TEXT, label) == stored  # and remember still answers its id
+    higher = guard.lattice.label("secret", "trusted", sources=["doc:payroll"])
+    assert guard.needs_remembering(SECRET_TEXT, higher)  # another label is another entry
+    assert not guard.needs_remembering("   ", label)
+    assert not guard.needs_remembering(SECRET_TEXT, guard.lattice.bottom)
+
+
+def test_known_keys_do_not_survive_another_store(tmp_path: Path) -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    label = policy.lattice.label("confidential", "trusted")
+    with SQLiteFingerprintStore(tmp_path / "a.db", policy.lattice) as a:
+        text_id = a.add_text(SECRET_TEXT, label)
+        assert a.is_stored(text_id)
+    with SQLiteFingerprintStore(tmp_path / "b.db", policy.lattice) as b:
+        assert not b.is_stored(text_id)  # unsure means "store it", never a skipped write
+        assert b.add_text(SECRET_TEXT, label) == text_id
+        assert len(b) == 1
