@@ -23,7 +23,6 @@ from guard.engine import (
     Review,
     ToolCallSpec,
     parse_arguments,
-    propagation_provenance,
 )
 from guard.items import ItemKind, LabeledItem, LLMCall
 from guard.labels import LabelSpec
@@ -416,16 +415,10 @@ def _decision_summary(decision: Decision, target: str) -> dict[str, Any]:
     }
 
 
-def item_records(items: list[LabeledItem]) -> list[dict[str, Any]]:
-    """The labeled items of a call as plain dicts (for the audit store and the extension)."""
-    return [item.to_dict() for item in items if item.kind is not ItemKind.OUTPUT]
-
-
 __all__ = [
     "DocumentIn",
     "Extension",
     "LabelGuardHook",
     "RouterModel",
     "input_specs",
-    "propagation_provenance",
 ]

@@ -33,16 +33,17 @@ from guard.audit.writer import AuditWriter
 from guard.engine import Review, propagation_provenance
 from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
 from guard.policy import Decision
+from guard.policy.spec import STRICTNESS
 from proxy.context import RequestContext
 from proxy.guard_hook import Outcome
 
-_SEVERITY = {"allow": 0, "log": 1, "redact": 2, "ask": 3, "deny": 4}
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def strictest(decisions: Sequence[Decision]) -> str | None:
-    actions = [d.action.value for d in decisions]
-    return max(actions, key=lambda a: _SEVERITY.get(a, 0)) if actions else None
+    if not decisions:
+        return None
+    return max((d.action for d in decisions), key=STRICTNESS.__getitem__).value
 
 
 def sink_name(target: str, review: Review, recipient: str | None) -> str:
