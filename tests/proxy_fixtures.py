@@ -5,24 +5,19 @@ Import the fixtures into a test module with ``from proxy_fixtures import *``.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
-import uvicorn
 from fakes.upstream import FakeUpstream
-from starlette.types import ASGIApp
 
 from guard.models import ChatModel
 from proxy.app import create_app
 from proxy.assemble import GuardRuntime, build_app
 from proxy.config import parse_config
+from proxy.embedded import ServerThread
 from proxy.guard_hook import GuardHook
 
 __all__ = [
@@ -51,39 +46,6 @@ FAKE_MODELS = [
     "fake-parrot",
     "fake-mailer",
 ]
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="critical", lifespan="on", access_log=False)
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -120,15 +82,6 @@ def passthrough_config(
     return {"model_list": model_list, **extra}
 
 
-def wait_ready(url: str, timeout: float = 120.0) -> None:
-    """Poll /readyz (litellm's import or a model load can take seconds)."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{url}/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"proxy at {url} never became ready")
-        time.sleep(0.05)
-
-
 def serve_proxy(
     config: dict[str, Any],
     *,
@@ -136,7 +89,7 @@ def serve_proxy(
     models: dict[str, ChatModel] | None = None,
 ) -> ServerThread:
     server = ServerThread(create_app(parse_config(config), hook=hook, models=models)).start()
-    wait_ready(server.url)
+    server.wait_ready(timeout=120)
     return server
 
 
@@ -177,7 +130,7 @@ class Guarded:
         self.app = build_app(parse_config(config), models=models)
         self.runtime: GuardRuntime = self.app.state.guard
         self.server = ServerThread(self.app).start()
-        wait_ready(self.server.url)
+        self.server.wait_ready(timeout=120)
         self.base = self.server.url
         self.url = f"{self.server.url}/v1"
         self._stopped = False
