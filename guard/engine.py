@@ -160,16 +160,19 @@ class Guard:
 
         Bottom-labeled text is not stored: re-identifying it could never change a label.
         """
-        if self.fingerprints is None or not text.strip() or label.flows_to(self.lattice.bottom):
+        if self.fingerprints is None or not self._worth_storing(text, label):
             return None
         return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
+
+    def _worth_storing(self, text: str, label: Label) -> bool:
+        return bool(text.strip()) and not label.flows_to(self.lattice.bottom)
 
     def needs_remembering(self, text: str, label: Label) -> bool:
         """Would ``remember`` store anything? False when it is known to be a no-op (nothing to
         store, or the same text with the same label is stored), so callers can skip the
         thread hop; True when unsure."""
         store = self.fingerprints
-        if store is None or not text.strip() or label.flows_to(self.lattice.bottom):
+        if store is None or not self._worth_storing(text, label):
             return False
         return not (isinstance(store, StoreBase) and store.stored_id(text, label) is not None)
 
