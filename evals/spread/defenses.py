@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
 
@@ -126,13 +126,18 @@ class SupervisorDefense:
         return routing
 
 
-def quarantine_policy(action: LabelgateAction, path: str | Path = POLICY) -> Policy:
-    """The quarantine policy with its two quarantine sink rules set to ``action``."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+def quarantine_data(action: LabelgateAction, path: str | Path = POLICY) -> dict[str, Any]:
+    """The quarantine policy's YAML data with its two quarantine sink rules set to ``action``."""
+    data: dict[str, Any] = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     for rule in data.get("sinks", []):
         if rule.get("id") in QUARANTINE_RULES:
             rule["action"] = _POLICY_ACTION[action]
-    return Policy.from_data(data, str(path))
+    return data
+
+
+def quarantine_policy(action: LabelgateAction, path: str | Path = POLICY) -> Policy:
+    """The quarantine policy with its two quarantine sink rules set to ``action``."""
+    return Policy.from_data(quarantine_data(action, path), str(path))
 
 
 @dataclass(slots=True)
@@ -196,6 +201,10 @@ class LabelgateDefense:
         if QUARANTINE_SOURCE in own.sources and not post.speaker.startswith("quarantine-"):
             self.stats.reidentified += 1
         self.guard.remember(post.text, label, kind=ItemKind.OUTPUT, source=post.speaker)
+        return self.decide_all(post, label)
+
+    def decide_all(self, post: Post, label: Label) -> Routing:
+        """The message's verdicts at both sinks: each recipient, and the memory write."""
         deliveries = {}
         reasons = []
         for recipient in post.recipients:

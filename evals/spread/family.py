@@ -4,6 +4,9 @@ counterfactual item under one defense (the variant); the sample runs the whole s
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.trace import Tracer
@@ -17,7 +20,8 @@ from evals.scenario import Sample, Scenario, Variant
 from evals.scorers import Score, Scorer
 from evals.spread import analysis
 from evals.spread.data import CounterfactItem, load_items
-from evals.spread.defenses import DEFENSES, Chat, make_defense
+from evals.spread.defenses import DEFENSES, Chat, Defense, LabelgateAction, make_defense
+from evals.spread.proxied import proxied_labelgate
 from evals.spread.simulation import SimConfig, SimResult, Simulation
 from guard import semconv
 from guard.models import ChatModel, ChatResult
@@ -180,9 +184,19 @@ class SpreadFamily:
         chat: Chat = caller
         config = SimConfig.model_validate(sample.metadata["sim"])
         item = CounterfactItem.model_validate(sample.metadata["item"])
-        defense = make_defense(sample.metadata["defense"], chat, propagation=config.propagation)
-        sim = Simulation(item, config, defense, chat, seed=sample.seed)
-        result = await sim.run()
+        name = sample.metadata["defense"]
+        async with AsyncExitStack() as stack:
+            if config.via_proxy and name.startswith("labelgate-"):
+                # The proxy calls the model itself: its calls are not traced or cached here.
+                state = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                action: LabelgateAction = name.removeprefix("labelgate-")  # type: ignore[assignment]
+                defense: Defense = await stack.enter_async_context(
+                    proxied_labelgate(action, model, state, propagation=config.propagation)
+                )
+            else:
+                defense = make_defense(name, chat, propagation=config.propagation)
+            sim = Simulation(item, config, defense, chat, seed=sample.seed)
+            result = await sim.run()
         result.reidentified = getattr(getattr(defense, "stats", None), "reidentified", 0)
         env.state["result"] = result.model_dump()
         caller.t.messages = _transcript_messages(sim, result)

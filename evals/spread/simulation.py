@@ -26,6 +26,7 @@ from evals.spread.data import CounterfactItem
 from evals.spread.defenses import Chat, Defense, Post, Propagation, RouteAction
 from evals.spread.matching import Verdict, classify, contains
 from evals.spread.memory import ChatMemory
+from evals.spread.proxied import Speaker
 
 QuestionKind = Literal["direct", "rephrase", "locality"]
 QUESTION_KINDS: tuple[QuestionKind, ...] = ("direct", "rephrase", "locality")
@@ -52,6 +53,9 @@ class SimConfig(BaseModel):
     answer_tokens: int = Field(16, ge=1, description="max tokens of an answer to a question")
     message_tokens: int = Field(48, ge=1, description="max tokens of a chat message")
     propagation: Propagation = "similarity"
+    via_proxy: bool = Field(
+        False, description="labelgate: route every discussion message through an embedded proxy"
+    )
 
 
 class PostRecord(BaseModel):
@@ -170,16 +174,23 @@ class Simulation:
         user += f"Write your next message as {self.personas[i].name}."
         system = self.system(i)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        text = (await self.chat(messages, self.c.message_tokens)).strip()
-        self.result.model_calls += 1
         audience = self.topology.audience(i)
+        recipients = [self.agent_id(r) for r in audience]
+        if isinstance(self.defense, Speaker):  # the defense carries the call (the proxy)
+            said = await self.defense.speak(
+                self.agent_id(i), recipients, messages, self.c.message_tokens
+            )
+        else:
+            said = await self.chat(messages, self.c.message_tokens)
+        text = said.strip()
+        self.result.model_calls += 1
         post = Post(
             speaker=self.agent_id(i),
             text=text,
             system=system,
             task=task,
             inputs=[(self.agent_id(s.speaker), s.text) for s in seen],
-            recipients=[self.agent_id(r) for r in audience],
+            recipients=recipients,
         )
         routing = await self.defense.route(post)
         self.result.model_calls += routing.model_calls
