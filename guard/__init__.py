@@ -6,8 +6,7 @@ Names are imported lazily so that ``labelgate --help`` does not pay for pydantic
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from guard.lazy import lazy_exports
 
 _EXPORTS = {
     "ItemKind": "guard.items",
@@ -24,8 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'guard' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

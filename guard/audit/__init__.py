@@ -6,8 +6,7 @@ Names are imported lazily so that ``guard.audit.cli`` (and ``labelgate --help``)
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from guard.lazy import lazy_exports
 
 _EXPORTS = {
     "AuditStore": "guard.audit.store",
@@ -27,9 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'guard.audit' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -111,14 +111,7 @@ class AuditWriter:
 
     async def asubmit(self, record: AuditRecord) -> None:
         """``submit`` for async code: waits for room on a worker thread, not the event loop."""
-        self._check()
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            with self._lock:
-                self._stats.blocked_submits += 1
-            await asyncio.to_thread(self._queue.put, record)
-        self._count_submit()
+        await self._aput(record, 1)
 
     async def asubmit_many(self, records: Sequence[AuditRecord]) -> None:
         """``asubmit`` for several records (e.g. one request's), waking the writer once.
@@ -126,17 +119,20 @@ class AuditWriter:
         They take one slot of the queue, so back-pressure counts them as one item, and they
         reach the store in the same batch (one transaction).
         """
+        if records:
+            await self._aput(_Many(list(records)), len(records))
+        else:
+            self._check()
+
+    async def _aput(self, item: object, count: int) -> None:
         self._check()
-        if not records:
-            return
-        item = _Many(list(records))
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             with self._lock:
                 self._stats.blocked_submits += 1
             await asyncio.to_thread(self._queue.put, item)
-        self._count_submit(len(item.records))
+        self._count_submit(count)
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every record submitted before this call is committed."""
