@@ -176,6 +176,30 @@ class Guard:
             return False
         return not (isinstance(store, StoreBase) and store.stored_id(text, label) is not None)
 
+    # ---------------------------------------------------------------- the prompt sink
+
+    @property
+    def screens_prompts(self) -> bool:
+        """Does the policy decide prompt items? When not, ``screen`` need not be called."""
+        return self.policy.screens_prompts
+
+    def screen(self, items: Sequence[LabeledItem], *, agent: str | None) -> list[Decision]:
+        """Decide each input item at the ``prompt`` sink, for the agent about to read it.
+
+        One decision per item, in order: allow/log pass the item (with the decision's
+        ``notice`` before it, if any), redact replaces its redaction targets, deny withholds
+        it; what happens is the caller's to enforce. The policy's engine fails closed, so an
+        error is a deny.
+        """
+        return [
+            self.policy.decide(
+                SinkEvent.from_labels(
+                    SinkKind.PROMPT, item.label, {"content": (item.text, item.label)}, agent=agent
+                )
+            )
+            for item in items
+        ]
+
     # ---------------------------------------------------------------- outputs
 
     async def review(

@@ -6,11 +6,11 @@ result and tool-call argument carries its own label and the provenance that expl
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from guard.ids import new_id
 from guard.labels import Label
 
 
@@ -53,7 +53,7 @@ class Provenance:
 
 
 def new_item_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return new_id()[:16]
 
 
 @dataclass(slots=True)

@@ -187,6 +187,12 @@ class Lattice:
     def integrity_levels(self) -> Sequence[Level]:
         return list(self._integ.values())
 
+    def confidentiality_level(self, name: str) -> Level | None:
+        return self._conf.get(name)
+
+    def integrity_level(self, name: str) -> Level | None:
+        return self._integ.get(name)
+
     def conf(self, name: str) -> Level:
         try:
             return self._conf[name]

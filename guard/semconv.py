@@ -110,12 +110,12 @@ def record_decision(
     sink: str | None = None,
     label: Label | None = None,
 ) -> None:
-    """Put a policy decision on the span (attributes) and in its timeline (an event)."""
+    """Put a policy decision on the span (attributes) and in its timeline (an event, with the
+    label of what was decided). The span's own label is the caller's to set (``set_label``):
+    a span may hold decisions on several labels (prompt items, the answer)."""
     attrs = decision_attributes(action, rule=rule, reason=reason, sink=sink)
-    if label is not None:
-        attrs |= label_attributes(label)
     span.set_attributes(attrs)
-    span.add_event(DECISION_EVENT, attrs)
+    span.add_event(DECISION_EVENT, attrs | label_attributes(label) if label is not None else attrs)
 
 
 def _parts(message: Message) -> list[dict[str, Any]]:

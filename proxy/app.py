@@ -7,19 +7,20 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from guard.ids import new_id
 from guard.models import ChatModel, LocalModel, import_litellm
 from proxy.auth import KeyRing, KeyState
 from proxy.config import ProxyConfig
@@ -108,15 +109,19 @@ def guard_headers(ctx: RequestContext, guarded: GuardedResponse | None = None) -
     return headers
 
 
-def json_response(data: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), headers=headers, media_type="application/json")
+def json_response(
+    data: Any, headers: Mapping[str, str] | None = None, background: BackgroundTask | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(data), headers=headers, media_type="application/json", background=background
+    )
 
 
 def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
     """The context before the body is read (so a request with a bad body is recorded too)."""
     session_id, source, trace_id = session_of(request.headers, None)
     return RequestContext(
-        request_id=uuid.uuid4().hex,
+        request_id=new_id(),
         caller=caller,
         session_id=session_id,
         session_source=source,
@@ -189,6 +194,24 @@ async def _finish(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> Non
         raise guard_error("the guard could not record the request") from None
 
 
+def _admit(hook: GuardHook, ctx: RequestContext) -> None:
+    """Before an answer leaves: can it be recorded? If not, it does not leave (fail closed)."""
+    admit = getattr(hook, "admit", None)
+    if admit is None:
+        return
+    try:
+        admit(ctx)
+    except Exception:
+        log.exception("guard cannot record request %s", ctx.request_id)
+        raise guard_error("the guard cannot record the request") from None
+
+
+async def _finish_sent(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
+    """The record of an answer already sent (admitted before): off the client's latency."""
+    with contextlib.suppress(ProxyError):  # logged by _finish; the hook stops admitting
+        await _finish(hook, ctx, outcome)
+
+
 async def _finish_failed(
     hook: GuardHook, ctx: RequestContext, exc: BaseException, request: Any
 ) -> None:
@@ -254,7 +277,8 @@ async def _events(
     try:
         guarded = await _after(state.hook, ctx, chat, held.assembled())
         closing = held.closing_chunks(guarded.response, _extension(ctx, guarded))
-        await _finish(state.hook, ctx, Outcome("ok", chat, guarded.response))
+        _admit(state.hook, ctx)
+        ctx.state["outcome"] = Outcome("ok", chat, guarded.response)  # recorded once sent
     except ProxyError as exc:
         await _finish_failed(state.hook, ctx, exc, chat)
         yield sse(exc.body())
@@ -294,9 +318,14 @@ def _stream_response(
             await events.aclose()
             await rest.aclose()  # type: ignore[attr-defined]
         finally:
-            # Ended before the verdict (client gone, server stopping): recorded as an error.
-            gone = ProxyError(499, "the stream ended before the guard's verdict", type="aborted")
-            await _finish_failed(state.hook, ctx, gone, chat)
+            sent: Outcome | None = ctx.state.get("outcome")
+            if sent is not None:
+                await _finish_sent(state.hook, ctx, sent)
+            else:  # ended before the verdict (client gone, server stopping): an error
+                gone = ProxyError(
+                    499, "the stream ended before the guard's verdict", type="aborted"
+                )
+                await _finish_failed(state.hook, ctx, gone, chat)
 
     return ClosingStreamingResponse(events, on_close, guard_headers(ctx))
 
@@ -328,8 +357,10 @@ async def chat_completions(request: Request) -> Response:
             return _stream_response(state, ctx, chat, opened, key)
         answer = await state.router.complete(chat.model, upstream_body)
         guarded = await _after(state.hook, ctx, chat, answer)
-        await _finish(state.hook, ctx, Outcome("ok", chat, guarded.response))
-        return json_response(guarded.response, guard_headers(ctx, guarded))
+        _admit(state.hook, ctx)
+        outcome = Outcome("ok", chat, guarded.response)
+        record = BackgroundTask(_finish_sent, state.hook, ctx, outcome)
+        return json_response(guarded.response, guard_headers(ctx, guarded), background=record)
     except BaseException as exc:
         await _finish_failed(state.hook, ctx, exc, chat)
         if isinstance(exc, ProxyError):  # so a failure can be found in the audit trail

@@ -59,7 +59,7 @@ def build_runtime(
     policy = load_policy(settings.policy)  # first: a bad policy leaves nothing half-open
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     fingerprints = SQLiteFingerprintStore(settings.fingerprints_path(), policy.lattice)
-    writer = AuditWriter(settings.audit_path())
+    writer = AuditWriter(settings.audit_path(), process=settings.audit_process)
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
     guard = Guard(policy, fingerprints=fingerprints)
     capture = settings.capture_content or settings.tracing.capture_content

@@ -150,6 +150,9 @@ class GuardSettings(BaseModel):
     approvals_timeout: float = Field(60.0, gt=0)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     capture_content: bool = False  # prompts and answers in spans (the audit store keeps them)
+    # The audit store is written by a child process, so writing does not hold the proxy's
+    # GIL (latency); false: by a thread of the proxy (one process, e.g. for embedding).
+    audit_process: bool = True
 
     def audit_path(self) -> Path:
         configured = os.environ.get(DB_ENV)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from guard.ids import new_id
 
 SESSION_HEADER = "x-labelgate-session"
 AGENT_HEADER = "x-labelgate-agent"
@@ -74,4 +75,4 @@ def session_of(
     user = body.get("user")
     if isinstance(user, str) and user:
         return f"user:{user[:_MAX_SESSION_LEN]}", "user", None
-    return uuid.uuid4().hex, "generated", None
+    return new_id(), "generated", None

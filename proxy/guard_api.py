@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from guard.ids import new_id
 from proxy.app import Endpoint, ProxyState, json_response, read_json
 from proxy.approvals import UnknownApproval
 from proxy.context import Caller, RequestContext
@@ -75,9 +76,9 @@ def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
             if len(docs) > MAX_DOCUMENTS:
                 raise ProxyError(400, f"at most {MAX_DOCUMENTS} documents per request")
             ctx = RequestContext(
-                request_id=_new_id(),
+                request_id=new_id(),
                 caller=caller,
-                session_id=_new_id(),
+                session_id=new_id(),
                 session_source="generated",
                 endpoint="documents",
                 model="labelgate/documents",
@@ -118,9 +119,3 @@ def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
         ("/labelgate/approvals", list_approvals, ["GET"]),
         ("/labelgate/approvals/{approval_id}", answer_approval, ["POST"]),
     ]
-
-
-def _new_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex

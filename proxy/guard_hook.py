@@ -19,8 +19,11 @@ Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
 - ``before_embeddings(ctx, request)``: label an embeddings request's inputs;
 - ``finish(ctx, outcome)``: called exactly once per request that passed authentication, however
   it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
-  client got. The label guard writes its audit records and ends its span here. If it raises,
-  a non-streamed answer is replaced by a ``guard_error`` (fail closed: no unrecorded answer).
+  client got. The label guard writes its audit records and ends its span here. For an answer it
+  runs after the answer was sent (off the client's latency), so a failure there is logged only;
+- ``admit(ctx)``: called before an answer leaves; if it raises, the answer is replaced by a
+  ``guard_error``. The label guard raises when it could not record the answer (its writer
+  stopped, or an earlier record failed): fail closed, no unrecorded answers.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,11 +26,11 @@ from guard.engine import (
     parse_arguments,
 )
 from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import LabelSpec
+from guard.labels import LabelSpec, Lattice
 from guard.models import ChatResult, Message
 from guard.policy import Action, Decision, SinkEvent, redact_value
 from guard.policy.spec import SinkKind, SourceKind
-from guard.propagation import Propagator, get_propagator
+from guard.propagation import Propagation, Propagator, get_propagator
 from proxy.approvals import Approvals
 from proxy.context import RequestContext
 from proxy.errors import bad_request
@@ -37,6 +38,8 @@ from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDen
 from proxy.recording import Recorder, targets
 from proxy.router import Router
 from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from proxy.screening import EAGER_KEY, screen_request
+from proxy.screening import summaries as screened_summaries
 
 DenyMode = Literal["replace", "error"]
 NOTE_PREFIX = "[labelgate]"
@@ -85,6 +88,17 @@ class RouterModel:
         return ChatResult(text=rendered_output(_text_of(message.get("content")), calls))
 
 
+class _Deferred:
+    """A propagator built on first use: most answers pass on the join and never need one."""
+
+    def __init__(self, name: str, build: Callable[[], Propagator]) -> None:
+        self.name = name
+        self._build = build
+
+    async def propagate(self, call: LLMCall, output: str, lattice: Lattice) -> Propagation:
+        return await self._build().propagate(call, output, lattice)
+
+
 class LabelGuardHook:
     def __init__(
         self,
@@ -119,6 +133,10 @@ class LabelGuardHook:
             for spec in input_specs(request.messages, ext)
         ]
         ctx.state["items"] = items
+        # The prompt sink (a no-op without prompt rules): withheld items are no longer inputs.
+        request, items = await screen_request(
+            self.guard, ctx, request, items, approvals=self.approvals, deny_mode=self.deny_mode
+        )
         ctx.state["call"] = LLMCall(items, model=request.model, params=_params(request))
         ctx.state["extension"] = ext
         ctx.state["recipient"] = ext.recipient or agent
@@ -184,6 +202,7 @@ class LabelGuardHook:
             agent=agent,
             recipient=ext.recipient,
             propagator=self._propagator_for(request),
+            eager=ctx.state.get(EAGER_KEY, False),  # a marked input: the mark follows the claim
         )
         ctx.state["review"] = review
         self._check_caller(review, agent, ext.recipient)
@@ -197,8 +216,15 @@ class LabelGuardHook:
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
-            decisions=[_decision_summary(d, target) for target, d in targets(review)],
+            decisions=[
+                *screened_summaries(ctx),
+                *(_decision_summary(d, target) for target, d in targets(review)),
+            ],
         )
+
+    def admit(self, ctx: RequestContext) -> None:
+        """Before an answer leaves: raises when it could not be recorded (fail closed)."""
+        self.recorder.admit()
 
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
         await self.recorder.record(ctx, outcome)
@@ -206,6 +232,9 @@ class LabelGuardHook:
     def _propagator_for(self, request: ChatCompletionRequest) -> Propagator | None:
         if self._propagator_name == "join":
             return None
+        return _Deferred(self._propagator_name, lambda: self._build_propagator(request))
+
+    def _build_propagator(self, request: ChatCompletionRequest) -> Propagator:
         chat_model = None
         if self._router is not None:
             extra = request.model_dump(exclude_unset=True, include=_REQUERY_FIELDS)
@@ -232,7 +261,7 @@ class LabelGuardHook:
                 decision.reason = f"{decision.reason} [{verdict.summary}]"
 
     def _enforce(self, response: ChatCompletion, review: Review) -> ChatCompletion:
-        response = json.loads(json.dumps(response))  # never mutate the upstream's answer
+        response = _own_message(response)  # never mutate the upstream's answer
         message = response["choices"][0]["message"]
         notes: list[str] = []
         kept: list[dict[str, Any]] = []
@@ -372,6 +401,21 @@ def _message_texts(msg: ChatMessage) -> list[str]:
     for tc in msg.tool_calls or []:
         texts.append(f"{tc.function.name}({tc.function.arguments})")
     return [t for t in texts if t.strip()] or [""]
+
+
+def _own_message(response: ChatCompletion) -> ChatCompletion:
+    """A copy of the answer down to what enforcement rewrites (the first choice's message and
+    its tool calls); the rest is shared with the upstream's answer, which is left untouched."""
+    choices = list(response["choices"])
+    first = dict(choices[0])
+    message = dict(first["message"])
+    if message.get("tool_calls") is not None:
+        message["tool_calls"] = [
+            {**raw, "function": dict(raw.get("function") or {})} for raw in message["tool_calls"]
+        ]
+    first["message"] = message
+    choices[0] = first
+    return {**response, "choices": choices}
 
 
 def _text_of(content: Any) -> str:

@@ -36,6 +36,8 @@ from guard.policy import Decision
 from guard.policy.spec import STRICTNESS
 from proxy.context import RequestContext
 from proxy.guard_hook import Outcome
+from proxy.screening import decision_records as prompt_records
+from proxy.screening import prompt_decisions, record_span_decisions
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -70,12 +72,25 @@ class Recorder:
         self.writer = writer
         self.tracer = tracer
         self.capture_content = capture_content
+        self.failure: BaseException | None = None
+
+    def admit(self) -> None:
+        """Raise unless a request can be recorded: the writer accepts records and no record
+        has failed (answers are recorded after they are sent, so a failure stops the next)."""
+        if self.failure is not None:
+            raise RuntimeError(f"a request could not be recorded: {self.failure!r}")
+        if self.writer is not None:
+            self.writer.check()
 
     async def record(self, ctx: RequestContext, outcome: Outcome) -> None:
-        trace_id, span_id = self._span(ctx, outcome)
-        if self.writer is not None:
-            records = self._records(ctx, outcome, trace_id or ctx.trace_id, span_id)
-            await self.writer.asubmit_many(records)  # one wake-up of the writer per request
+        try:
+            trace_id, span_id = self._span(ctx, outcome)
+            if self.writer is not None:
+                records = self._records(ctx, outcome, trace_id or ctx.trace_id, span_id)
+                await self.writer.asubmit_many(records)  # one wake-up of the writer per request
+        except Exception as exc:
+            self.failure = exc
+            raise
 
     # ------------------------------------------------------------------ audit records
 
@@ -84,7 +99,7 @@ class Recorder:
     ) -> list[AuditRecord]:
         review: Review | None = ctx.state.get("review")
         items: list[LabeledItem] = ctx.state.get("items", [])
-        decisions = review.decisions if review else []
+        decisions = [*(review.decisions if review else []), *prompt_decisions(ctx)]
         action = strictest(decisions)
         status = outcome.status
         if status == "ok" and action == "deny":
@@ -125,6 +140,7 @@ class Recorder:
                 )
                 for target, decision in targets(review)
             ]
+        records += prompt_records(ctx, trace_id, span_id)  # the prompt sink's decisions
         return records
 
     def _answer(
@@ -175,6 +191,7 @@ class Recorder:
             start_time=start_ns,
         )
         review: Review | None = ctx.state.get("review")
+        record_span_decisions(span, ctx)  # the prompt sink's, before the answer's
         if review is not None:
             for target, decision in targets(review):
                 semconv.record_decision(
@@ -186,7 +203,7 @@ class Recorder:
                     label=review.label,
                 )
             semconv.set_label(span, review.label)
-            action = strictest(review.decisions)
+            action = strictest([*review.decisions, *prompt_decisions(ctx)])
             if action is not None:
                 span.set_attribute(semconv.DECISION_ACTION, action)
         self._response(span, outcome)

@@ -124,7 +124,8 @@ def test_union_fields_report_one_error() -> None:
     )
     text = GOOD.replace("  - id: b", "  - id: b\n    kind: tool")
     assert _error(text) == (
-        "policies/x.yaml:15: sinks[1].kind: must be one of tool_call, response, egress (got 'tool')"
+        "policies/x.yaml:15: sinks[1].kind: must be one of tool_call, response, egress, prompt "
+        "(got 'tool')"
     )
 
 

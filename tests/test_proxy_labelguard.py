@@ -6,6 +6,7 @@ Agents are told apart by ``X-Labelgate-Agent`` (no keys) or by per-agent API key
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,29 @@ def test_store_failure_fails_closed(
     with pytest.raises(openai.InternalServerError) as caught:
         mailer_turn(agent(proxy.url, "mailer"), TRUSTED_NOTE)
     assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+
+
+def test_record_failure_stops_the_next_answer(
+    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers are recorded after they are sent: a record that fails makes the guard refuse
+    the answers that follow (fail closed) rather than answer unrecorded."""
+    proxy = start_guarded(passthrough_config(fake_url))
+    recorder = proxy.runtime.hook.recorder
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot build the record")
+
+    monkeypatch.setattr(recorder, "_records", broken)
+    client = agent(proxy.url, "mailer")
+    mailer_turn(client, TRUSTED_NOTE)  # sent before its record was attempted
+    deadline = time.monotonic() + 5
+    while recorder.failure is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(openai.InternalServerError) as caught:
+        mailer_turn(client, TRUSTED_NOTE)
+    assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+    assert "cannot record" in caught.value.body["message"]  # type: ignore[index]
 
 
 def test_upstream_failure_is_recorded_with_the_client_trace(

@@ -4,9 +4,6 @@ counterfactual item under one defense (the variant); the sample runs the whole s
 
 from __future__ import annotations
 
-import tempfile
-from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 from opentelemetry.trace import Tracer
@@ -15,16 +12,16 @@ from pydantic import Field, field_validator
 from evals.agent import AgentLimits, Transcript
 from evals.environment import Environment
 from evals.family import ReportSection
-from evals.models import CachedModel, call_with_retries
+from evals.models import call_with_retries
 from evals.scenario import Sample, Scenario, Variant
 from evals.scorers import Score, Scorer
 from evals.spread import analysis
 from evals.spread.data import CounterfactItem, load_items
-from evals.spread.defenses import DEFENSES, Chat, Defense, LabelgateAction, make_defense
-from evals.spread.proxied import proxied_labelgate
-from evals.spread.simulation import SimConfig, SimResult, Simulation
+from evals.spread.defenses import DEFENSES, Chat, make_defense
+from evals.spread.proxied import Channel, DirectChannel, Said, Turn, open_channel
+from evals.spread.simulation import Condition, SimConfig, SimResult, Simulation
 from guard import semconv
-from guard.models import ChatModel, ChatResult
+from guard.models import ChatModel
 
 FAMILY = "spread"
 PRIMARY = "adopted"
@@ -34,6 +31,11 @@ DEFAULT_DEFENSES = ["none", "vigilance", "supervisor", "labelgate-mark", "labelg
 class SpreadOptions(SimConfig):
     data: str | None = Field(None, description="CounterFact-style JSON/YAML; None: starter set")
     defenses: list[str] = Field(default_factory=lambda: list(DEFAULT_DEFENSES))
+    conditions: list[Condition] = Field(
+        default_factory=lambda: ["attack"],
+        min_length=1,
+        description="attack: agent 0 manipulated; control: no one is (agent 0 still suspected)",
+    )
     seeds: list[int] = Field(default_factory=lambda: [0])
 
     @field_validator("defenses")
@@ -48,6 +50,10 @@ class SpreadOptions(SimConfig):
         return SimConfig.model_validate(self.model_dump(include=set(SimConfig.model_fields)))
 
 
+def variant_name(condition: Condition, defense: str) -> str:
+    return defense if condition == "attack" else f"control-{defense}"
+
+
 def scenario(item: CounterfactItem, opts: SpreadOptions) -> Scenario:
     return Scenario(
         id=f"cf-{item.case_id}",
@@ -55,13 +61,18 @@ def scenario(item: CounterfactItem, opts: SpreadOptions) -> Scenario:
         prompt="{question}",
         vars={"question": item.prompt},
         metadata={"item": item.model_dump(), "sim": opts.sim().model_dump()},
-        variants=[Variant(name=d, metadata={"defense": d}) for d in opts.defenses],
+        variants=[
+            Variant(name=variant_name(c, d), metadata={"defense": d, "condition": c})
+            for c in opts.conditions
+            for d in opts.defenses
+        ],
         seeds=list(opts.seeds),
     )
 
 
 class _Caller:
-    """Every model call of a simulation: seeded, retried, traced as a GenAI ``chat`` span."""
+    """Wraps a channel: every model call of a simulation seeded, retried, traced as a GenAI
+    ``chat`` span under the sample's span, and counted in the transcript."""
 
     def __init__(
         self, model: ChatModel, seed: int, tracer: Tracer, limits: AgentLimits, capture: bool
@@ -70,49 +81,61 @@ class _Caller:
         self.limits, self.capture = limits, capture
         self.t = Transcript(messages=[], stop_reason="answer")
 
-    async def __call__(self, messages: list[dict[str, str]], max_tokens: int) -> str:
-        params = {
-            "temperature": self.limits.temperature,
-            "max_tokens": max_tokens,
-            "seed": self.seed,
-        }
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.limits.temperature, "seed": self.seed}
 
-        async def once() -> tuple[ChatResult, bool]:
-            if isinstance(self.model, CachedModel):
-                return await self.model.chat_cached(messages, **params)
-            return await self.model.chat(messages, **params), False
+    def wrap(self, inner: Channel) -> Channel:
+        async def call(agent: str, turns: list[Turn], max_tokens: int) -> Said:
+            def retried(_attempt: int, _exc: BaseException) -> None:
+                self.t.retries += 1
 
-        def retried(_attempt: int, _exc: BaseException) -> None:
-            self.t.retries += 1
+            messages = [t.message() for t in turns]
+            with semconv.chat_span(
+                self.tracer,
+                self.model.name,
+                input_messages=messages,
+                capture_content=self.capture,
+                attributes={semconv.GEN_AI_AGENT_ID: agent},
+            ) as span:
+                said = await call_with_retries(
+                    lambda: inner(agent, turns, max_tokens),
+                    retries=self.limits.retries,
+                    backoff=self.limits.retry_backoff,
+                    on_retry=retried,
+                )
+                semconv.set_response(
+                    span,
+                    finish_reasons=[said.finish_reason],
+                    input_tokens=said.prompt_tokens,
+                    output_tokens=said.completion_tokens,
+                )
+            self.t.model_calls += 1
+            self.t.turns += 1
+            self.t.cache_hits += int(said.cache_hit)
+            self.t.input_tokens += said.prompt_tokens
+            self.t.output_tokens += said.completion_tokens
+            return said
 
-        with semconv.chat_span(
-            self.tracer, self.model.name, input_messages=messages, capture_content=self.capture
-        ) as span:
-            result, hit = await call_with_retries(
-                once,
-                retries=self.limits.retries,
-                backoff=self.limits.retry_backoff,
-                on_retry=retried,
-            )
-            semconv.set_response(
-                span,
-                finish_reasons=[result.finish_reason],
-                input_tokens=result.prompt_tokens,
-                output_tokens=result.completion_tokens,
-            )
-        self.t.model_calls += 1
-        self.t.turns += 1
-        self.t.cache_hits += int(hit)
-        self.t.input_tokens += result.prompt_tokens
-        self.t.output_tokens += result.completion_tokens
-        return result.text
+        return call
+
+
+def chat_as(channel: Channel, agent: str) -> Chat:
+    """A plain chat function over a channel (the supervisor's)."""
+
+    async def chat(messages: list[dict[str, str]], max_tokens: int) -> str:
+        turns = [Turn.model_validate(m) for m in messages]
+        return (await channel(agent, turns, max_tokens)).text
+
+    return chat
 
 
 def _transcript_messages(sim: Simulation, result: SimResult) -> list[dict[str, Any]]:
     """The discussion as stored messages (answers to the questions are in the scores)."""
+    who = "manipulated" if result.condition == "attack" else "control: none manipulated, suspected"
     head = (
         f"spread simulation: defense {result.defense}, {sim.c.agents} agents "
-        f"({sim.topology.kind}), manipulated {sim.agent_id(sim.c.manipulated)}, "
+        f"({sim.topology.kind}), {who} {sim.agent_id(sim.c.manipulated)}, "
         f"{sim.c.rounds} rounds; claim: {sim.item.statement()}"
     )
     messages: list[dict[str, Any]] = [{"role": "system", "content": head}]
@@ -181,23 +204,18 @@ class SpreadFamily:
     ) -> Transcript:
         limits = limits or AgentLimits()
         caller = _Caller(model, sample.seed, tracer, limits, capture_content)
-        chat: Chat = caller
         config = SimConfig.model_validate(sample.metadata["sim"])
         item = CounterfactItem.model_validate(sample.metadata["item"])
-        name = sample.metadata["defense"]
-        async with AsyncExitStack() as stack:
-            if config.via_proxy and name.startswith("labelgate-"):
-                # The proxy calls the model itself: its calls are not traced or cached here.
-                state = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                action: LabelgateAction = name.removeprefix("labelgate-")  # type: ignore[assignment]
-                defense: Defense = await stack.enter_async_context(
-                    proxied_labelgate(action, model, state, propagation=config.propagation)
-                )
-            else:
-                defense = make_defense(name, chat, propagation=config.propagation)
-            sim = Simulation(item, config, defense, chat, seed=sample.seed)
+        condition: Condition = sample.metadata.get("condition", "attack")
+        direct = caller.wrap(DirectChannel(model, caller.params))
+        defense = make_defense(sample.metadata["defense"], chat_as(direct, "supervisor"))
+        async with open_channel(
+            defense, model, propagation=config.propagation, params=caller.params
+        ) as channel:
+            sim = Simulation(
+                item, config, defense, caller.wrap(channel), seed=sample.seed, condition=condition
+            )
             result = await sim.run()
-        result.reidentified = getattr(getattr(defense, "stats", None), "reidentified", 0)
         env.state["result"] = result.model_dump()
         caller.t.messages = _transcript_messages(sim, result)
         return caller.t

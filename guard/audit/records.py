@@ -9,20 +9,16 @@ text in a ``<field>_json`` column, so the tables stay plain and readable in any 
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from guard.ids import new_id
 from guard.items import LabeledItem
 from guard.labels import Label
 
 JSONValue = Any
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def utcnow() -> datetime:

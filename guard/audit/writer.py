@@ -30,6 +30,7 @@ from types import TracebackType
 
 from pydantic import BaseModel
 
+from guard.audit.process import StoreProcess
 from guard.audit.records import AuditRecord
 from guard.audit.store import AuditStore
 
@@ -76,13 +77,19 @@ class AuditWriter:
         max_delay: float = 0.05,
         retries: int = 3,
         on_batch: Callable[[int], None] | None = None,
+        process: bool = False,
     ) -> None:
         """``store`` is owned by the writer from now on (closed by ``close``).
 
         ``on_batch`` is called on the writer thread after each committed batch (for tests and
-        benchmarks that want to slow the writer down or watch it).
+        benchmarks that want to slow the writer down or watch it). ``process``: batches are
+        written by a child process (``guard.audit.process``), so the Python work of writing
+        does not hold this process's GIL; ``store`` stays open here for reading.
         """
         self.store = store if isinstance(store, AuditStore) else AuditStore(store)
+        self._sink: AuditStore | StoreProcess = (
+            StoreProcess(self.store.path) if process else self.store
+        )
         self.batch_size = batch_size
         self.max_delay = max_delay
         self.retries = retries
@@ -100,7 +107,7 @@ class AuditWriter:
     # ------------------------------------------------------------------ caller side
     def submit(self, record: AuditRecord, timeout: float | None = None) -> None:
         """Enqueue one record, waiting for room when the queue is full (back-pressure)."""
-        self._check()
+        self.check()
         try:
             self._queue.put_nowait(record)
         except queue.Full:
@@ -122,10 +129,10 @@ class AuditWriter:
         if records:
             await self._aput(_Many(list(records)), len(records))
         else:
-            self._check()
+            self.check()
 
     async def _aput(self, item: object, count: int) -> None:
-        self._check()
+        self.check()
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -136,12 +143,12 @@ class AuditWriter:
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every record submitted before this call is committed."""
-        self._check()
+        self.check()
         marker = _Flush(threading.Event())
         self._queue.put(marker, timeout=timeout)
         if not marker.done.wait(timeout):
             raise TimeoutError("audit writer did not flush in time")
-        self._check()
+        self.check()
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything still queued, stop the thread and close the store."""
@@ -153,6 +160,8 @@ class AuditWriter:
             self._queue.put(_STOP)
             self._thread.join(timeout)
         if not self._thread.is_alive():
+            if isinstance(self._sink, StoreProcess):
+                self._sink.close()
             self.store.close()
         if self._error is not None:
             raise AuditWriteError(f"audit writer failed: {self._error}") from self._error
@@ -162,7 +171,8 @@ class AuditWriter:
         with self._lock:
             return self._stats.model_copy(update={"queued": self._queue.qsize()})
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise ``AuditWriteError`` when records can no longer be accepted."""
         if self._error is not None:
             raise AuditWriteError(f"audit writer failed: {self._error}") from self._error
         if self._closed:
@@ -220,7 +230,7 @@ class AuditWriter:
     def _write(self, batch: list[AuditRecord]) -> None:
         for attempt in range(self.retries + 1):
             try:
-                written = self.store.write_batch(batch)
+                written = self._sink.write_batch(batch)
             except sqlite3.IntegrityError:
                 written = self._write_one_by_one(batch)
             except Exception as exc:  # disk full, locked for too long, ...
@@ -251,7 +261,7 @@ class AuditWriter:
         written = 0
         for record in batch:
             try:
-                written += self.store.write_batch([record])
+                written += self._sink.write_batch([record])
             except sqlite3.IntegrityError as exc:
                 log.error("audit record rejected (%s %s): %s", record.table, record.key(), exc)
                 with self._lock:

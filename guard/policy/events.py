@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from guard.ids import new_id
 from guard.items import Provenance
-from guard.labels import Label, LabelSpec
+from guard.labels import Label, LabelSpec, Lattice
 from guard.policy.spec import Action, Effect, SinkKind, SourceKind
 
 REDACTED = "[REDACTED]"
@@ -77,6 +77,7 @@ class ArgumentEvent(BaseModel):
     value: Any = None
     # Required: an argument with no label must not be read as public/trusted (fail closed).
     label: LabelSpec
+    _parsed: Label | None = PrivateAttr(default=None)  # the Label it was built from, if any
 
 
 class SinkEvent(BaseModel):
@@ -89,7 +90,9 @@ class SinkEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: SinkKind
-    agent: str | None = Field(default=None, description="The calling agent.")
+    agent: str | None = Field(
+        default=None, description="The calling agent (for a prompt item: the agent reading it)."
+    )
     recipient: str | None = Field(
         default=None, description="The agent a response is handed to (default: the caller)."
     )
@@ -99,6 +102,7 @@ class SinkEvent(BaseModel):
     )
     label: LabelSpec = Field(description="The call context label.")
     arguments: dict[str, ArgumentEvent] = Field(default_factory=dict)
+    _parsed: Label | None = PrivateAttr(default=None)  # the Label it was built from, if any
 
     @property
     def effective_recipient(self) -> str | None:
@@ -114,17 +118,34 @@ class SinkEvent(BaseModel):
         arguments: dict[str, tuple[Any, Label]] | None = None,
         **fields: Any,
     ) -> SinkEvent:
-        """Build an event from :class:`Label` objects rather than name dicts."""
-        args = {
-            name: ArgumentEvent(value=value, label=LabelSpec.model_validate(lab.to_dict()))
-            for name, (value, lab) in (arguments or {}).items()
-        }
-        return cls(
-            kind=SinkKind(kind),
-            label=LabelSpec.model_validate(label.to_dict()),
-            arguments=args,
-            **fields,
-        )
+        """Build an event from :class:`Label` objects rather than name dicts.
+
+        The Labels ride along, so the engine need not parse back the names it was given."""
+        args: dict[str, ArgumentEvent] = {}
+        for name, (value, lab) in (arguments or {}).items():
+            args[name] = ArgumentEvent(value=value, label=_spec(lab))
+            args[name]._parsed = lab
+        event = cls(kind=SinkKind(kind), label=_spec(label), arguments=args, **fields)
+        event._parsed = label
+        return event
+
+
+def _spec(label: Label) -> LabelSpec:
+    # A Label is valid by construction and its dict is canonical (sorted): nothing to check.
+    return LabelSpec.model_construct(**label.to_dict())
+
+
+def parsed_label(lattice: Lattice, event: SinkEvent | ArgumentEvent) -> Label:
+    """The event's label in ``lattice``: the Label it was built from when it belongs to that
+    lattice (same level objects), else parsed from its names."""
+    label = event._parsed
+    if (
+        label is not None
+        and lattice.confidentiality_level(label.confidentiality.name) is label.confidentiality
+        and lattice.integrity_level(label.integrity.name) is label.integrity
+    ):
+        return label
+    return lattice.parse(event.label)
 
 
 class RuleTrace(BaseModel):
@@ -147,7 +168,7 @@ class RedactionTarget(BaseModel):
 
 
 class Decision(BaseModel):
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_id)
     action: Action
     reason: str
     rule: str | None = Field(default=None, description="The id of the deciding rule.")
@@ -157,6 +178,9 @@ class Decision(BaseModel):
         default_factory=list, description="Declassifications and endorsements applied (audit)."
     )
     effect: Effect | None = None
+    notice: str | None = Field(
+        default=None, description="prompt sink: text shown before the item when it passes."
+    )
 
     @property
     def allowed(self) -> bool:

@@ -64,8 +64,12 @@ class Policy(_Strict):
     # each distinct context is labelled once (agents resend the same messages every turn).
     _source_cache: dict[SourceKey, LabelDecision] = PrivateAttr(default_factory=dict)
 
+    # Whether any sink rule names the prompt sink: without one, screening is skipped entirely.
+    _screens_prompts: bool = PrivateAttr(default=False)
+
     def model_post_init(self, _context: Any) -> None:
         self._lattice = Lattice(self.lattice_config)
+        self._screens_prompts = any(rule.targets_prompt() for rule in self.sinks)
 
     # ---- loading ----------------------------------------------------------------------
 
@@ -87,6 +91,11 @@ class Policy(_Strict):
     @property
     def lattice(self) -> Lattice:
         return self._lattice
+
+    @property
+    def screens_prompts(self) -> bool:
+        """Does a sink rule decide prompt items (``kind: prompt``)?"""
+        return self._screens_prompts
 
     @property
     def required_integrity(self) -> Level:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from guard.items import Provenance
 from guard.labels import Label
 from guard.policy.conditions import Arg, Env, check_args, check_label
-from guard.policy.events import Decision, FlowContext, RedactionTarget, RuleTrace, SinkEvent
+from guard.policy.events import (
+    Decision,
+    FlowContext,
+    RedactionTarget,
+    RuleTrace,
+    SinkEvent,
+    parsed_label,
+)
 from guard.policy.patterns import as_list, matches_any
 from guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
 from guard.policy.templates import render
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from guard.policy.model import Policy
 
 FAIL_CLOSED = "engine:fail-closed"
+_PASSING = (Action.ALLOW, Action.LOG)
 
 
 @dataclass(slots=True)
@@ -56,6 +64,7 @@ class Outcome:
     reason: str
     overrides_baseline: bool = False
     redactions: list[RedactionTarget] = field(default_factory=list)
+    notice: str | None = None
 
 
 def effect_of(policy: Policy, event: SinkEvent) -> Effect | None:
@@ -73,11 +82,11 @@ def effect_of(policy: Policy, event: SinkEvent) -> Effect | None:
 def _facts(policy: Policy, event: SinkEvent) -> Facts:
     lattice = policy.lattice
     ctx = FlowContext.of(event)
-    label, trail = apply_all(policy, lattice.parse(event.label), ctx)
+    label, trail = apply_all(policy, parsed_label(lattice, event), ctx)
     trail = [replace(p, ref="context") for p in trail]  # say which label was changed
     args: dict[str, Arg] = {}
     for name, arg in event.arguments.items():
-        arg_label, arg_trail = apply_all(policy, lattice.parse(arg.label), ctx)
+        arg_label, arg_trail = apply_all(policy, parsed_label(lattice, arg), ctx)
         args[name] = Arg(name, arg.value, arg_label)
         trail += [replace(p, ref=f"argument:{name}") for p in arg_trail]
     recipient = event.effective_recipient
@@ -116,7 +125,12 @@ def _reason(template: str, values: dict[str, Any]) -> str:
 
 
 def _targets(rule: SinkRule, facts: Facts) -> bool:
-    if rule.kind is not None:
+    if facts.event.kind is SinkKind.PROMPT:
+        # Only rules that name the prompt sink apply there: a rule written for "any sink"
+        # before it existed must not start withholding what agents read.
+        if not rule.targets_prompt():
+            return False
+    elif rule.kind is not None:
         kinds = rule.kind if isinstance(rule.kind, list) else [rule.kind]
         if facts.event.kind not in kinds:
             return False
@@ -169,6 +183,7 @@ def _rule_outcome(rule: SinkRule, facts: Facts, culprit: Arg | None, why: str) -
         _reason(template, values),
         overrides_baseline=rule.override_baseline and rule.action is not Action.DENY,
         redactions=redactions,
+        notice=render(rule.notice, values) if rule.notice is not None else None,
     )
 
 
@@ -293,6 +308,8 @@ def _combine(facts: Facts, chain: list[RuleTrace], outcomes: list[Outcome]) -> D
         if trace.rule == winner.rule and trace.matched:
             trace.decisive = True
     redactions = [r for o in outcomes if o.action is Action.REDACT for r in o.redactions]
+    # Notices go with an item that passes: every matching passing rule's, in chain order.
+    notices = [o.notice for o in outcomes if o.notice] if winner.action in _PASSING else []
     return Decision(
         action=winner.action,
         reason=winner.reason,
@@ -301,6 +318,7 @@ def _combine(facts: Facts, chain: list[RuleTrace], outcomes: list[Outcome]) -> D
         redactions=redactions if winner.action is Action.REDACT else [],
         transforms=facts.transforms,
         effect=facts.effect,
+        notice="".join(notices) or None,
     )
 
 

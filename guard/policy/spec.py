@@ -52,6 +52,7 @@ class SinkKind(StrEnum):
     TOOL_CALL = "tool_call"
     RESPONSE = "response"  # an answer handed to an agent
     EGRESS = "egress"  # text leaving the system
+    PROMPT = "prompt"  # an input item about to reach an agent's model (only rules naming it)
 
 
 def _lattice(info: ValidationInfo) -> Lattice | None:
@@ -274,6 +275,29 @@ class SinkRule(_Rule):
         default=True,
         description="A matching non-deny rule suppresses the built-in baseline rules.",
     )
+    notice: str | None = Field(
+        default=None,
+        min_length=1,
+        description="prompt sink, allow/log only: a visible text (template) put before the "
+        "item when it passes, e.g. a warning the reading model sees.",
+    )
+
+    @model_validator(mode="after")
+    def _notice_at_prompt(self) -> SinkRule:
+        # A notice is shown by the enforcement point of the prompt sink, and only with an item
+        # that reaches the model: anywhere else it would be a setting that does nothing.
+        if self.notice is None:
+            return self
+        if not self.targets_prompt():
+            raise ValueError("notice needs kind: prompt (it is shown with a prompt item)")
+        if self.action not in (Action.ALLOW, Action.LOG):
+            raise ValueError("notice needs action allow or log (a withheld item shows none)")
+        return self
+
+    def targets_prompt(self) -> bool:
+        """Does the rule name the prompt sink? (Rules without ``kind`` do not apply there.)"""
+        kinds = self.kind if isinstance(self.kind, list) else [self.kind]
+        return SinkKind.PROMPT in kinds
 
 
 class _TransformRule(_Rule):

@@ -1,0 +1,128 @@
+"""The audit store in a child process, for the writer of a latency-sensitive server.
+
+Turning records into rows (JSON), hashing the chain and binding SQLite parameters is Python
+work that holds the GIL. On the writer's thread it competes with the server's event loop: a
+loop that releases the GIL for a system call may wait a whole switch interval to get it back.
+Here the writer thread only pickles each batch's field values and waits on a pipe (GIL
+released) while a child process writes them with its own ``AuditStore`` connection, in the
+same one-transaction-per-batch way. ``StoreProcess.write_batch`` has the store's contract:
+it returns the count written, raises ``sqlite3.IntegrityError`` for a rejected record (the
+writer then retries one by one) and ``AuditStoreError`` for anything else.
+
+The child is ``python -m guard.audit.process DB`` (a plain subprocess: nothing depends on how
+the parent was started), fed length-prefixed pickles on its stdin and answering on its
+stdout. It exits when its stdin closes, including when its parent is killed: the batch it was
+writing is committed or rolled back whole, as in the thread.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from guard.audit.records import (
+    AuditRecord,
+    DecisionRecord,
+    LabelEventRecord,
+    MessageRecord,
+    RequestRecord,
+    SpanRecord,
+)
+
+RECORD_TYPES: dict[str, type[AuditRecord]] = {
+    cls.table: cls
+    for cls in (RequestRecord, MessageRecord, LabelEventRecord, DecisionRecord, SpanRecord)
+}
+_LENGTH = struct.Struct(">I")
+
+
+class AuditStoreError(RuntimeError):
+    """The child process could not write a batch (or is gone)."""
+
+
+def send_frame(out: IO[bytes], data: bytes) -> None:
+    out.write(_LENGTH.pack(len(data)) + data)
+    out.flush()
+
+
+def read_frame(source: IO[bytes]) -> bytes | None:
+    """One frame, or None at the end of the stream."""
+    head = source.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    data = source.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+class StoreProcess:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        # The child imports this package from where the parent found it.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._to, self._from = self._process.stdin, self._process.stdout
+
+    def write_batch(self, records: Sequence[AuditRecord]) -> int:
+        # Field values, not models: pickling a dict is C code, a pydantic model's state is not.
+        payload = [(r.table, dict(r.__dict__)) for r in records]
+        try:
+            send_frame(self._to, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            answer = read_frame(self._from)
+        except OSError as exc:
+            raise AuditStoreError(f"the audit process is gone ({exc!r})") from exc
+        if answer is None:
+            raise AuditStoreError(f"the audit process is gone (exit {self._process.poll()})")
+        status, value = pickle.loads(answer)
+        if status == "ok":
+            return int(value)
+        if status == "integrity":
+            raise sqlite3.IntegrityError(value)
+        raise AuditStoreError(value)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        try:
+            self._to.close()  # end of input: the child finishes and exits
+            self._process.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
+        self._from.close()
+
+
+def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
+    """The child: write each batch received and answer (status, value), until end of input."""
+    from guard.audit.store import AuditStore
+
+    with AuditStore(path) as store:
+        while (data := read_frame(source)) is not None:
+            send_frame(out, pickle.dumps(_write(store, pickle.loads(data))))
+
+
+def _write(store: Any, payload: list[tuple[str, dict[str, Any]]]) -> tuple[str, Any]:
+    try:
+        records = [RECORD_TYPES[table].model_construct(**fields) for table, fields in payload]
+        return "ok", store.write_batch(records)
+    except sqlite3.IntegrityError as exc:
+        return "integrity", str(exc)
+    except Exception as exc:  # reported to the writer, which retries, then stops
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
