@@ -17,7 +17,8 @@ Measured, interleaved in rounds so that drift on a shared machine hits every tar
 2. concurrency 1/8/32 (closed loop, fixed time window): requests/s and p99, non-streamed and
    streamed, and the best throughput whose p99 stays under ``--p99-bound-ms``.
 
-Run: ``python tests/bench/bench_proxy.py [--n 300] [--seconds 3] [--concurrency 1,8,32]``.
+Run: ``python tests/bench/bench_proxy.py [--n 300] [--seconds 3] [--concurrency 1,8,32]
+[--no-litellm] [--base OTHER_CHECKOUT]``.
 """
 
 from __future__ import annotations
@@ -60,12 +61,22 @@ class Target:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its threads (Linux), 0 elsewhere."""
+    """User + system CPU time of a process, its threads and its child processes (e.g. the
+    audit store's writer), Linux only (0 elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 @dataclass
@@ -110,14 +121,17 @@ def _model_list(fake: Target) -> list[dict[str, object]]:
     return [{"model_name": "fake-chat", "litellm_params": {**params, "timeout": 30}}]
 
 
-def _start_labelgate(name: str, work: Path, fake: Target, guard: dict[str, object]) -> Target:
+def _start_labelgate(
+    name: str, work: Path, fake: Target, guard: dict[str, object], root: Path = ROOT
+) -> Target:
     port = _free_port()
     config = work / f"{name.replace(' ', '_')}.yaml"
     config.write_text(json.dumps({"model_list": _model_list(fake), "guard": guard}))  # JSON is YAML
     # Exactly ``labelgate serve`` (the click command), minus the access log.
     code = "from proxy.cli import serve; serve()"
     args = [sys.executable, "-c", code, "--config", str(config), "--port", str(port)]
-    proc = _spawn([*args, "--log-level", "warning"], work / f"{config.stem}.log")
+    env = {"PYTHONPATH": f"{root}:{root / 'tests'}"}  # ``root``: this tree or ``--base``
+    proc = _spawn([*args, "--log-level", "warning"], work / f"{config.stem}.log", env)
     return Target(name, f"http://127.0.0.1:{port}", proc, "/readyz")
 
 
@@ -313,13 +327,16 @@ def _concurrency_table(
 
 
 @contextlib.contextmanager
-def _servers(work: Path, with_litellm: bool) -> Iterator[list[Target]]:
+def _servers(work: Path, with_litellm: bool, base: Path | None) -> Iterator[list[Target]]:
     fake = _start_fake(work)
     targets = [fake]
     try:
         targets.append(_start_labelgate("guard off", work, fake, {"enabled": False}))
         state = str(work / "state")
         targets.append(_start_labelgate("guard on", work, fake, {"state_dir": state}))
+        if base is not None:  # the same server from another checkout, e.g. before a change
+            base_state = {"state_dir": str(work / "base-state")}
+            targets.append(_start_labelgate("base on", work, fake, base_state, base.resolve()))
         lite = _start_litellm(work, fake) if with_litellm else None
         if lite is not None:
             targets.append(lite)
@@ -378,11 +395,17 @@ def main() -> None:
     parser.add_argument("--p99-bound-ms", type=float, default=100.0)
     parser.add_argument("--max-seconds", type=float, default=900.0, help="whole-run budget")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="another checkout (e.g. `git archive HEAD~1 | tar -x -C DIR`): its guard-on "
+        "server is measured side by side as `base on`",
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start")
     work = Path(tempfile.mkdtemp(prefix="labelgate-bench-proxy-"))
     try:
-        with _servers(work, not args.no_litellm) as targets:
+        with _servers(work, not args.no_litellm, args.base) as targets:
             asyncio.run(_run(args, targets, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
