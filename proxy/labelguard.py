@@ -38,7 +38,7 @@ from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDen
 from proxy.recording import Recorder, targets
 from proxy.router import Router
 from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
-from proxy.screening import EAGER_KEY, screen_request
+from proxy.screening import EAGER_KEY, message_positions, screen_request
 from proxy.screening import summaries as screened_summaries
 
 DenyMode = Literal["replace", "error"]
@@ -377,7 +377,7 @@ def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
         if msg.role == "tool":
             kind = kind or SourceKind.TOOL_RESULT
             tool = tool or tool_names.get(msg.tool_call_id or "") or msg.name
-        for text in _message_texts(msg):
+        for _, text in message_positions(index, msg):
             specs.append(
                 InputSpec(
                     text=text,
@@ -390,17 +390,6 @@ def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
                 )
             )
     return specs
-
-
-def _message_texts(msg: ChatMessage) -> list[str]:
-    texts: list[str] = []
-    if isinstance(msg.content, str):
-        texts.append(msg.content)
-    elif isinstance(msg.content, list):
-        texts += [p.get("text", "") for p in msg.content if p.get("type") == "text"]
-    for tc in msg.tool_calls or []:
-        texts.append(f"{tc.function.name}({tc.function.arguments})")
-    return [t for t in texts if t.strip()] or [""]
 
 
 def _own_message(response: ChatCompletion) -> ChatCompletion:

@@ -89,27 +89,28 @@ class Screened:
 
 
 def positions(messages: list[ChatMessage]) -> list[tuple[Position, str]]:
-    """Each input item's position and text, in the order ``proxy.labelguard.input_specs``
-    makes them (content text, text parts, then tool calls; blank texts skipped; a message
-    without text is one empty item)."""
-    found: list[tuple[Position, str]] = []
-    for m, msg in enumerate(messages):
-        here: list[tuple[Position, str]] = []
-        if isinstance(msg.content, str):
-            here.append((Position(m, "content"), msg.content))
-        elif isinstance(msg.content, list):
-            here += [
-                (Position(m, "part", k), p.get("text", ""))
-                for k, p in enumerate(msg.content)
-                if p.get("type") == "text"
-            ]
+    """Each input item's position and text, in the order the hook labels them."""
+    return [found for m, msg in enumerate(messages) for found in message_positions(m, msg)]
+
+
+def message_positions(m: int, msg: ChatMessage) -> list[tuple[Position, str]]:
+    """The texts of message ``m`` that become input items: its content text, its text parts,
+    then its tool calls; blank texts skipped; a message without text is one empty item. The
+    one definition of an item's place, for labeling and for screening alike."""
+    here: list[tuple[Position, str]] = []
+    if isinstance(msg.content, str):
+        here.append((Position(m, "content"), msg.content))
+    elif isinstance(msg.content, list):
         here += [
-            (Position(m, "tool_call", k), f"{tc.function.name}({tc.function.arguments})")
-            for k, tc in enumerate(msg.tool_calls or [])
+            (Position(m, "part", k), p.get("text", ""))
+            for k, p in enumerate(msg.content)
+            if p.get("type") == "text"
         ]
-        kept = [(pos, text) for pos, text in here if text.strip()]
-        found += kept or [(Position(m, "empty"), "")]
-    return found
+    here += [
+        (Position(m, "tool_call", k), f"{tc.function.name}({tc.function.arguments})")
+        for k, tc in enumerate(msg.tool_calls or [])
+    ]
+    return [(pos, text) for pos, text in here if text.strip()] or [(Position(m, "empty"), "")]
 
 
 async def screen_request(
