@@ -375,14 +375,19 @@ def runs_cmd(db: Path | None, as_json: bool) -> None:
     """The runs in the database, newest first."""
     from evals.store import ResultsStore
 
-    store = ResultsStore(_db(db))
-    try:
-        runs = store.list_runs()
-    finally:
-        store.close()
+    path = _db(db)
+    runs: list[dict[str, Any]] = []
+    if path.exists():  # a listing must not create the database it lists
+        store = ResultsStore(path)
+        try:
+            runs = store.list_runs()
+        finally:
+            store.close()
     if as_json:
         click.echo(json.dumps(runs, indent=2))
         return
+    if not runs:
+        click.echo(f"no eval runs in {path} (start one with: labelgate eval run FAMILY)")
     for r in runs:
         click.echo(
             f"{r['run_id']}  {r['family']:<9} {r['model']:<20} {r['status']:<8} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -28,8 +28,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import format_span_id, format_trace_id
 from pydantic import BaseModel, Field
 
+from guard.audit.errors import AuditWriteError
 from guard.audit.records import SpanRecord
-from guard.audit.writer import AuditWriteError, AuditWriter
+
+if TYPE_CHECKING:
+    from guard.audit.writer import AuditWriter
 
 log = logging.getLogger(__name__)
 

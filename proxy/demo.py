@@ -399,6 +399,30 @@ def show_where(console: Console, state_dir: Path, evals: list[EvalResult]) -> No
 # --------------------------------------------------------------------------- the command
 
 
+class _Lines:
+    """``console.status`` for a console that is not a terminal (a pipe, a CI log): the rich
+    spinner would show nothing there, so each step is one printed line."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def update(self, message: str) -> None:
+        self.console.print(escape(message))
+
+
+@contextlib.contextmanager
+def progress(console: Console, message: str) -> Iterator[Any]:
+    """A spinner with ``message`` on a terminal, a printed line elsewhere; ``.update`` works
+    on both."""
+    if console.is_terminal:
+        with console.status(message) as status:
+            yield status
+        return
+    lines = _Lines(console)
+    lines.update(message)
+    yield lines
+
+
 def scenario_models(quick: bool) -> dict[str, ChatModel]:
     models: dict[str, ChatModel] = {AGENT_MODEL: ScriptedModel(agent_policy, name=AGENT_MODEL)}
     if quick:
@@ -411,7 +435,7 @@ def scenario_phase(
 ) -> list[StepResult]:
     """Start the proxy, run the four flows, stop it (which flushes the audit store)."""
     with contextlib.ExitStack() as stack:
-        with console.status("starting the guarded proxy (loading the model)..."):
+        with progress(console, "starting the guarded proxy (loading the model)..."):
             url = stack.enter_context(demo_proxy(state_dir, policy, scenario_models(quick)))
         console.print(f"guarded proxy on {url}")
         steps = run_scenario(console, url, quick)
@@ -422,7 +446,7 @@ def scenario_phase(
 def run_scenario(console: Console, url: str, quick: bool) -> list[StepResult]:
     scenario = Scenario(url, f"demo-{uuid.uuid4().hex[:8]}", max_tokens=64 if quick else 96)
     results: list[StepResult] = []
-    with console.status("(a) reader: fetching the page and summarising it...") as status:
+    with progress(console, "(a) reader: fetching the page and summarising it...") as status:
         read = scenario.read_page()
         results.append(read)
         show_step(console, read)
@@ -461,7 +485,7 @@ def run_demo(state_dir: Path, policy: Path, quick: bool, with_evals: bool) -> No
         script = state_dir / "demo-script.yaml"
         script.write_text(json.dumps(QUICK_ANSWERS), encoding="utf-8")
         for family in ("dilemmas", "scheming", "spread"):
-            with console.status(f"eval {family}: a short run..."):
+            with progress(console, f"eval {family}: a short run..."):
                 result = run_eval(family, quick, state_dir / "audit.db", script)
             evals.append(result)
             mark = "[green]done[/green]" if result.ok else "[red]some samples failed[/red]"

@@ -49,7 +49,10 @@ def test_quick_demo_shows_the_four_flows_and_records_them(tmp_path: Path) -> Non
     result = CliRunner().invoke(demo, ["--quick", "--state-dir", str(state)])
     assert result.exit_code == 0, result.output
     _check_flows(result.output, state / "audit.db")
+    # not a terminal: no spinner, so every step says what it is doing in a line of its own
+    assert "(d) mailer: asking about an HR record..." in result.output
     for family in ("dilemmas", "scheming", "spread"):
+        assert f"eval {family}: a short run..." in result.output
         assert f"eval {family}: done" in result.output
         report = next((state / "reports").glob(f"{family}-*.html"))
         assert report.stat().st_size > 1000

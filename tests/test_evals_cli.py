@@ -226,3 +226,12 @@ def test_guard_policy_and_via_proxy_exclude_each_other(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "not both" in result.output
+
+
+def test_runs_of_a_missing_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "none" / "audit.db"
+    result = invoke("runs", "--db", str(db))
+    assert result.exit_code == 0
+    assert f"no eval runs in {db}" in result.output
+    assert invoke("runs", "--db", str(db), "--json").output.strip() == "[]"
+    assert not db.parent.exists()

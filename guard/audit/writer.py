@@ -30,15 +30,12 @@ from types import TracebackType
 
 from pydantic import BaseModel
 
+from guard.audit.errors import AuditWriteError
 from guard.audit.process import StoreProcess
 from guard.audit.records import AuditRecord
 from guard.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
-
-
-class AuditWriteError(RuntimeError):
-    """The audit store could not be written; audit records are at risk."""
 
 
 class WriterStats(BaseModel):
