@@ -24,7 +24,7 @@ from guard.ids import new_id
 from guard.models import ChatModel, LocalModel, import_litellm
 from proxy.auth import KeyRing, KeyState
 from proxy.config import ProxyConfig
-from proxy.context import RequestContext, session_of
+from proxy.context import Caller, RequestContext, session_of
 from proxy.errors import ProxyError, bad_request, guard_error, not_ready
 from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, PolicyDenied
 from proxy.router import Router, build_deployment
@@ -131,6 +131,30 @@ def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
     )
 
 
+UNAUTHENTICATED = "unauthenticated"
+
+
+async def admitted(
+    state: ProxyState, request: Request, endpoint: str
+) -> tuple[RequestContext, KeyState]:
+    """The caller, authenticated and given a slot of its key's limits, and the request's
+    context. A refusal (401, 429) is recorded like any failed request, then raised."""
+    try:
+        caller, key = state.keys.authenticate(request.headers)
+    except ProxyError as exc:
+        ctx = _context(request, Caller(agent_id=UNAUTHENTICATED), endpoint)
+        await finish_failed(state.hook, ctx, exc, None)
+        raise
+    ctx = _context(request, caller, endpoint)
+    try:
+        key.admit()
+    except ProxyError as exc:
+        await finish_failed(state.hook, ctx, exc, None)
+        exc.headers.update(guard_headers(ctx))
+        raise
+    return ctx, key
+
+
 def _bind_body(ctx: RequestContext, request: Request, body: Any) -> None:
     """What the body says about the session, the model and the extension."""
     if not isinstance(body, Mapping):
@@ -181,7 +205,7 @@ async def _after(
     return guarded
 
 
-async def _finish(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
+async def finish_request(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
     """Tell the hook how the request ended, exactly once; a failure fails closed."""
     finish = getattr(hook, "finish", None)
     if finish is None or ctx.state.get("_finished"):
@@ -208,17 +232,17 @@ def _admit(hook: GuardHook, ctx: RequestContext) -> None:
 
 async def _finish_sent(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
     """The record of an answer already sent (admitted before): off the client's latency."""
-    with contextlib.suppress(ProxyError):  # logged by _finish; the hook stops admitting
-        await _finish(hook, ctx, outcome)
+    with contextlib.suppress(ProxyError):  # logged by finish_request; the hook stops admitting
+        await finish_request(hook, ctx, outcome)
 
 
-async def _finish_failed(
+async def finish_failed(
     hook: GuardHook, ctx: RequestContext, exc: BaseException, request: Any
 ) -> None:
     """Record a request that failed; the client gets the original error whatever happens."""
     error = exc if isinstance(exc, ProxyError) else ProxyError(500, str(exc), type="server_error")
     with contextlib.suppress(ProxyError):  # already logged; the request fails anyway
-        await _finish(hook, ctx, Outcome.failed(error, request))
+        await finish_request(hook, ctx, Outcome.failed(error, request))
 
 
 def _extension(ctx: RequestContext, guarded: GuardedResponse) -> dict[str, Any]:
@@ -271,7 +295,7 @@ async def _events(
     except UpstreamError as exc:
         # Held tool calls die with the stream: never half a call.
         error = exc.to_proxy_error()
-        await _finish_failed(state.hook, ctx, error, chat)
+        await finish_failed(state.hook, ctx, error, chat)
         yield sse(error.body())
         return
     try:
@@ -280,13 +304,13 @@ async def _events(
         _admit(state.hook, ctx)
         ctx.state["outcome"] = Outcome("ok", chat, guarded.response)  # recorded once sent
     except ProxyError as exc:
-        await _finish_failed(state.hook, ctx, exc, chat)
+        await finish_failed(state.hook, ctx, exc, chat)
         yield sse(exc.body())
         return
     except Exception as exc:
         log.exception("guard verdict could not be applied to stream %s", ctx.request_id)
         error = guard_error(f"the guard verdict could not be applied: {exc}")
-        await _finish_failed(state.hook, ctx, error, chat)
+        await finish_failed(state.hook, ctx, error, chat)
         yield sse(error.body())
         return
     yield b"".join(sse(chunk) for chunk in closing) + DONE
@@ -325,7 +349,7 @@ def _stream_response(
                 gone = ProxyError(
                     499, "the stream ended before the guard's verdict", type="aborted"
                 )
-                await _finish_failed(state.hook, ctx, gone, chat)
+                await finish_failed(state.hook, ctx, gone, chat)
 
     return ClosingStreamingResponse(events, on_close, guard_headers(ctx))
 
@@ -339,9 +363,7 @@ def _state(request: Request) -> ProxyState:
 
 async def chat_completions(request: Request) -> Response:
     state = _state(request)
-    caller, key = state.keys.authenticate(request.headers)
-    key.admit()
-    ctx = _context(request, caller, "chat.completions")
+    ctx, key = await admitted(state, request, "chat.completions")
     chat: ChatCompletionRequest | None = None
     streaming = False
     try:
@@ -362,7 +384,7 @@ async def chat_completions(request: Request) -> Response:
         record = BackgroundTask(_finish_sent, state.hook, ctx, outcome)
         return json_response(guarded.response, guard_headers(ctx, guarded), background=record)
     except BaseException as exc:
-        await _finish_failed(state.hook, ctx, exc, chat)
+        await finish_failed(state.hook, ctx, exc, chat)
         if isinstance(exc, ProxyError):  # so a failure can be found in the audit trail
             exc.headers.update(guard_headers(ctx))
         raise
@@ -373,9 +395,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def embeddings(request: Request) -> Response:
     state = _state(request)
-    caller, key = state.keys.authenticate(request.headers)
-    key.admit()
-    ctx = _context(request, caller, "embeddings")
+    ctx, key = await admitted(state, request, "embeddings")
     req: EmbeddingRequest | None = None
     try:
         body = await read_json(request, state.max_body)
@@ -385,10 +405,10 @@ async def embeddings(request: Request) -> Response:
         if label_inputs is not None:
             await _guarded_call(ctx, label_inputs(ctx, req))
         answer = await state.router.embed(req.model, req.upstream_body(req.model))
-        await _finish(state.hook, ctx, Outcome("ok", req, answer))
+        await finish_request(state.hook, ctx, Outcome("ok", req, answer))
         return json_response(answer, guard_headers(ctx))
     except BaseException as exc:
-        await _finish_failed(state.hook, ctx, exc, req)
+        await finish_failed(state.hook, ctx, exc, req)
         if isinstance(exc, ProxyError):
             exc.headers.update(guard_headers(ctx))
         raise

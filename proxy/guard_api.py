@@ -18,10 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from guard.ids import new_id
-from proxy.app import Endpoint, ProxyState, json_response, read_json
+from proxy.app import (
+    Endpoint,
+    ProxyState,
+    admitted,
+    finish_failed,
+    finish_request,
+    json_response,
+    read_json,
+)
 from proxy.approvals import UnknownApproval
-from proxy.context import Caller, RequestContext
+from proxy.context import Caller
 from proxy.errors import ProxyError
 from proxy.guard_hook import Outcome
 from proxy.labelguard import DocumentIn, LabelGuardHook
@@ -66,8 +73,8 @@ def _may_approve(state: ProxyState, caller: Caller) -> None:
 def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
     async def documents(request: Request) -> Response:
         state = _state(request)
-        caller, key = state.keys.authenticate(request.headers)
-        key.admit()
+        ctx, key = await admitted(state, request, "documents")
+        ctx.model = "labelgate/documents"
         try:
             body = await read_json(request, state.max_body)
             if isinstance(body, dict) and "documents" in body:
@@ -75,17 +82,12 @@ def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
             docs: list[DocumentIn] = _parse(_DOCUMENTS, body)
             if len(docs) > MAX_DOCUMENTS:
                 raise ProxyError(400, f"at most {MAX_DOCUMENTS} documents per request")
-            ctx = RequestContext(
-                request_id=new_id(),
-                caller=caller,
-                session_id=new_id(),
-                session_source="generated",
-                endpoint="documents",
-                model="labelgate/documents",
-            )
             data = await hook.ingest(docs, ctx)
-            await hook.finish(ctx, Outcome("ok"))
+            await finish_request(hook, ctx, Outcome("ok"))
             return json_response({"object": "list", "data": data})
+        except BaseException as exc:  # recorded like a failed model call
+            await finish_failed(hook, ctx, exc, None)
+            raise
         finally:
             key.release()
 

@@ -396,3 +396,23 @@ def test_embeddings_inputs_are_labeled_and_recorded(
     (row,) = store.db["requests"].rows
     assert row["agent"] == "indexer" and row["status"] == "ok"
     assert [m["content"] for m in store.messages_for(row["id"])] == ["first text", "second text"]
+
+
+def test_refused_callers_are_recorded(start_guarded: StartGuarded, fake_url: str) -> None:
+    """A bad key (401) and a key over its rate (429) get OpenAI errors and an audit record."""
+    key = {"key_hash": hash_key("sk-mailer"), "agent_id": "mailer"}
+    limited = {"rate_limit": {"requests_per_second": 0.01, "burst": 1}}
+    proxy = start_guarded({**passthrough_config(fake_url), "keys": [key | limited]})
+    with pytest.raises(openai.AuthenticationError):
+        mailer_turn(sdk(proxy.url, key="sk-wrong"), TRUSTED_NOTE)
+    mailer_turn(sdk(proxy.url, key="sk-mailer"), TRUSTED_NOTE)
+    with pytest.raises(openai.RateLimitError):
+        mailer_turn(sdk(proxy.url, key="sk-mailer"), TRUSTED_NOTE)
+    rows = list(records(proxy).db["requests"].rows)
+    got = sorted((r["agent"], r["status"], r["error"] or "") for r in rows)
+    assert [(a, s) for a, s, _ in got] == [
+        ("mailer", "error"),
+        ("mailer", "ok"),
+        ("unauthenticated", "error"),
+    ]
+    assert "invalid API key" in got[2][2]
