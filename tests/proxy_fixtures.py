@@ -45,6 +45,7 @@ FAKE_MODELS = [
     "fake-stall",
     "fake-parrot",
     "fake-mailer",
+    "fake-cookie",
 ]
 
 

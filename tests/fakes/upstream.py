@@ -95,7 +95,10 @@ class FakeUpstream:
             return failure
         if body.get("stream"):
             return StreamingResponse(_stream(body), media_type="text/event-stream")
-        return JSONResponse(_completion(body))
+        response = JSONResponse(_completion(body))
+        if model == "fake-cookie":  # an upstream that tries to keep state in the client
+            response.set_cookie("upstream_session", "secret-of-the-first-caller")
+        return response
 
     async def _failure(self, model: str) -> Response | None:
         if model == "fake-slow":
