@@ -80,7 +80,7 @@ class StoreProcess:
 
     def write_batch(self, records: Sequence[AuditRecord]) -> int:
         # Field values, not models: pickling a dict is C code, a pydantic model's state is not.
-        payload = [(r.table, dict(r.__dict__)) for r in records]
+        payload = [(r.table, r.__dict__) for r in records]
         try:
             send_frame(self._to, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
             answer = read_frame(self._from)

@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_proxy import cpu_seconds  # this process, its threads and children
+
 PROMPT = "hello " * 50
 
 
@@ -74,23 +76,13 @@ async def run(n: int) -> tuple[float, float]:
     for _ in range(200):
         await one()
     runtime.writer.flush()
-    cpu, wall = _cpu(runtime), time.perf_counter()
+    cpu, wall = cpu_seconds(os.getpid()), time.perf_counter()
     for _ in range(n):
         await one()
     runtime.writer.flush()  # the records' writing is part of the cost
-    cpu, wall = _cpu(runtime) - cpu, time.perf_counter() - wall
+    cpu, wall = cpu_seconds(os.getpid()) - cpu, time.perf_counter() - wall
     await runtime.close()
     return wall / n * 1000, cpu / n * 1000
-
-
-def _cpu(runtime: Any) -> float:
-    """This process's CPU seconds, plus the audit store process's when there is one."""
-    total = time.process_time()
-    child = getattr(getattr(runtime.writer, "_sink", None), "_process", None)
-    if child is not None:
-        fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def main() -> None:
