@@ -32,12 +32,12 @@ from guard.audit.records import AuditRecord, DecisionRecord, MessageRecord, Requ
 from guard.audit.writer import AuditWriter
 from guard.engine import Review, propagation_provenance
 from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
+from guard.labels import Label
 from guard.policy import Decision
 from guard.policy.spec import STRICTNESS
 from proxy.context import RequestContext
 from proxy.guard_hook import Outcome
-from proxy.screening import decision_records as prompt_records
-from proxy.screening import prompt_decisions, record_span_decisions
+from proxy.screening import screened
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -53,6 +53,20 @@ def sink_name(target: str, review: Review, recipient: str | None) -> str:
         return f"answer:{recipient or 'client'}"
     names = {t.call.id: t.call.name for t in review.tool_calls}
     return f"tool:{names.get(target, target)}"
+
+
+def decided(ctx: RequestContext) -> list[tuple[str, Decision, Label]]:
+    """Every decision of a request as (sink, decision, label of what was decided): the prompt
+    sink's first (they come before the call), then the answer's and its tool calls'."""
+    found = [(s.target, s.decision, s.item.label) for s in screened(ctx)]
+    review: Review | None = ctx.state.get("review")
+    if review is not None:
+        recipient = ctx.state.get("recipient")
+        found += [
+            (sink_name(target, review, recipient), decision, review.label)
+            for target, decision in targets(review)
+        ]
+    return found
 
 
 def targets(review: Review) -> list[tuple[str, Decision]]:
@@ -99,8 +113,8 @@ class Recorder:
     ) -> list[AuditRecord]:
         review: Review | None = ctx.state.get("review")
         items: list[LabeledItem] = ctx.state.get("items", [])
-        decisions = [*(review.decisions if review else []), *prompt_decisions(ctx)]
-        action = strictest(decisions)
+        decisions = decided(ctx)
+        action = strictest([decision for _, decision, _ in decisions])
         status = outcome.status
         if status == "ok" and action == "deny":
             status = "denied"
@@ -125,22 +139,20 @@ class Recorder:
         records += [MessageRecord.from_item(i, ctx.request_id, n) for n, i in enumerate(items)]
         if review is not None and ctx.endpoint == "chat.completions":
             records.append(self._answer(ctx, outcome, review, len(items)))
-            recipient = ctx.state.get("recipient")
-            records += [
-                DecisionRecord(
-                    id=decision.id,
-                    request_id=ctx.request_id,
-                    trace_id=trace_id,
-                    span_id=span_id,
-                    sink=sink_name(target, review, recipient),
-                    action=decision.action.value,
-                    rule_chain=[c.model_dump(mode="json") for c in decision.chain],
-                    reason=decision.reason,
-                    label=review.label.to_dict(),
-                )
-                for target, decision in targets(review)
-            ]
-        records += prompt_records(ctx, trace_id, span_id)  # the prompt sink's decisions
+        records += [
+            DecisionRecord(
+                id=decision.id,
+                request_id=ctx.request_id,
+                trace_id=trace_id,
+                span_id=span_id,
+                sink=sink,
+                action=decision.action.value,
+                rule_chain=[c.model_dump(mode="json") for c in decision.chain],
+                reason=decision.reason,
+                label=label.to_dict(),
+            )
+            for sink, decision, label in decisions
+        ]
         return records
 
     def _answer(
@@ -190,20 +202,20 @@ class Recorder:
             attributes=self._attributes(ctx, outcome, operation),
             start_time=start_ns,
         )
+        decisions = decided(ctx)
+        for sink, decision, label in decisions:
+            semconv.record_decision(
+                span,
+                decision.action.value,
+                rule=decision.rule,
+                reason=decision.reason,
+                sink=sink,
+                label=label,
+            )
         review: Review | None = ctx.state.get("review")
-        record_span_decisions(span, ctx)  # the prompt sink's, before the answer's
         if review is not None:
-            for target, decision in targets(review):
-                semconv.record_decision(
-                    span,
-                    decision.action.value,
-                    rule=decision.rule,
-                    reason=decision.reason,
-                    sink=sink_name(target, review, ctx.state.get("recipient")),
-                    label=review.label,
-                )
             semconv.set_label(span, review.label)
-            action = strictest([*review.decisions, *prompt_decisions(ctx)])
+            action = strictest([decision for _, decision, _ in decisions])
             if action is not None:
                 span.set_attribute(semconv.DECISION_ACTION, action)
         self._response(span, outcome)

@@ -25,10 +25,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from opentelemetry.trace import Span
-
-from guard import semconv
-from guard.audit.records import DecisionRecord
 from guard.engine import Guard
 from guard.items import LabeledItem
 from guard.policy import Action, Decision
@@ -195,38 +191,3 @@ def screened(ctx: RequestContext) -> list[Screened]:
 
 def summaries(ctx: RequestContext) -> list[dict[str, Any]]:
     return [s.summary() for s in screened(ctx)]
-
-
-def prompt_decisions(ctx: RequestContext) -> list[Decision]:
-    return [s.decision for s in screened(ctx)]
-
-
-def decision_records(
-    ctx: RequestContext, trace_id: str | None, span_id: str | None
-) -> list[DecisionRecord]:
-    return [
-        DecisionRecord(
-            id=s.decision.id,
-            request_id=ctx.request_id,
-            trace_id=trace_id,
-            span_id=span_id,
-            sink=s.target,
-            action=s.decision.action.value,
-            rule_chain=[c.model_dump(mode="json") for c in s.decision.chain],
-            reason=s.decision.reason,
-            label=s.item.label.to_dict(),
-        )
-        for s in screened(ctx)
-    ]
-
-
-def record_span_decisions(span: Span, ctx: RequestContext) -> None:
-    for s in screened(ctx):
-        semconv.record_decision(
-            span,
-            s.decision.action.value,
-            rule=s.decision.rule,
-            reason=s.decision.reason,
-            sink=s.target,
-            label=s.item.label,
-        )
