@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -141,9 +141,8 @@ def _otlp_grpc(config: TracingConfig) -> SpanExporter:
     return OTLPSpanExporter(endpoint=config.endpoint, headers=headers, insecure=config.insecure)
 
 
-_EXPORTERS: weakref.WeakKeyDictionary[TracerProvider, dict[str, SpanExporter]] = (
-    weakref.WeakKeyDictionary()
-)
+_Installed = dict[str, tuple[SpanExporter, SpanProcessor]]
+_INSTALLED: weakref.WeakKeyDictionary[TracerProvider, _Installed] = weakref.WeakKeyDictionary()
 
 
 def _exporter(
@@ -174,14 +173,14 @@ def setup_tracing(
     """Build a TracerProvider with the configured exporters; see ``exporters_of``."""
     attributes = {**config.resource_attributes, "service.name": config.service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
-    exporters: dict[str, SpanExporter] = {}
+    installed: _Installed = {}
     for name in dict.fromkeys(config.exporters):  # each once, in the given order
         exporter = _exporter(name, config, audit_writer, memory_exporter)
         immediate = name in ("console", "memory")
         processor = SimpleSpanProcessor(exporter) if immediate else BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
-        exporters[name] = exporter
-    _EXPORTERS[provider] = exporters
+        installed[name] = (exporter, processor)
+    _INSTALLED[provider] = installed
     if config.set_global:
         trace.set_tracer_provider(provider)
     return provider
@@ -189,7 +188,12 @@ def setup_tracing(
 
 def exporters_of(provider: TracerProvider) -> dict[str, SpanExporter]:
     """The exporters ``setup_tracing`` gave this provider, by name (e.g. ``["memory"]``)."""
-    return dict(_EXPORTERS.get(provider, {}))
+    return {name: exporter for name, (exporter, _) in _INSTALLED.get(provider, {}).items()}
+
+
+def processors_of(provider: TracerProvider) -> dict[str, SpanProcessor]:
+    """The span processor in front of each of those exporters, by exporter name."""
+    return {name: processor for name, (_, processor) in _INSTALLED.get(provider, {}).items()}
 
 
 def get_tracer(provider: TracerProvider) -> trace.Tracer:

@@ -21,7 +21,8 @@ from guard.engine import Guard
 from guard.fingerprint import SQLiteFingerprintStore
 from guard.models import ChatModel
 from guard.policy import load_policy
-from guard.tracing import get_tracer, setup_tracing
+from guard.recorded_spans import RecordedSpans
+from guard.tracing import setup_tracing
 from proxy.app import ProxyState, create_app
 from proxy.approvals import Approvals
 from proxy.config import ProxyConfig
@@ -71,7 +72,7 @@ def build_runtime(
         propagator_options=settings.propagator_options,
         deny_mode=settings.deny_mode,
         approvals=Approvals(settings.approvals_timeout),
-        recorder=Recorder(writer, get_tracer(provider), capture_content=capture),
+        recorder=Recorder(writer, RecordedSpans(provider), capture_content=capture),
     )
     return GuardRuntime(guard, hook, writer, fingerprints, provider)
 

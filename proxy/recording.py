@@ -8,10 +8,12 @@ Per request, once it has ended (``LabelGuardHook.finish``):
   how it got it, the tool calls the model proposed with what became of each);
 - a ``DecisionRecord`` per sink decision (same id as in ``X-Labelgate-Decisions``);
 - one ``chat {model}`` span (GenAI attributes, ``labelgate.*`` label and decision attributes,
-  a ``labelgate.decision`` event per decision), a child of the client's ``traceparent``.
+  a ``labelgate.decision`` event per decision), a child of the client's ``traceparent``,
+  recorded after the fact (``guard.recorded_spans``).
 
 Records go through ``AuditWriter.asubmit_many`` (one queue item per request, one wake-up of the
-writer thread): never a disk write on the event loop. Content goes into spans only with
+writer thread, one transaction, the span's row included): never a disk write on the event
+loop. Content goes into spans only with
 ``capture_content`` (spans may leave over OTLP); the local audit store keeps it, because a
 person reviewing a denial needs the text.
 """
@@ -23,8 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from guard import semconv
@@ -35,11 +36,10 @@ from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
 from guard.labels import Label
 from guard.policy import Decision
 from guard.policy.spec import STRICTNESS
+from guard.recorded_spans import RecordedSpan, RecordedSpans
 from proxy.context import RequestContext
 from proxy.guard_hook import Outcome
 from proxy.screening import screened
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def strictest(decisions: Sequence[Decision]) -> str | None:
@@ -55,7 +55,10 @@ def sink_name(target: str, review: Review, recipient: str | None) -> str:
     return f"tool:{names.get(target, target)}"
 
 
-def decided(ctx: RequestContext) -> list[tuple[str, Decision, Label]]:
+Decided = tuple[str, Decision, Label]  # (sink, decision, label of what was decided)
+
+
+def decided(ctx: RequestContext) -> list[Decided]:
     """Every decision of a request as (sink, decision, label of what was decided): the prompt
     sink's first (they come before the call), then the answer's and its tool calls'."""
     found = [(s.target, s.decision, s.item.label) for s in screened(ctx)]
@@ -79,12 +82,12 @@ class Recorder:
     def __init__(
         self,
         writer: AuditWriter | None = None,
-        tracer: Tracer | None = None,
+        spans: RecordedSpans | None = None,
         *,
         capture_content: bool = False,
     ) -> None:
         self.writer = writer
-        self.tracer = tracer
+        self.spans = spans
         self.capture_content = capture_content
         self.failure: BaseException | None = None
 
@@ -98,10 +101,19 @@ class Recorder:
 
     async def record(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
-            trace_id, span_id = self._span(ctx, outcome)
-            if self.writer is not None:
-                records = self._records(ctx, outcome, trace_id or ctx.trace_id, span_id)
-                await self.writer.asubmit_many(records)  # one wake-up of the writer per request
+            decisions = decided(ctx)
+            span = self._span(ctx, outcome, decisions)
+            if self.writer is None:
+                return
+            if span is None:
+                records = self._records(ctx, outcome, decisions, ctx.trace_id, None)
+            else:
+                context = span.get_span_context()
+                trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+                records = self._records(ctx, outcome, decisions, trace_id, span_id)
+                if span.sampled and self.spans is not None and self.spans.stores_records:
+                    records.append(span.record())  # same transaction as the request's rows
+            await self.writer.asubmit_many(records)  # one wake-up of the writer per request
         except Exception as exc:
             self.failure = exc
             raise
@@ -109,11 +121,15 @@ class Recorder:
     # ------------------------------------------------------------------ audit records
 
     def _records(
-        self, ctx: RequestContext, outcome: Outcome, trace_id: str | None, span_id: str | None
+        self,
+        ctx: RequestContext,
+        outcome: Outcome,
+        decisions: list[Decided],
+        trace_id: str | None,
+        span_id: str | None,
     ) -> list[AuditRecord]:
         review: Review | None = ctx.state.get("review")
         items: list[LabeledItem] = ctx.state.get("items", [])
-        decisions = decided(ctx)
         action = strictest([decision for _, decision, _ in decisions])
         status = outcome.status
         if status == "ok" and action == "deny":
@@ -132,13 +148,14 @@ class Recorder:
             label=review.label.to_dict() if review else None,
             decision=action,
             error=outcome.error.message if outcome.error else None,
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
+            input_tokens=_int(usage.get("prompt_tokens")),
+            output_tokens=_int(usage.get("completion_tokens")),
         )
         records: list[AuditRecord] = [request]
         records += [MessageRecord.from_item(i, ctx.request_id, n) for n, i in enumerate(items)]
         if review is not None and ctx.endpoint == "chat.completions":
             records.append(self._answer(ctx, outcome, review, len(items)))
+        created = datetime.now(UTC)
         records += [
             DecisionRecord(
                 id=decision.id,
@@ -150,6 +167,7 @@ class Recorder:
                 rule_chain=[c.model_dump(mode="json") for c in decision.chain],
                 reason=decision.reason,
                 label=label.to_dict(),
+                created=created,
             )
             for sink, decision, label in decisions
         ]
@@ -187,22 +205,24 @@ class Recorder:
 
     # ------------------------------------------------------------------ span
 
-    def _span(self, ctx: RequestContext, outcome: Outcome) -> tuple[str | None, str | None]:
-        """One span per request, written when it ended; returns (trace id, span id) as hex."""
-        if self.tracer is None:
-            return None, None
-        parent = _PROPAGATOR.extract({"traceparent": ctx.traceparent or ""})
+    def _span(
+        self, ctx: RequestContext, outcome: Outcome, decisions: list[Decided]
+    ) -> RecordedSpan | None:
+        """One span per request, recorded once it has ended (None: no tracing, or sampled
+        out)."""
+        if self.spans is None:
+            return None
         operation = "embeddings" if ctx.endpoint == "embeddings" else semconv.OP_CHAT
         end_ns = time.time_ns()
-        start_ns = end_ns - int((time.perf_counter() - ctx.started) * 1e9)
-        span = self.tracer.start_span(
+        span = self.spans.start(
             f"{operation} {ctx.model}".strip(),
-            context=parent,
             kind=SpanKind.CLIENT,
+            start_ns=end_ns - int((time.perf_counter() - ctx.started) * 1e9),
+            traceparent=ctx.traceparent,
             attributes=self._attributes(ctx, outcome, operation),
-            start_time=start_ns,
         )
-        decisions = decided(ctx)
+        if span is None:
+            return None
         for sink, decision, label in decisions:
             semconv.record_decision(
                 span,
@@ -220,8 +240,7 @@ class Recorder:
                 span.set_attribute(semconv.DECISION_ACTION, action)
         self._response(span, outcome)
         span.end(end_time=end_ns)
-        context = span.get_span_context()
-        return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        return span
 
     def _attributes(
         self, ctx: RequestContext, outcome: Outcome, operation: str
@@ -269,6 +288,13 @@ def _message(response: dict[str, Any] | None) -> dict[str, Any]:
     first = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = first.get("message")
     return message if isinstance(message, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    """A token count as the upstream gave it, or None when it is not a whole number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(content: Any) -> str:

@@ -1,0 +1,58 @@
+"""What a finished request leaves in the audit store, whatever the upstream said."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guard.audit.store import AuditStore
+from guard.audit.writer import AuditWriter
+from guard.recorded_spans import RecordedSpans
+from guard.tracing import TracingConfig, setup_tracing
+from proxy.context import Caller, RequestContext
+from proxy.guard_hook import Outcome
+from proxy.recording import Recorder
+
+
+def _context() -> RequestContext:
+    return RequestContext(
+        request_id=uuid.uuid4().hex,
+        caller=Caller("agent-a"),
+        session_id="s1",
+        session_source="header",
+        endpoint="chat.completions",
+        model="m",
+    )
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens"),
+    [
+        ({"prompt_tokens": 7, "completion_tokens": 3.0}, (7, 3)),
+        ({"prompt_tokens": "many", "completion_tokens": True}, (None, None)),
+        ({"prompt_tokens": [1], "completion_tokens": 1.5}, (None, None)),
+    ],
+)
+async def test_a_malformed_usage_does_not_stop_recording(
+    tmp_path: Path, usage: dict[str, Any], tokens: tuple[int | None, int | None]
+) -> None:
+    """Token counts are the upstream's word: one it garbles is left out, not a failure that
+    would make the guard refuse every later answer."""
+    writer = AuditWriter(tmp_path / "a.db")
+    provider = setup_tracing(TracingConfig(exporters=["sqlite"]), writer)
+    recorder = Recorder(writer, RecordedSpans(provider))
+    ctx = _context()
+    await recorder.record(ctx, Outcome("ok", None, {"choices": [], "usage": usage}))
+    recorder.admit()  # still recording
+    provider.shutdown()
+    writer.close()
+    with AuditStore(tmp_path / "a.db") as store:
+        row = store.get_request(ctx.request_id)
+        assert row is not None
+        assert (row["input_tokens"], row["output_tokens"]) == tokens
+        (span,) = store.spans_for(row["trace_id"])
+        assert span["name"] == "chat m"
+        assert store.verify().ok
