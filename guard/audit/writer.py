@@ -1,9 +1,10 @@
-"""The audit writer: a bounded queue drained by one thread that writes in batches.
+"""The audit writer: a bounded inbox drained by one thread that writes in batches.
 
 Guarantees:
 
 - ``submit`` never touches the disk on the caller's thread; it only enqueues.
-  ``asubmit_many`` enqueues a request's records as one item (one wake-up of the writer).
+  ``asubmit_many`` enqueues a request's records as one item. The writer thread is woken only
+  when it is idle (``guard.audit.inbox``): a busy writer costs its producers no system call.
 - The queue is bounded: when it is full, ``submit`` blocks (``asubmit`` awaits without blocking
   the event loop) until the writer catches up. Back-pressure, never silent loss.
 - Batches of up to ``batch_size`` records (or what arrived within ``max_delay``) go to disk in
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -31,6 +31,7 @@ from types import TracebackType
 from pydantic import BaseModel
 
 from guard.audit.errors import AuditWriteError
+from guard.audit.inbox import Inbox
 from guard.audit.process import StoreProcess
 from guard.audit.records import AuditRecord
 from guard.audit.store import AuditStore
@@ -91,7 +92,7 @@ class AuditWriter:
         self.max_delay = max_delay
         self.retries = retries
         self._on_batch = on_batch
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
+        self._inbox = Inbox(maxsize, wake_at=batch_size)
         self._stats = WriterStats()
         self._lock = threading.Lock()
         self._error: BaseException | None = None
@@ -105,12 +106,10 @@ class AuditWriter:
     def submit(self, record: AuditRecord, timeout: float | None = None) -> None:
         """Enqueue one record, waiting for room when the queue is full (back-pressure)."""
         self.check()
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if self._inbox.full():
             with self._lock:
                 self._stats.blocked_submits += 1
-            self._queue.put(record, timeout=timeout)  # raises queue.Full on timeout
+        self._inbox.put(record, timeout)  # raises queue.Full on timeout
         self._count_submit()
 
     async def asubmit(self, record: AuditRecord) -> None:
@@ -130,19 +129,19 @@ class AuditWriter:
 
     async def _aput(self, item: object, count: int) -> None:
         self.check()
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if self._inbox.full():
             with self._lock:
                 self._stats.blocked_submits += 1
-            await asyncio.to_thread(self._queue.put, item)
+            await asyncio.to_thread(self._inbox.put, item)
+        else:
+            self._inbox.put(item)
         self._count_submit(count)
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every record submitted before this call is committed."""
         self.check()
         marker = _Flush(threading.Event())
-        self._queue.put(marker, timeout=timeout)
+        self._inbox.put(marker, timeout, urgent=True)
         if not marker.done.wait(timeout):
             raise TimeoutError("audit writer did not flush in time")
         self.check()
@@ -154,7 +153,7 @@ class AuditWriter:
         self._closed = True
         atexit.unregister(self.close)
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._inbox.put(_STOP, urgent=True)
             self._thread.join(timeout)
         if not self._thread.is_alive():
             if isinstance(self._sink, StoreProcess):
@@ -166,7 +165,7 @@ class AuditWriter:
     @property
     def stats(self) -> WriterStats:
         with self._lock:
-            return self._stats.model_copy(update={"queued": self._queue.qsize()})
+            return self._stats.model_copy(update={"queued": len(self._inbox)})
 
     def check(self) -> None:
         """Raise ``AuditWriteError`` when records can no longer be accepted."""
@@ -176,7 +175,7 @@ class AuditWriter:
             raise AuditWriteError("audit writer is closed")
 
     def _count_submit(self, n: int = 1) -> None:
-        depth = self._queue.qsize()
+        depth = len(self._inbox)
         with self._lock:
             self._stats.submitted += n
             self._stats.max_queue_depth = max(self._stats.max_queue_depth, depth)
@@ -199,30 +198,24 @@ class AuditWriter:
         A flush marker or the stop sentinel ends the batch at once: nothing waits for them.
         """
         batch: list[AuditRecord] = []
-        flushes: list[_Flush] = []
-        item = self._queue.get()
+        self._inbox.wait_for_item()
         deadline = time.monotonic() + self.max_delay
-        while True:
-            if item is _STOP:
-                return batch, flushes, True
-            if isinstance(item, _Flush):
-                flushes.append(item)
-                return batch, flushes, False
-            if isinstance(item, _Many):
+        while len(batch) < self.batch_size:
+            item = self._inbox.pop()
+            if item is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._inbox.linger(remaining)
+            elif item is _STOP:
+                return batch, [], True
+            elif isinstance(item, _Flush):
+                return batch, [item], False
+            elif isinstance(item, _Many):
                 batch.extend(item.records)
             else:
                 batch.append(item)  # type: ignore[arg-type]
-            if len(batch) >= self.batch_size:
-                return batch, flushes, False
-            try:
-                remaining = deadline - time.monotonic()
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                return batch, flushes, False
+        return batch, [], False
 
     def _write(self, batch: list[AuditRecord]) -> None:
         for attempt in range(self.retries + 1):
