@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -20,6 +21,8 @@ from guard.audit.records import (
     MessageRecord,
     RequestRecord,
     SpanRecord,
+    dumps,
+    stdlib_dumps,
 )
 from guard.audit.schema import GENESIS_HASH, MIGRATIONS, applied_migrations, migrate
 from guard.audit.store import AuditStore
@@ -329,3 +332,26 @@ def test_kill_9_leaves_a_consistent_database(tmp_path: Path) -> None:
     assert counts["ledger"] >= last  # every reported commit survived
     assert counts["ledger"] % batch == 0  # and no batch survived in part
     assert counts["requests"] == counts["ledger"] // batch
+
+
+_TRICKY = ["", "é中😀", "\u2028\u2029\ufeff", '\x00\x1f\x7f\n\t"\\/', "a" * 3000]
+
+
+@pytest.mark.parametrize("text", _TRICKY)
+def test_fast_json_writes_what_the_standard_library_wrote(text: str) -> None:
+    value = {text: [text, 1, -2, None, True, False, 2**63 - 1], "b": {"z": {}, "a": []}}
+    assert dumps(value) == stdlib_dumps(value)
+
+
+def test_what_orjson_refuses_still_encodes() -> None:
+    assert dumps({"n": 2**70}) == '{"n":1180591620717411303424}'
+    assert dumps({1: "x"}) == stdlib_dumps({1: "x"})
+
+
+@pytest.mark.parametrize("duration", [None, 1e-05, 2.5, 1e16])
+def test_row_hashes_are_those_of_stores_written_before(duration: float | None) -> None:
+    """Rows of stores written with the standard library's JSON still verify."""
+    row = {"id": "r1", "status": "ok", "label_json": '{"c":"secret"}', "duration_ms": duration}
+    fields = {k: v for k, v in row.items() if v is not None} | {"_table": "requests"}
+    before = hashlib.sha256(("0" * 64 + stdlib_dumps(fields)).encode()).hexdigest()
+    assert record_hash("0" * 64, "requests", row) == before

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from guard.audit.records import dumps
+from guard.audit.records import dumps, stdlib_dumps
 from guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
 
 _NOT_HASHED = frozenset({"hash", "prev_hash"})
@@ -27,7 +27,11 @@ _NOT_HASHED = frozenset({"hash", "prev_hash"})
 def record_hash(prev_hash: str, table: str, row: Mapping[str, Any]) -> str:
     fields = {k: v for k, v in row.items() if k not in _NOT_HASHED and v is not None}
     fields["_table"] = table
-    return hashlib.sha256((prev_hash + dumps(fields)).encode()).hexdigest()
+    # A row's values are flat (JSON fields are already text): only a float can come out of
+    # orjson differently from the standard library, which hashed every row written before.
+    has_float = any(isinstance(v, float) for v in fields.values())
+    text = stdlib_dumps(fields) if has_float else dumps(fields)
+    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
 
 
 def row_key(row: Mapping[str, Any]) -> str:

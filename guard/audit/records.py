@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guard.ids import new_id
@@ -26,7 +27,21 @@ def utcnow() -> datetime:
 
 
 def dumps(value: JSONValue) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 kept, so equal data gives equal text."""
+    """Canonical JSON: sorted keys, no spaces, UTF-8 kept, so equal data gives equal text.
+
+    orjson, several times faster than ``json`` (this runs for every JSON field of every audit
+    row), writes strings, integers and structure exactly as ``json`` does; small floats differ
+    (``0.00001`` for ``1e-05``). What orjson refuses (integers past 64 bits, lone surrogates,
+    keys that are not strings) goes through ``json`` as before.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return stdlib_dumps(value)
+
+
+def stdlib_dumps(value: JSONValue) -> str:
+    """``dumps`` as the standard library writes it (the form hashed rows have always had)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
