@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from guard.audit.chain import record_hash
 from guard.audit.records import (
+    AuditRecord,
     DecisionRecord,
     LabelEventRecord,
     MessageRecord,
@@ -355,3 +356,23 @@ def test_row_hashes_are_those_of_stores_written_before(duration: float | None) -
     fields = {k: v for k, v in row.items() if v is not None} | {"_table": "requests"}
     before = hashlib.sha256(("0" * 64 + stdlib_dumps(fields)).encode()).hexdigest()
     assert record_hash("0" * 64, "requests", row) == before
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        RequestRecord(label=LATTICE.label("secret", "trusted"), duration_ms=1.5),
+        MessageRecord(request_id="r", position=0, provenance=[{"a": [1, None]}]),
+        DecisionRecord(sink="tool:x", action="deny", rule_chain=[{"rule": "r", "ok": True}]),
+        SpanRecord(trace_id="a" * 32, span_id="b" * 16, name="n", start_ns=1, end_ns=2),
+    ],
+)
+def test_rows_from_field_values_are_the_rows_pydantic_would_give(record: AuditRecord) -> None:
+    """``row_of`` (what the audit process writes) skips pydantic's JSON dump of the record."""
+    expected = {}
+    for name, value in record.model_dump(mode="json").items():
+        if name in record.json_fields:
+            expected[f"{name}_json"] = None if value is None else stdlib_dumps(value)
+        else:
+            expected[name] = int(value) if isinstance(value, bool) else value
+    assert record.to_row() == expected

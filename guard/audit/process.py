@@ -116,8 +116,7 @@ def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
 
 def _write(store: Any, payload: list[tuple[str, dict[str, Any]]]) -> tuple[str, Any]:
     try:
-        records = [RECORD_TYPES[table].model_construct(**fields) for table, fields in payload]
-        return "ok", store.write_batch(records)
+        return "ok", store.write_fields([(RECORD_TYPES[table], f) for table, f in payload])
     except sqlite3.IntegrityError as exc:
         return "integrity", str(exc)
     except Exception as exc:  # reported to the writer, which retries, then stops

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +67,10 @@ class AuditStore:
 
     def write_batch(self, records: Sequence[AuditRecord]) -> int:
         """Append records, chained in the given order, in one transaction; return the count."""
+        return self.write_fields([(type(r), r.__dict__) for r in records])
+
+    def write_fields(self, records: Sequence[tuple[type[AuditRecord], Mapping[str, Any]]]) -> int:
+        """``write_batch`` for records given as (record class, field values)."""
         if not records:
             return 0
         created = datetime.now(UTC).isoformat()
@@ -75,9 +79,9 @@ class AuditStore:
         with immediate(self.db):
             # The head is read under the write lock, so other writers cannot fork the chain.
             seq, prev = self.head()
-            for record in records:
+            for record, fields in records:
                 seq += 1
-                row = record.to_row()
+                row = record.row_of(fields)
                 row["seq"] = seq
                 digest = record_hash(prev, record.table, row)
                 row["prev_hash"], row["hash"] = prev, digest
@@ -86,7 +90,7 @@ class AuditStore:
                     {
                         "seq": seq,
                         "table_name": record.table,
-                        "row_key": record.key(),
+                        "row_key": record.key_of(fields),
                         "prev_hash": prev,
                         "hash": digest,
                         "created": created,
