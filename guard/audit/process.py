@@ -17,6 +17,7 @@ writing is committed or rolled back whole, as in the thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sqlite3
@@ -41,6 +42,7 @@ RECORD_TYPES: dict[str, type[AuditRecord]] = {
     for cls in (RequestRecord, MessageRecord, LabelEventRecord, DecisionRecord, SpanRecord)
 }
 _LENGTH = struct.Struct(">I")
+BACKGROUND_NICENESS = 10
 
 
 class AuditStoreError(RuntimeError):
@@ -109,6 +111,11 @@ def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
     """The child: write each batch received and answer (status, value), until end of input."""
     from guard.audit.store import AuditStore
 
+    # Writing the trail is background work: on a busy machine it takes the CPU time the
+    # server and its callers leave, and catches up in batches (a full queue holds the server
+    # back, so nothing is lost when it falls behind).
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICENESS)
     with AuditStore(path) as store:
         while (data := read_frame(source)) is not None:
             send_frame(out, pickle.dumps(_write(store, pickle.loads(data))))
