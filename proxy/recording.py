@@ -298,6 +298,8 @@ def _int(value: Any) -> int | None:
 
 
 def _text(content: Any) -> str:
+    """The text of a message's content, whatever shape the upstream gave it."""
     if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
+        parts = (p.get("text") for p in content if isinstance(p, dict))
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return content if isinstance(content, str) else "" if content is None else str(content)

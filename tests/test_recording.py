@@ -10,6 +10,8 @@ import pytest
 
 from guard.audit.store import AuditStore
 from guard.audit.writer import AuditWriter
+from guard.engine import Review
+from guard.labels import Lattice
 from guard.recorded_spans import RecordedSpans
 from guard.tracing import TracingConfig, setup_tracing
 from proxy.context import Caller, RequestContext
@@ -56,3 +58,29 @@ async def test_a_malformed_usage_does_not_stop_recording(
         (span,) = store.spans_for(row["trace_id"])
         assert span["name"] == "chat m"
         assert store.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("content", "stored"),
+    [
+        ("plain", "plain"),
+        ([{"type": "text", "text": "a"}, {"type": "image"}, {"text": 3}, "x"], "a"),
+        (42, "42"),
+        (None, None),
+    ],
+)
+async def test_an_odd_answer_content_is_recorded_as_text(
+    tmp_path: Path, content: Any, stored: str | None
+) -> None:
+    writer = AuditWriter(tmp_path / "a.db")
+    recorder = Recorder(writer)
+    ctx = _context()
+    label = Lattice().label("public", "trusted")
+    ctx.state["review"] = Review(label=label, join=label, response=None)
+    message = {"role": "assistant", "content": content}
+    await recorder.record(ctx, Outcome("ok", None, {"choices": [{"message": message}]}))
+    recorder.admit()
+    writer.close()
+    with AuditStore(tmp_path / "a.db") as store:
+        (answer,) = store.messages_for(ctx.request_id)
+        assert answer["content"] == stored
