@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from guard.fingerprint.store import FingerprintStore, LookupOptions, StoreBase, TextMeta
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
-from guard.policy import Decision, Policy, SinkEvent, SourceContext
+from guard.policy import Decision, Policy, SinkFlow
 from guard.policy.spec import Action, SinkKind, SourceKind
 from guard.propagation import Propagation, Propagator
 from guard.provenance import ArgProvenance, argument_provenance
@@ -117,15 +117,9 @@ class Guard:
         self, spec: InputSpec, *, agent: str | None = None, key: str | None = None
     ) -> LabeledItem:
         """Source rules, then the client's annotation, then re-identification (joined)."""
-        source = SourceContext(
-            kind=spec.kind,
-            tool=spec.tool,
-            source=spec.source,
-            url=spec.url,
-            agent=agent,
-            role=spec.role,
+        decided = self.policy.source_label(
+            spec.kind, tool=spec.tool, source=spec.source, url=spec.url, agent=agent, role=spec.role
         )
-        decided = self.policy.label_source(source)
         label, provenance = decided.label, list(decided.provenance)
         if spec.asserted is not None:
             annotated = self.policy.annotate(agent, label, self.lattice.parse(spec.asserted), key)
@@ -193,7 +187,7 @@ class Guard:
         """
         return [
             self.policy.decide(
-                SinkEvent.from_labels(
+                SinkFlow(
                     SinkKind.PROMPT, item.label, {"content": (item.text, item.label)}, agent=agent
                 )
             )
@@ -250,7 +244,7 @@ class Guard:
         response = None
         if text.strip():
             response = self.policy.decide(
-                SinkEvent.from_labels(
+                SinkFlow(
                     SinkKind.RESPONSE,
                     label,
                     {"content": (text, label)},
@@ -272,9 +266,7 @@ class Guard:
             arg_label = label if prov.kind == "none" else prov.label
             arg_labels[path] = (prov.value, arg_label)
         decision = self.policy.decide(
-            SinkEvent.from_labels(
-                SinkKind.TOOL_CALL, label, arg_labels, agent=agent, tool=spec.name
-            )
+            SinkFlow(SinkKind.TOOL_CALL, label, arg_labels, agent=agent, tool=spec.name)
         )
         return ToolCallReview(spec, arguments, provenance, decision)
 

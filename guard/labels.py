@@ -20,13 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import total_ordering
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 
-@total_ordering
 @dataclass(frozen=True, slots=True)
 class Level:
     """A named point of a totally ordered scale; compared by rank only."""
@@ -34,8 +32,19 @@ class Level:
     rank: int
     name: str = field(compare=False)
 
+    # All four written out (not functools.total_ordering, whose derived ones make three
+    # calls each): joins compare levels on every request.
     def __lt__(self, other: Level) -> bool:
         return self.rank < other.rank
+
+    def __le__(self, other: Level) -> bool:
+        return self.rank <= other.rank
+
+    def __gt__(self, other: Level) -> bool:
+        return self.rank > other.rank
+
+    def __ge__(self, other: Level) -> bool:
+        return self.rank >= other.rank
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Level) and self.rank == other.rank
@@ -143,6 +152,28 @@ class Label:
         return " ".join(parts)
 
 
+LabelKey = tuple[int, str, int, str, Readers, frozenset[str], frozenset[str]]
+
+
+def label_key(label: Label) -> LabelKey:
+    """A cache key for answers about ``label``: all of its fields, level names included.
+
+    ``Level`` compares by rank only, so labels of two lattices whose levels share ranks but
+    not names are equal, and an answer that names the levels must not be shared between them.
+    A flat tuple is also quicker to hash and compare than the Label itself.
+    """
+    conf, integ = label.confidentiality, label.integrity
+    return (
+        conf.rank,
+        conf.name,
+        integ.rank,
+        integ.name,
+        label.readers,
+        label.categories,
+        label.sources,
+    )
+
+
 class LatticeConfig(BaseModel):
     """The lattice as declared in a policy file."""
 
@@ -178,6 +209,8 @@ class Lattice:
         self.config = config or LatticeConfig()
         self._conf = {n: Level(i, n) for i, n in enumerate(self.config.confidentiality)}
         self._integ = {n: Level(i, n) for i, n in enumerate(self.config.integrity)}
+        # Labels are immutable, so the bottom is made once (every answer is compared to it).
+        self._bottom = Label(self.confidentiality_levels[0], self.integrity_levels[-1])
 
     @property
     def confidentiality_levels(self) -> Sequence[Level]:
@@ -212,7 +245,7 @@ class Lattice:
     @property
     def bottom(self) -> Label:
         """Public, fully trusted, everyone may read, no sources: the identity of join."""
-        return Label(self.confidentiality_levels[0], self.integrity_levels[-1])
+        return self._bottom
 
     def join_all(self, labels: Iterable[Label]) -> Label:
         result = self.bottom

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from guard.engine import (
 from guard.items import ItemKind, LabeledItem, LLMCall
 from guard.labels import LabelSpec, Lattice
 from guard.models import ChatResult, Message
-from guard.policy import Action, Decision, SinkEvent, redact_value
+from guard.policy import Action, Decision, SinkFlow, redact_value
 from guard.policy.spec import SinkKind, SourceKind
 from guard.propagation import Propagation, Propagator, get_propagator
 from proxy.approvals import Approvals
@@ -179,7 +180,7 @@ class LabelGuardHook:
         """Could the answer's text pass unchanged? Decided on the join of the inputs, which
         bounds the answer's label from above; when it could not, the stream holds the text."""
         join = self.guard.lattice.join_all(item.label for item in items)
-        probe = SinkEvent.from_labels(
+        probe = SinkFlow(
             SinkKind.RESPONSE, join, {"content": ("", join)}, agent=agent, recipient=recipient
         )
         return self.guard.policy.decide(probe).action in (Action.ALLOW, Action.LOG)
@@ -364,6 +365,9 @@ _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_form
 # ---------------------------------------------------------------- inputs
 
 
+_NO_NOTE = MessageAnnotation()  # only read: a message the client said nothing about
+
+
 def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
     """One InputSpec per text part of each message, in order."""
     tool_names: dict[str, str] = {}
@@ -371,7 +375,7 @@ def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
     for index, msg in enumerate(messages):
         for tc in msg.tool_calls or []:
             tool_names[tc.id] = tc.function.name
-        note = ext.messages.get(index, MessageAnnotation())
+        note = ext.messages.get(index, _NO_NOTE)
         role = "system" if msg.role == "developer" else msg.role
         kind, tool = note.kind, note.tool
         if msg.role == "tool":
@@ -422,8 +426,10 @@ def rendered_output(text: str, calls: list[ToolCallSpec]) -> str:
 
 
 def _params(request: ChatCompletionRequest) -> dict[str, Any]:
-    data = request.model_dump(exclude_unset=True)
-    return {k: data[k] for k in ("max_tokens", "stop", "temperature") if k in data}
+    # Undeclared fields of the OpenAI body, kept as extras: read there (copies, as a dump
+    # would give) rather than dumping the whole request, messages and all.
+    extra = request.model_extra or {}
+    return {k: copy.deepcopy(extra[k]) for k in ("max_tokens", "stop", "temperature") if k in extra}
 
 
 def _tool_call_spec(raw: dict[str, Any]) -> ToolCallSpec:

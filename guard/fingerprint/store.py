@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams, fingerprint
 from guard.items import ItemKind, LabelOrigin, Provenance
-from guard.labels import Label
+from guard.labels import Label, LabelKey, label_key
 
 DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
 DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
@@ -124,8 +124,20 @@ class Match:
         return Provenance(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
 
 
+# Every answer's text id needs its label's JSON, and a proxy sees few distinct labels.
+_LABEL_JSON: dict[LabelKey, str] = {}
+_LABEL_JSON_SIZE = 4096
+
+
 def label_json(label: Label) -> str:
-    return json.dumps(label.to_dict(), sort_keys=True, separators=(",", ":"))
+    key = label_key(label)
+    text = _LABEL_JSON.get(key)
+    if text is None:
+        text = json.dumps(label.to_dict(), sort_keys=True, separators=(",", ":"))
+        if len(_LABEL_JSON) >= _LABEL_JSON_SIZE:
+            _LABEL_JSON.clear()
+        _LABEL_JSON[key] = text
+    return text
 
 
 def content_id(fingerprints: Fingerprints, label: Label) -> str:

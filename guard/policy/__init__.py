@@ -19,6 +19,7 @@ _EXPORTS = {
     "RedactionTarget": "guard.policy.events",
     "RuleTrace": "guard.policy.events",
     "SinkEvent": "guard.policy.events",
+    "SinkFlow": "guard.policy.events",
     "SourceContext": "guard.policy.events",
     "redact_value": "guard.policy.events",
     "Policy": "guard.policy.model",
@@ -41,6 +42,7 @@ __all__ = [
     "RedactionTarget",
     "RuleTrace",
     "SinkEvent",
+    "SinkFlow",
     "SinkKind",
     "SourceContext",
     "SourceKind",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
         RedactionTarget,
         RuleTrace,
         SinkEvent,
+        SinkFlow,
         SourceContext,
         redact_value,
     )

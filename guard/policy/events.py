@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,21 +130,71 @@ class SinkEvent(BaseModel):
         event._parsed = label
         return event
 
+    def flow(self, lattice: Lattice) -> SinkFlow:
+        """The event as the engine reads it, its labels parsed in ``lattice``."""
+        label = parsed_label(lattice, self)
+        arguments = {
+            name: (arg.value, parsed_label(lattice, arg)) for name, arg in self.arguments.items()
+        }
+        return SinkFlow(
+            kind=self.kind,
+            label=label,
+            arguments=arguments,
+            agent=self.agent,
+            recipient=self.recipient,
+            tool=self.tool,
+            effect=self.effect,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SinkFlow:
+    """A sink event as the engine reads it: the same fields as :class:`SinkEvent`, with
+    :class:`Label` objects (an argument is ``(value, label)``).
+
+    ``SinkEvent`` is the form validated at the edges (JSON, the CLI); the guard builds this
+    one from values it made itself, so a decision costs no validation of them. Labels of
+    another lattice are parsed again by their names (``in_lattice``), as for an event.
+    """
+
+    kind: SinkKind
+    label: Label
+    arguments: Mapping[str, tuple[Any, Label]] = field(default_factory=dict)
+    agent: str | None = None
+    recipient: str | None = None
+    tool: str | None = None
+    effect: Effect | None = None
+
+    @property
+    def effective_recipient(self) -> str | None:
+        if self.recipient is not None:
+            return self.recipient
+        return self.agent if self.kind is SinkKind.RESPONSE else None
+
 
 def _spec(label: Label) -> LabelSpec:
     # A Label is valid by construction and its dict is canonical (sorted): nothing to check.
     return LabelSpec.model_construct(**label.to_dict())
 
 
+def in_lattice(lattice: Lattice, label: Label) -> Label:
+    """``label`` when it belongs to ``lattice`` (same level objects), else parsed from its
+    names (a label of another lattice, or one with unknown names: ValueError)."""
+    return label if _belongs(lattice, label) else lattice.parse(label.to_dict())
+
+
+def _belongs(lattice: Lattice, label: Label) -> bool:
+    return (
+        lattice.confidentiality_level(label.confidentiality.name) is label.confidentiality
+        and lattice.integrity_level(label.integrity.name) is label.integrity
+    )
+
+
 def parsed_label(lattice: Lattice, event: SinkEvent | ArgumentEvent) -> Label:
     """The event's label in ``lattice``: the Label it was built from when it belongs to that
     lattice (same level objects), else parsed from its names."""
     label = event._parsed
-    if (
-        label is not None
-        and lattice.confidentiality_level(label.confidentiality.name) is label.confidentiality
-        and lattice.integrity_level(label.integrity.name) is label.integrity
-    ):
+    if label is not None and _belongs(lattice, label):
         return label
     return lattice.parse(event.label)
 

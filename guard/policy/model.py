@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from guard.items import LabelOrigin, Provenance
-from guard.labels import Label, Lattice, LatticeConfig, Level
+from guard.labels import Label, Lattice, LatticeConfig, Level, label_key
 from guard.policy.clearance import readable
 from guard.policy.conditions import Env
 from guard.policy.errors import PolicyError
-from guard.policy.events import Decision, FlowContext, LabelDecision, SinkEvent, SourceContext
+from guard.policy.events import (
+    Decision,
+    FlowContext,
+    LabelDecision,
+    SinkEvent,
+    SinkFlow,
+    SourceContext,
+)
+from guard.policy.memo import PolicyMemo, remembered
 from guard.policy.patterns import matches
+from guard.policy.sinks import decide as decide_at_sink
+from guard.policy.sources import label_source as label_of_source
 from guard.policy.spec import (
     AgentSpec,
     DeclassifyRule,
@@ -21,6 +33,7 @@ from guard.policy.spec import (
     Effect,
     EndorseRule,
     SinkRule,
+    SourceKind,
     SourceRule,
     ToolSpec,
     _Strict,
@@ -28,17 +41,20 @@ from guard.policy.spec import (
 from guard.policy.yamlsrc import LineMap, load_yaml
 
 _UNKNOWN_AGENT = AgentSpec(description="built-in default: cleared for the lowest level only")
-_SOURCE_CACHE_SIZE = 4096
-
-SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None]
+# What a policy derives from its fields (functools.cached_property, kept in the instance's
+# __dict__: a plain attribute read, where a pydantic private attribute costs microseconds).
+_DERIVED = ("lattice", "screens_prompts", "required_integrity", "_memo")
 
 
 class Policy(_Strict):
     """A labelgate policy file (YAML); see docs/policies.md for the language."""
 
+    # A loaded policy does not change (frozen), so the engine remembers its answers per
+    # policy (guard.policy.memo). Not in the docstring: that is the JSON Schema's description.
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
+        frozen=True,
         title="labelgate policy",
     )
 
@@ -59,17 +75,28 @@ class Policy(_Strict):
     declassify_rules: list[DeclassifyRule] = Field(default_factory=list, alias="declassify")
     endorse_rules: list[EndorseRule] = Field(default_factory=list, alias="endorse")
 
-    _lattice: Lattice = PrivateAttr()
-    # A loaded policy is not changed, and labelling a source depends only on its context:
-    # each distinct context is labelled once (agents resend the same messages every turn).
-    _source_cache: dict[SourceKey, LabelDecision] = PrivateAttr(default_factory=dict)
-
-    # Whether any sink rule names the prompt sink: without one, screening is skipped entirely.
-    _screens_prompts: bool = PrivateAttr(default=False)
-
     def model_post_init(self, _context: Any) -> None:
-        self._lattice = Lattice(self.lattice_config)
-        self._screens_prompts = any(rule.targets_prompt() for rule in self.sinks)
+        # Made now, before the policy is shared: two threads making the lattice lazily could
+        # each make one, and the labels of one would not belong to the other.
+        _ = self.lattice
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (perhaps with other fields) derives its own lattice and memo."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name in _DERIVED:
+            copied.__dict__.pop(name, None)
+        copied.model_post_init(None)
+        return copied
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # Pickled without what it derives (the memo holds closures): made again when loaded.
+        state = super().__getstate__()
+        state["__dict__"] = {k: v for k, v in state["__dict__"].items() if k not in _DERIVED}
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self.model_post_init(None)
 
     # ---- loading ----------------------------------------------------------------------
 
@@ -88,22 +115,30 @@ class Policy(_Strict):
 
     # ---- lookups ------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def lattice(self) -> Lattice:
-        return self._lattice
+        return Lattice(self.lattice_config)
 
-    @property
+    @cached_property
     def screens_prompts(self) -> bool:
-        """Does a sink rule decide prompt items (``kind: prompt``)?"""
-        return self._screens_prompts
+        """Does a sink rule decide prompt items (``kind: prompt``)? Without one, screening is
+        skipped entirely."""
+        return any(rule.targets_prompt() for rule in self.sinks)
 
-    @property
+    @cached_property
     def required_integrity(self) -> Level:
         name = self.defaults.required_integrity
-        return self._lattice.integ(name) if name else self._lattice.integrity_levels[-1]
+        return self.lattice.integ(name) if name else self.lattice.integrity_levels[-1]
+
+    @cached_property
+    def _memo(self) -> PolicyMemo:
+        return PolicyMemo()
 
     def agent_spec(self, agent: str | None) -> AgentSpec:
         """Exact id first, then the first glob key that matches, then the built-in default."""
+        return remembered(self._memo.agents, agent, lambda: self._agent_spec(agent))
+
+    def _agent_spec(self, agent: str | None) -> AgentSpec:
         if agent is not None and agent in self.agents:
             return self.agents[agent]
         for pattern, spec in self.agents.items():
@@ -112,6 +147,9 @@ class Policy(_Strict):
         return _UNKNOWN_AGENT
 
     def tool_effect(self, tool: str | None) -> Effect:
+        return remembered(self._memo.effects, tool, lambda: self._tool_effect(tool))
+
+    def _tool_effect(self, tool: str | None) -> Effect:
         if tool is not None and tool in self.tools:
             return self.tools[tool].effect
         for pattern, spec in self.tools.items():
@@ -121,18 +159,33 @@ class Policy(_Strict):
 
     def readable_by(self, label: Label, agent: str | None) -> tuple[bool, str]:
         """May ``agent`` read data labeled ``label``? With the reason."""
-        return readable(self._lattice, label, self.agent_spec(agent).clearance, agent)
+        return remembered(
+            self._memo.readable,
+            (label_key(label), agent),
+            lambda: readable(self.lattice, label, self.agent_spec(agent).clearance, agent),
+        )
+
+    def readable_outside(self, label: Label) -> tuple[bool, str]:
+        """May data labeled ``label`` leave the system (``defaults.external_clearance``)?"""
+        ext = self.defaults.external_clearance
+        return remembered(
+            self._memo.outside, label_key(label), lambda: readable(self.lattice, label, ext, None)
+        )
 
     def env_for(self, agent: str | None, recipient: str | None) -> Env:
-        lat, ext = self._lattice, self.defaults.external_clearance
+        return remembered(
+            self._memo.envs, (agent, recipient), lambda: self._env_for(agent, recipient)
+        )
+
+    def _env_for(self, agent: str | None, recipient: str | None) -> Env:
         return Env(
-            lat,
+            self.lattice,
             {
                 "agent_clearance": (lambda lb: self.readable_by(lb, agent)) if agent else None,
                 "recipient_clearance": (lambda lb: self.readable_by(lb, recipient))
                 if recipient
                 else None,
-                "external_clearance": lambda lb: readable(lat, lb, ext, None),
+                "external_clearance": self.readable_outside,
             },
         )
 
@@ -140,23 +193,46 @@ class Policy(_Strict):
 
     def label_source(self, context: SourceContext | dict[str, Any]) -> LabelDecision:
         """The label of an input; on an internal error the top label (fail closed)."""
-        from guard.policy.sources import label_source
-
         try:
             ctx = context if isinstance(context, SourceContext) else SourceContext(**context)
-            key = (ctx.kind.value, ctx.tool, ctx.source, ctx.url, ctx.agent, ctx.role)
-            cached = self._source_cache.get(key)
-            if cached is None:
-                cached = label_source(self, ctx)
-                if len(self._source_cache) >= _SOURCE_CACHE_SIZE:
-                    self._source_cache.clear()  # unbounded contexts (URLs): start over
-                self._source_cache[key] = cached
         except Exception as exc:
-            top = Label(self._lattice.confidentiality_levels[-1], self._lattice.integrity_levels[0])
-            why = f"internal error while labelling ({type(exc).__name__}: {exc}); top label"
-            return LabelDecision(top, [Provenance(LabelOrigin.DEFAULT, why, rule="engine:error")])
+            return self._top_label(exc)
+        return self.source_label(
+            ctx.kind, tool=ctx.tool, source=ctx.source, url=ctx.url, agent=ctx.agent, role=ctx.role
+        )
+
+    def source_label(
+        self,
+        kind: SourceKind,
+        *,
+        tool: str | None = None,
+        source: str | None = None,
+        url: str | None = None,
+        agent: str | None = None,
+        role: str | None = None,
+    ) -> LabelDecision:
+        """``label_source`` by the context's fields: a context seen before costs no
+        ``SourceContext`` (the guard labels every message part of every request)."""
+
+        def compute() -> LabelDecision:
+            ctx = SourceContext(
+                kind=kind, tool=tool, source=source, url=url, agent=agent, role=role
+            )
+            return label_of_source(self, ctx)
+
+        try:
+            # Labelling a source depends only on its context: each distinct one is labelled once.
+            key = (kind.value, tool, source, url, agent, role)
+            cached = remembered(self._memo.sources, key, compute)
+        except Exception as exc:
+            return self._top_label(exc)
         # A copy: callers may extend the provenance list (labels are immutable).
         return LabelDecision(cached.label, list(cached.provenance))
+
+    def _top_label(self, exc: Exception) -> LabelDecision:
+        top = Label(self.lattice.confidentiality_levels[-1], self.lattice.integrity_levels[0])
+        why = f"internal error while labelling ({type(exc).__name__}: {exc}); top label"
+        return LabelDecision(top, [Provenance(LabelOrigin.DEFAULT, why, rule="engine:error")])
 
     def annotate(
         self, agent: str | None, current: Label, asserted: Label, key: str | None = None
@@ -166,10 +242,8 @@ class Policy(_Strict):
 
         return annotate(self, agent, current, asserted, key)
 
-    def decide(self, event: SinkEvent | dict[str, Any]) -> Decision:
-        from guard.policy.sinks import decide
-
-        if not isinstance(event, SinkEvent):
+    def decide(self, event: SinkEvent | SinkFlow | dict[str, Any]) -> Decision:
+        if not isinstance(event, SinkEvent | SinkFlow):
             try:
                 event = SinkEvent.model_validate(event)
             except ValidationError as exc:  # a malformed event is denied, not raised
@@ -178,7 +252,7 @@ class Policy(_Strict):
 
                 msg = f"deny: malformed sink event ({exc.error_count()} errors)"
                 return Decision(action=Action.DENY, reason=msg, rule=FAIL_CLOSED)
-        return decide(self, event)
+        return decide_at_sink(self, event)
 
     def declassify(
         self, label: Label, context: FlowContext | SourceContext | SinkEvent | dict[str, Any]

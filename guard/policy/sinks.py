@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from guard.items import Provenance
-from guard.labels import Label
+from guard.labels import Label, label_key
 from guard.policy.conditions import Arg, Env, check_args, check_label
 from guard.policy.events import (
     Decision,
@@ -23,8 +23,10 @@ from guard.policy.events import (
     RedactionTarget,
     RuleTrace,
     SinkEvent,
-    parsed_label,
+    SinkFlow,
+    in_lattice,
 )
+from guard.policy.memo import remembered
 from guard.policy.patterns import as_list, matches_any
 from guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
 from guard.policy.templates import render
@@ -41,7 +43,7 @@ _PASSING = (Action.ALLOW, Action.LOG)
 class Facts:
     """The event with labels parsed and declassify/endorse rules applied."""
 
-    event: SinkEvent
+    event: SinkFlow
     effect: Effect | None
     recipient: str | None
     label: Label
@@ -67,7 +69,7 @@ class Outcome:
     notice: str | None = None
 
 
-def effect_of(policy: Policy, event: SinkEvent) -> Effect | None:
+def effect_of(policy: Policy, event: SinkEvent | SinkFlow) -> Effect | None:
     """The stricter of the policy's declaration and the event's; unknown tools: external."""
     if event.kind is SinkKind.EGRESS:
         return Effect.EXTERNAL
@@ -79,19 +81,40 @@ def effect_of(policy: Policy, event: SinkEvent) -> Effect | None:
     return max(declared, event.effect, key=EFFECT_ORDER.__getitem__)
 
 
-def _facts(policy: Policy, event: SinkEvent) -> Facts:
+def _facts(policy: Policy, event: SinkEvent | SinkFlow) -> Facts:
     lattice = policy.lattice
-    ctx = FlowContext.of(event)
-    label, trail = apply_all(policy, parsed_label(lattice, event), ctx)
+    flow = event.flow(lattice) if isinstance(event, SinkEvent) else event
+    label, trail = _transformed(policy, in_lattice(lattice, flow.label), flow)
     trail = [replace(p, ref="context") for p in trail]  # say which label was changed
     args: dict[str, Arg] = {}
-    for name, arg in event.arguments.items():
-        arg_label, arg_trail = apply_all(policy, parsed_label(lattice, arg), ctx)
-        args[name] = Arg(name, arg.value, arg_label)
+    for name, (value, arg_label) in flow.arguments.items():
+        arg_label, arg_trail = _transformed(policy, in_lattice(lattice, arg_label), flow)
+        args[name] = Arg(name, value, arg_label)
         trail += [replace(p, ref=f"argument:{name}") for p in arg_trail]
-    recipient = event.effective_recipient
-    env = policy.env_for(event.agent, recipient)
-    return Facts(event, effect_of(policy, event), recipient, label, args, env, trail)
+    recipient = flow.effective_recipient
+    env = policy.env_for(flow.agent, recipient)
+    return Facts(flow, effect_of(policy, flow), recipient, label, args, env, trail)
+
+
+def _transformed(
+    policy: Policy, label: Label, flow: SinkFlow
+) -> tuple[Label, tuple[Provenance, ...]]:
+    """The declassify/endorse rules applied to a label on its way to the flow's sink.
+
+    Remembered per policy: the answer depends only on the label and the context the rules
+    see (kind, tool, agent, recipient), and the same few meet again on every request.
+    """
+    recipient = flow.effective_recipient
+    key = (label_key(label), flow.kind.value, flow.tool, flow.agent, recipient)
+
+    def compute() -> tuple[Label, tuple[Provenance, ...]]:
+        ctx = FlowContext(
+            kind=flow.kind.value, tool=flow.tool, agent=flow.agent, recipient=recipient
+        )
+        new, trail = apply_all(policy, label, ctx)
+        return new, tuple(trail)
+
+    return remembered(policy._memo.transforms, key, compute)
 
 
 def _values(facts: Facts, rule: str, action: Action, arg: Arg | None, why: str) -> dict[str, Any]:
@@ -124,16 +147,28 @@ def _reason(template: str, values: dict[str, Any]) -> str:
 # ---- file rules -------------------------------------------------------------------------
 
 
-def _targets(rule: SinkRule, facts: Facts) -> bool:
-    if facts.event.kind is SinkKind.PROMPT:
+def _for_kind(rule: SinkRule, kind: SinkKind) -> bool:
+    if kind is SinkKind.PROMPT:
         # Only rules that name the prompt sink apply there: a rule written for "any sink"
         # before it existed must not start withholding what agents read.
-        if not rule.targets_prompt():
-            return False
-    elif rule.kind is not None:
-        kinds = rule.kind if isinstance(rule.kind, list) else [rule.kind]
-        if facts.event.kind not in kinds:
-            return False
+        return rule.targets_prompt()
+    if rule.kind is None:
+        return True
+    kinds = rule.kind if isinstance(rule.kind, list) else [rule.kind]
+    return kind in kinds
+
+
+def _rules_for(policy: Policy, kind: SinkKind) -> tuple[SinkRule, ...]:
+    """The file's sink rules for a kind of sink, in file order (remembered per policy)."""
+    return remembered(
+        policy._memo.sink_rules,
+        kind,
+        lambda: tuple(rule for rule in policy.sinks if _for_kind(rule, kind)),
+    )
+
+
+def _targets(rule: SinkRule, facts: Facts) -> bool:
+    """Does a rule for the event's kind of sink target it (effect, handoff, names)?"""
     if rule.effect is not None:
         effects = rule.effect if isinstance(rule.effect, list) else [rule.effect]
         if facts.effect not in effects:
@@ -210,7 +245,8 @@ def _untrusted_side_effect(policy: Policy, facts: Facts) -> tuple[bool, str, Out
 def _clearance_outcome(
     policy: Policy, facts: Facts, rule: str, check: Callable[[Label], tuple[bool, str]], who: str
 ) -> tuple[bool, str, Outcome | None]:
-    bad = [(a, check(a.label)[1]) for a in facts.args.values() if not check(a.label)[0]]
+    checked = [(a, *check(a.label)) for a in facts.args.values()]
+    bad = [(a, why) for a, ok, why in checked if not ok]
     context_ok, context_why = check(facts.label)
     if not bad and context_ok:
         return False, f"everything is readable by {who}", None
@@ -251,11 +287,11 @@ BASELINE_IDS = [
 # ---- combination ---------------------------------------------------------------------------
 
 
-def _evaluate(policy: Policy, event: SinkEvent) -> Decision:
+def _evaluate(policy: Policy, event: SinkEvent | SinkFlow) -> Decision:
     facts = _facts(policy, event)
     chain: list[RuleTrace] = []
     outcomes: list[Outcome] = []
-    for rule in policy.sinks:
+    for rule in _rules_for(policy, facts.event.kind):
         if not _targets(rule, facts):
             continue
         ok, why, culprit = _match(rule, facts)
@@ -322,7 +358,7 @@ def _combine(facts: Facts, chain: list[RuleTrace], outcomes: list[Outcome]) -> D
     )
 
 
-def decide(policy: Policy, event: SinkEvent) -> Decision:
+def decide(policy: Policy, event: SinkEvent | SinkFlow) -> Decision:
     try:
         return _evaluate(policy, event)
     except Exception as exc:  # fail closed: an error must never let a flow through
