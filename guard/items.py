@@ -43,6 +43,9 @@ class Provenance:
     rule: str | None = None  # the id of the policy rule, when one gave it
     ref: str | None = None  # another item, a stored fingerprint, a propagator name...
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpickle_provenance, (self.origin.value, self.detail, self.rule, self.ref)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "origin": self.origin.value,
@@ -50,6 +53,22 @@ class Provenance:
             "rule": self.rule,
             "ref": self.ref,
         }
+
+
+def _unpickle_provenance(origin: str, detail: str, rule: str | None, ref: str | None) -> Provenance:
+    return Provenance(LabelOrigin(origin), detail, rule, ref)
+
+
+def _unpickle_item(
+    text: str,
+    label: Label,
+    kind: str,
+    id: str,
+    role: str | None,
+    name: str | None,
+    provenance: list[Provenance],
+) -> LabeledItem:
+    return LabeledItem(text, label, ItemKind(kind), id, role, name, provenance)
 
 
 def new_item_id() -> str:
@@ -65,6 +84,11 @@ class LabeledItem:
     role: str | None = None  # chat role for message parts
     name: str | None = None  # tool name, document source, argument name...
     provenance: list[Provenance] = field(default_factory=list)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plain values (see ``Label.__reduce__``): items travel to the audit process.
+        values = (self.text, self.label, self.kind.value, self.id, self.role, self.name)
+        return _unpickle_item, (*values, self.provenance)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -59,6 +59,18 @@ class Level:
 Readers = frozenset[str] | None  # None: every reader
 
 
+def _unpickle_label(
+    c_rank: int,
+    c_name: str,
+    i_rank: int,
+    i_name: str,
+    readers: Readers,
+    categories: frozenset[str],
+    sources: frozenset[str],
+) -> Label:
+    return Label(Level(c_rank, c_name), Level(i_rank, i_name), readers, categories, sources)
+
+
 def _join_readers(a: Readers, b: Readers) -> Readers:
     if a is None:
         return b
@@ -121,6 +133,13 @@ class Label:
 
     def __lt__(self, other: Label) -> bool:
         return self != other and self.flows_to(other)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plain values: the default pickling of a frozen slots dataclass is several times
+        # slower, and labels travel to the audit process with every request.
+        c, i = self.confidentiality, self.integrity
+        state = (c.rank, c.name, i.rank, i.name, self.readers, self.categories, self.sources)
+        return _unpickle_label, state
 
     def with_sources(self, *sources: str) -> Label:
         return Label(

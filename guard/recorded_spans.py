@@ -6,25 +6,37 @@ then costs about 130 µs per span on the event loop, mostly the SDK re-checking 
 values that ``guard.semconv`` built from typed values (measured in ``docs/performance.md``).
 
 ``RecordedSpans.start`` does what ``start_span`` does that matters here: the provider's sampler
-decides, the ids come from its id generator, the parent is the caller's ``traceparent``. The
-``RecordedSpan`` it returns is an ``opentelemetry.trace.Span`` (the ``semconv`` helpers write
-to it as to any span) that keeps attributes and events as given, within the SDK's limits on
-events. When it ends, it becomes the SDK's ``ReadableSpan`` for the provider's processors
-(OTLP, console, memory). The SQLite exporter is the exception: its ``SpanRecord`` is returned
-to the caller, which writes it in the same transaction as the request's audit records, so the
-store never holds a request without its span (and the span does not wait in a second queue,
-which the SDK's batch processor empties by dropping spans when it is full).
+decides, the ids come from its id generator, the parent is the caller's ``traceparent``. It
+returns a ``SpanStart``: plain values, which the audit writer's process can unpickle and
+rebuild the same span from. A ``RecordedSpan`` is an ``opentelemetry.trace.Span`` (the
+``semconv`` helpers write to it as to any span) that keeps attributes and events as given,
+within the SDK's limit on events. Opened with ``RecordedSpans.open``, it goes to the provider's
+processors (OTLP, console, memory) as the SDK's ``ReadableSpan`` when it ends. The SQLite
+exporter is the exception: the proxy writes the span's ``SpanRecord`` (``RecordedSpan.record``)
+in the same transaction as the request's audit records, so the store never holds a request
+without its span, and the span does not wait in a second queue, which the SDK's batch
+processor empties by dropping spans when it is full.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -32,6 +44,60 @@ from guard.audit.records import SpanRecord
 from guard.tracing import TRACER_NAME, processors_of, span_to_record
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@dataclass(frozen=True, slots=True)
+class SpanStart:
+    """Who a span is, decided when it starts: plain values, so another process (the audit
+    writer's) can rebuild the same span from them."""
+
+    name: str
+    kind: SpanKind
+    context: SpanContext
+    parent: SpanContext | None
+    start_ns: int
+    resource: dict[str, Any]  # the provider's resource attributes
+    scope: str
+    max_events: int
+
+    @property
+    def sampled(self) -> bool:
+        return self.context.trace_flags.sampled
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plain values: it goes to the audit process with every request, and SpanContext,
+        # TraceState and the enum pickle slowly.
+        own, parent = self.context, self.parent
+        ids = (own.trace_id, own.span_id, int(own.trace_flags), list(own.trace_state.items()))
+        parent_ids = (parent.span_id, int(parent.trace_flags)) if parent else None
+        values = (self.name, self.kind.value, ids, parent_ids, self.start_ns)
+        return _unpickle_start, (*values, self.resource, self.scope, self.max_events)
+
+
+def _unpickle_start(
+    name: str,
+    kind: int,
+    ids: tuple[int, int, int, list[tuple[str, str]]],
+    parent_ids: tuple[int, int] | None,
+    start_ns: int,
+    resource: dict[str, Any],
+    scope: str,
+    max_events: int,
+) -> SpanStart:
+    trace_id, span_id, flags, state = ids
+    context = SpanContext(
+        trace_id,
+        span_id,
+        is_remote=False,
+        trace_flags=TraceFlags(flags),
+        trace_state=TraceState(state),
+    )
+    parent = None
+    if parent_ids is not None:
+        parent = SpanContext(
+            trace_id, parent_ids[0], is_remote=True, trace_flags=TraceFlags(parent_ids[1])
+        )
+    return SpanStart(name, SpanKind(kind), context, parent, start_ns, resource, scope, max_events)
 
 
 class RecordedSpans:
@@ -44,8 +110,14 @@ class RecordedSpans:
         self._sampler = provider.sampler
         self._ids = provider.id_generator
         self._resource = provider.resource
-        self._scope = InstrumentationScope(scope)
+        self._resource_attributes = dict(provider.resource.attributes)
+        self._scope = scope
         self._max_events = SpanLimits().max_events
+
+    @property
+    def exports(self) -> bool:
+        """Whether ended spans go to any processor (OTLP, console, memory) here."""
+        return bool(self._processors)
 
     def start(
         self,
@@ -54,8 +126,8 @@ class RecordedSpans:
         kind: SpanKind,
         start_ns: int,
         traceparent: str | None,
-        attributes: Mapping[str, AttributeValue],
-    ) -> RecordedSpan | None:
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> SpanStart | None:
         """A span that began at ``start_ns``; None when the sampler drops it."""
         context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
@@ -74,41 +146,50 @@ class RecordedSpans:
             trace_flags=TraceFlags(flags),
             trace_state=sampled.trace_state,
         )
-        values = {**attributes, **(sampled.attributes or {})}
-        return RecordedSpan(self, name, own, parent, kind, start_ns, values)
+        return SpanStart(
+            name,
+            kind,
+            own,
+            parent,
+            start_ns,
+            self._resource_attributes,
+            self._scope,
+            self._max_events,
+        )
+
+    def open(self, start: SpanStart, attributes: Mapping[str, AttributeValue]) -> RecordedSpan:
+        """The span, whose ``end`` hands it to this provider's processors."""
+        return RecordedSpan(start, attributes, self._resource, self._ended)
 
     def _ended(self, span: RecordedSpan) -> None:
-        if self._processors:
-            readable = span.readable()
-            for processor in self._processors:
-                processor.on_end(readable)
+        readable = span.readable()
+        for processor in self._processors:
+            processor.on_end(readable)
 
 
 class RecordedSpan(trace.Span):
+    """A span built after the fact from a ``SpanStart``. Made by ``RecordedSpans.open`` it is
+    exported when it ends; made directly (elsewhere) it only gives its ``record``."""
+
     def __init__(
         self,
-        owner: RecordedSpans,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        start_ns: int,
-        attributes: dict[str, AttributeValue],
+        start: SpanStart,
+        attributes: Mapping[str, AttributeValue],
+        resource: Resource | None = None,
+        on_end: Callable[[RecordedSpan], None] | None = None,
     ) -> None:
-        self._owner = owner
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._kind = kind
-        self._start_ns = start_ns
+        self._start = start
+        self._name = start.name
+        self._resource = resource
+        self._on_end = on_end
         self._end_ns: int | None = None
-        self._attributes = attributes
+        self._attributes = dict(attributes)
         self._events: list[Event] = []
         self._status = Status(StatusCode.UNSET)
 
     # ------------------------------------------------------------------ the Span API
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self._start.context
 
     def is_recording(self) -> bool:
         return self._end_ns is None
@@ -122,7 +203,7 @@ class RecordedSpan(trace.Span):
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
     ) -> None:
-        if len(self._events) < self._owner._max_events:
+        if len(self._events) < self._start.max_events:
             self._events.append(Event(name, dict(attributes or {}), timestamp or time.time_ns()))
 
     def update_name(self, name: str) -> None:
@@ -150,27 +231,25 @@ class RecordedSpan(trace.Span):
         if self._end_ns is not None:
             return  # as the SDK: a second end changes nothing
         self._end_ns = end_time or time.time_ns()
-        self._owner._ended(self)
+        if self._on_end is not None:
+            self._on_end(self)
 
     # ------------------------------------------------------------------ once ended
-    @property
-    def sampled(self) -> bool:
-        return self._context.trace_flags.sampled
-
     def readable(self) -> ReadableSpan:
         """The SDK's form of the span, what exporters take."""
+        start = self._start
         return ReadableSpan(
             name=self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=self._owner._resource,
+            context=start.context,
+            parent=start.parent,
+            resource=self._resource or Resource(start.resource),
             attributes=self._attributes,
             events=tuple(self._events),
-            kind=self._kind,
+            kind=start.kind,
             status=self._status,
-            start_time=self._start_ns,
+            start_time=start.start_ns,
             end_time=self._end_ns,
-            instrumentation_scope=self._owner._scope,
+            instrumentation_scope=InstrumentationScope(start.scope),
         )
 
     def record(self) -> SpanRecord:

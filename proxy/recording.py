@@ -11,17 +11,21 @@ Per request, once it has ended (``LabelGuardHook.finish``):
   a ``labelgate.decision`` event per decision), a child of the client's ``traceparent``,
   recorded after the fact (``guard.recorded_spans``).
 
-Records go through ``AuditWriter.asubmit_many`` (one queue item per request, one wake-up of the
-writer thread, one transaction, the span's row included): never a disk write on the event
-loop. Content goes into spans only with
-``capture_content`` (spans may leave over OTLP); the local audit store keeps it, because a
-person reviewing a denial needs the text.
+The request's ``RequestTrail`` (what all of this is made of: the items, the decisions, the
+answer, the span's identity) is taken on the event loop in a few microseconds and handed to the
+``AuditWriter`` as ``DeferredRecords``: its thread pickles it to the audit process (by default),
+which builds the records and the span's row and writes them in one transaction, so the
+server's process spends no GIL time on them. With exporters other than ``sqlite`` (OTLP,
+console, memory) the span is also built here and exported when it ends. Content goes into
+spans only with ``capture_content`` (spans may leave over OTLP); the local audit store keeps
+it, because a person reviewing a denial needs the text.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,23 +33,30 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from guard import semconv
-from guard.audit.records import AuditRecord, DecisionRecord, MessageRecord, RequestRecord
+from guard.audit.records import (
+    AuditRecord,
+    DecisionRecord,
+    DeferredRecords,
+    MessageRecord,
+    RequestRecord,
+)
 from guard.audit.writer import AuditWriter
 from guard.engine import Review, propagation_provenance
 from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
 from guard.labels import Label
 from guard.policy import Decision
 from guard.policy.spec import STRICTNESS
-from guard.recorded_spans import RecordedSpan, RecordedSpans
+from guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
 from proxy.context import RequestContext
 from proxy.guard_hook import Outcome
 from proxy.screening import screened
 
 
-def strictest(decisions: Sequence[Decision]) -> str | None:
-    if not decisions:
+def strictest(actions: Sequence[str]) -> str | None:
+    """The strictest of some actions (values of ``Action``)."""
+    if not actions:
         return None
-    return max((d.action for d in decisions), key=STRICTNESS.__getitem__).value
+    return max(actions, key=STRICTNESS.__getitem__)  # Action is a StrEnum: str keys work
 
 
 def sink_name(target: str, review: Review, recipient: str | None) -> str:
@@ -78,6 +89,254 @@ def targets(review: Review) -> list[tuple[str, Decision]]:
     return found + [(t.call.id, t.decision) for t in review.tool_calls]
 
 
+@dataclass(slots=True)
+class DecisionTrail:
+    """A decision as its record and span event need it (a ``Decision`` is a pydantic model,
+    slow to pickle)."""
+
+    sink: str
+    id: str
+    action: str
+    rule: str | None
+    reason: str
+    chain: list[dict[str, Any]]
+    label: Label
+
+
+@dataclass(slots=True)
+class RequestTrail(DeferredRecords):
+    """A finished request as its records and span row are made of: taken on the event loop
+    in a few microseconds, turned into records by the audit writer (in its child process by
+    default), so that building them costs the server nothing."""
+
+    request_id: str
+    session_id: str
+    agent: str
+    model: str
+    endpoint: str
+    stream: bool
+    started: datetime
+    duration_ms: float
+    end_ns: int
+    status: str
+    error: tuple[str, str] | None  # (type, message)
+    response: dict[str, Any] | None  # the answer as sent
+    items: list[LabeledItem]
+    label: Label | None  # the answer's
+    answered: bool  # a chat answer: its message record goes last
+    why: Provenance | None  # how the answer got its label
+    tool_calls: list[dict[str, Any]]
+    decisions: list[DecisionTrail]
+    trace_id: str | None
+    span: SpanStart | None  # the request's span (its row goes with the records)
+    store_span: bool
+    capture_content: bool
+    input_messages: list[dict[str, Any]] | None  # with ``capture_content`` only
+
+    @classmethod
+    def of(
+        cls,
+        ctx: RequestContext,
+        outcome: Outcome,
+        spans: RecordedSpans | None,
+        capture_content: bool,
+    ) -> RequestTrail:
+        review: Review | None = ctx.state.get("review")
+        duration = (outcome.ended - ctx.started) * 1000
+        end_ns = time.time_ns()
+        operation = "embeddings" if ctx.endpoint == "embeddings" else semconv.OP_CHAT
+        span = None
+        if spans is not None:
+            span = spans.start(
+                f"{operation} {ctx.model}".strip(),
+                kind=SpanKind.CLIENT,
+                start_ns=end_ns - int(duration * 1e6),
+                traceparent=ctx.traceparent,
+            )
+        messages = getattr(outcome.request, "messages", None)
+        return cls(
+            request_id=ctx.request_id,
+            session_id=ctx.session_id,
+            agent=ctx.caller.agent_id,
+            model=ctx.model,
+            endpoint=ctx.endpoint,
+            stream=ctx.stream,
+            started=datetime.now(UTC) - timedelta(milliseconds=duration),
+            duration_ms=round(duration, 3),
+            end_ns=end_ns,
+            status=outcome.status,
+            error=(outcome.error.type, outcome.error.message) if outcome.error else None,
+            response=outcome.response,
+            items=list(ctx.state.get("items", [])),
+            label=review.label if review else None,
+            answered=review is not None and ctx.endpoint == "chat.completions",
+            why=_why(review) if review else None,
+            tool_calls=_proposed(review) if review else [],
+            decisions=[
+                DecisionTrail(
+                    sink,
+                    decision.id,
+                    decision.action.value,
+                    decision.rule,
+                    decision.reason,
+                    [c.model_dump(mode="json") for c in decision.chain],
+                    label,
+                )
+                for sink, decision, label in decided(ctx)
+            ],
+            trace_id=ctx.trace_id,
+            span=span,
+            store_span=span is not None
+            and span.sampled
+            and spans is not None
+            and spans.stores_records,
+            capture_content=capture_content,
+            input_messages=(
+                [m.model_dump(exclude_none=True) for m in messages]
+                if capture_content and messages is not None
+                else None
+            ),
+        )
+
+    def __len__(self) -> int:
+        return 1 + len(self.items) + self.answered + len(self.decisions) + self.store_span
+
+    # ------------------------------------------------------------------ built by the writer
+    def records(self) -> list[AuditRecord]:
+        trace_id, span_id = self.trace_id, None
+        if self.span is not None:
+            context = self.span.context
+            trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        action = strictest([d.action for d in self.decisions])
+        status = "denied" if self.status == "ok" and action == "deny" else self.status
+        usage = (self.response or {}).get("usage") or {}
+        records: list[AuditRecord] = [
+            RequestRecord(
+                id=self.request_id,
+                trace_id=trace_id,
+                session_id=self.session_id,
+                agent=self.agent,
+                model=self.model or None,
+                started=self.started,
+                duration_ms=self.duration_ms,
+                status=status,
+                label=self.label.to_dict() if self.label else None,
+                decision=action,
+                error=self.error[1] if self.error else None,
+                input_tokens=_int(usage.get("prompt_tokens")),
+                output_tokens=_int(usage.get("completion_tokens")),
+            )
+        ]
+        records += [
+            MessageRecord.from_item(i, self.request_id, n) for n, i in enumerate(self.items)
+        ]
+        if self.answered:
+            records.append(self._answer())
+        records += [
+            DecisionRecord(
+                id=d.id,
+                request_id=self.request_id,
+                trace_id=trace_id,
+                span_id=span_id,
+                sink=d.sink,
+                action=d.action,
+                rule_chain=d.chain,
+                reason=d.reason,
+                label=d.label.to_dict(),
+            )
+            for d in self.decisions
+        ]
+        if self.store_span and self.span is not None:
+            span = RecordedSpan(self.span, self.span_attributes())
+            self.decorate(span)
+            records.append(span.record())
+        return records
+
+    def _answer(self) -> MessageRecord:
+        sent = _message(self.response) if self.status == "ok" else {}
+        return MessageRecord(
+            request_id=self.request_id,
+            position=len(self.items),
+            role="assistant",
+            kind=ItemKind.OUTPUT.value,
+            content=_text(sent.get("content")) or None,
+            label=self.label.to_dict() if self.label else None,
+            provenance=[self.why.to_dict()] if self.why else [],
+            tool_calls=self.tool_calls or None,
+        )
+
+    # ------------------------------------------------------------------ the span
+    def span_attributes(self) -> dict[str, AttributeValue]:
+        operation = "embeddings" if self.endpoint == "embeddings" else semconv.OP_CHAT
+        attrs: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: operation,
+            semconv.GEN_AI_REQUEST_MODEL: self.model,
+            semconv.GEN_AI_CONVERSATION_ID: self.session_id,
+            semconv.GEN_AI_AGENT_ID: self.agent,
+            semconv.GEN_AI_REQUEST_STREAM: self.stream,
+            semconv.REQUEST_ID: self.request_id,
+            semconv.SESSION_ID: self.session_id,
+        }
+        if self.input_messages is not None:
+            attrs[semconv.GEN_AI_INPUT_MESSAGES] = semconv.messages_attribute(self.input_messages)
+        return attrs
+
+    def decorate(self, span: RecordedSpan) -> None:
+        """Decisions, label and response on the span, then its end."""
+        for d in self.decisions:
+            semconv.record_decision(
+                span, d.action, rule=d.rule, reason=d.reason, sink=d.sink, label=d.label
+            )
+        if self.label is not None:
+            semconv.set_label(span, self.label)
+            action = strictest([d.action for d in self.decisions])
+            if action is not None:
+                span.set_attribute(semconv.DECISION_ACTION, action)
+        self._response(span)
+        span.end(end_time=self.end_ns)
+
+    def _response(self, span: RecordedSpan) -> None:
+        if self.error is not None:
+            kind, message = self.error
+            span.set_attribute(semconv.ERROR_TYPE, kind)
+            span.set_status(Status(StatusCode.ERROR, message))
+            return
+        response = self.response or {}
+        usage = response.get("usage") or {}
+        choices = response.get("choices") or []
+        finish = [c.get("finish_reason") or "" for c in choices if isinstance(c, dict)]
+        message = _message(response)
+        semconv.set_response(
+            span,
+            model=response.get("model"),
+            response_id=response.get("id"),
+            finish_reasons=finish if choices else None,
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
+            output_messages=[message] if message else None,
+            capture_content=self.capture_content,
+        )
+
+
+def _why(review: Review) -> Provenance:
+    if review.propagation is not None:
+        return propagation_provenance(review.propagation)
+    return Provenance(LabelOrigin.PROPAGATION, "join of the inputs' labels", ref="join")
+
+
+def _proposed(review: Review) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": t.call.id,
+            "name": t.call.name,
+            "arguments": t.arguments,
+            "action": t.decision.action.value,
+            "decision_id": t.decision.id,
+        }
+        for t in review.tool_calls
+    ]
+
+
 class Recorder:
     def __init__(
         self,
@@ -101,186 +360,14 @@ class Recorder:
 
     async def record(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
-            decisions = decided(ctx)
-            span = self._span(ctx, outcome, decisions)
-            if self.writer is None:
-                return
-            if span is None:
-                records = self._records(ctx, outcome, decisions, ctx.trace_id, None)
-            else:
-                context = span.get_span_context()
-                trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
-                records = self._records(ctx, outcome, decisions, trace_id, span_id)
-                if span.sampled and self.spans is not None and self.spans.stores_records:
-                    records.append(span.record())  # same transaction as the request's rows
-            await self.writer.asubmit_many(records)  # one wake-up of the writer per request
+            trail = RequestTrail.of(ctx, outcome, self.spans, self.capture_content)
+            if trail.span is not None and self.spans is not None and self.spans.exports:
+                trail.decorate(self.spans.open(trail.span, trail.span_attributes()))
+            if self.writer is not None:
+                await self.writer.asubmit(trail)  # built by the writer, off this process
         except Exception as exc:
             self.failure = exc
             raise
-
-    # ------------------------------------------------------------------ audit records
-
-    def _records(
-        self,
-        ctx: RequestContext,
-        outcome: Outcome,
-        decisions: list[Decided],
-        trace_id: str | None,
-        span_id: str | None,
-    ) -> list[AuditRecord]:
-        review: Review | None = ctx.state.get("review")
-        items: list[LabeledItem] = ctx.state.get("items", [])
-        action = strictest([decision for _, decision, _ in decisions])
-        status = outcome.status
-        if status == "ok" and action == "deny":
-            status = "denied"
-        usage = (outcome.response or {}).get("usage") or {}
-        duration = (outcome.ended - ctx.started) * 1000
-        request = RequestRecord(
-            id=ctx.request_id,
-            trace_id=trace_id,
-            session_id=ctx.session_id,
-            agent=ctx.caller.agent_id,
-            model=ctx.model or None,
-            started=datetime.now(UTC) - timedelta(milliseconds=duration),
-            duration_ms=round(duration, 3),
-            status=status,
-            label=review.label.to_dict() if review else None,
-            decision=action,
-            error=outcome.error.message if outcome.error else None,
-            input_tokens=_int(usage.get("prompt_tokens")),
-            output_tokens=_int(usage.get("completion_tokens")),
-        )
-        records: list[AuditRecord] = [request]
-        records += [MessageRecord.from_item(i, ctx.request_id, n) for n, i in enumerate(items)]
-        if review is not None and ctx.endpoint == "chat.completions":
-            records.append(self._answer(ctx, outcome, review, len(items)))
-        created = datetime.now(UTC)
-        records += [
-            DecisionRecord(
-                id=decision.id,
-                request_id=ctx.request_id,
-                trace_id=trace_id,
-                span_id=span_id,
-                sink=sink,
-                action=decision.action.value,
-                rule_chain=[c.model_dump(mode="json") for c in decision.chain],
-                reason=decision.reason,
-                label=label.to_dict(),
-                created=created,
-            )
-            for sink, decision, label in decisions
-        ]
-        return records
-
-    def _answer(
-        self, ctx: RequestContext, outcome: Outcome, review: Review, position: int
-    ) -> MessageRecord:
-        sent = _message(outcome.response) if outcome.status == "ok" else {}
-        proposed = [
-            {
-                "id": t.call.id,
-                "name": t.call.name,
-                "arguments": t.arguments,
-                "action": t.decision.action.value,
-                "decision_id": t.decision.id,
-            }
-            for t in review.tool_calls
-        ]
-        why = (
-            propagation_provenance(review.propagation)
-            if review.propagation is not None
-            else Provenance(LabelOrigin.PROPAGATION, "join of the inputs' labels", ref="join")
-        )
-        return MessageRecord(
-            request_id=ctx.request_id,
-            position=position,
-            role="assistant",
-            kind=ItemKind.OUTPUT.value,
-            content=_text(sent.get("content")) or None,
-            label=review.label.to_dict(),
-            provenance=[why.to_dict()],
-            tool_calls=proposed or None,
-        )
-
-    # ------------------------------------------------------------------ span
-
-    def _span(
-        self, ctx: RequestContext, outcome: Outcome, decisions: list[Decided]
-    ) -> RecordedSpan | None:
-        """One span per request, recorded once it has ended (None: no tracing, or sampled
-        out)."""
-        if self.spans is None:
-            return None
-        operation = "embeddings" if ctx.endpoint == "embeddings" else semconv.OP_CHAT
-        end_ns = time.time_ns()
-        span = self.spans.start(
-            f"{operation} {ctx.model}".strip(),
-            kind=SpanKind.CLIENT,
-            start_ns=end_ns - int((time.perf_counter() - ctx.started) * 1e9),
-            traceparent=ctx.traceparent,
-            attributes=self._attributes(ctx, outcome, operation),
-        )
-        if span is None:
-            return None
-        for sink, decision, label in decisions:
-            semconv.record_decision(
-                span,
-                decision.action.value,
-                rule=decision.rule,
-                reason=decision.reason,
-                sink=sink,
-                label=label,
-            )
-        review: Review | None = ctx.state.get("review")
-        if review is not None:
-            semconv.set_label(span, review.label)
-            action = strictest([decision for _, decision, _ in decisions])
-            if action is not None:
-                span.set_attribute(semconv.DECISION_ACTION, action)
-        self._response(span, outcome)
-        span.end(end_time=end_ns)
-        return span
-
-    def _attributes(
-        self, ctx: RequestContext, outcome: Outcome, operation: str
-    ) -> dict[str, AttributeValue]:
-        attrs: dict[str, AttributeValue] = {
-            semconv.GEN_AI_OPERATION_NAME: operation,
-            semconv.GEN_AI_REQUEST_MODEL: ctx.model,
-            semconv.GEN_AI_CONVERSATION_ID: ctx.session_id,
-            semconv.GEN_AI_AGENT_ID: ctx.caller.agent_id,
-            semconv.GEN_AI_REQUEST_STREAM: ctx.stream,
-            semconv.REQUEST_ID: ctx.request_id,
-            semconv.SESSION_ID: ctx.session_id,
-        }
-        request = outcome.request
-        messages = getattr(request, "messages", None)
-        if self.capture_content and messages is not None:
-            dumped = [m.model_dump(exclude_none=True) for m in messages]
-            attrs[semconv.GEN_AI_INPUT_MESSAGES] = semconv.messages_attribute(dumped)
-        return attrs
-
-    def _response(self, span: Any, outcome: Outcome) -> None:
-        if outcome.error is not None:
-            span.set_attribute(semconv.ERROR_TYPE, outcome.error.type)
-            span.set_status(Status(StatusCode.ERROR, outcome.error.message))
-            return
-        response = outcome.response or {}
-        usage = response.get("usage") or {}
-        choices = response.get("choices") or []
-        finish = [c.get("finish_reason") or "" for c in choices if isinstance(c, dict)]
-        message = _message(response)
-        semconv.set_response(
-            span,
-            model=response.get("model"),
-            response_id=response.get("id"),
-            finish_reasons=finish if choices else None,
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
-            output_messages=[message] if message else None,
-            capture_content=self.capture_content,
-        )
 
 
 def _message(response: dict[str, Any] | None) -> dict[str, Any]:

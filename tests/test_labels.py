@@ -125,3 +125,19 @@ def test_duplicate_levels_are_invalid() -> None:
 def test_short_form_is_readable() -> None:
     label = LATTICE.label("secret", "untrusted", sources=["web:a"])
     assert label.short() == "secret/untrusted src=web:a"
+
+
+def test_labels_and_items_survive_pickling_with_their_level_names() -> None:
+    """They travel to the audit process with every request (compact ``__reduce__``)."""
+    import pickle
+
+    from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
+
+    lattice = Lattice(LatticeConfig(confidentiality=["open", "closed"], integrity=["low", "high"]))
+    label = lattice.label("closed", "low", readers=["a"], categories=["pii"], sources=["web:x"])
+    why = Provenance(LabelOrigin.FINGERPRINT, "seen before", rule="r", ref="item-1")
+    item = LabeledItem("text", label, ItemKind.TOOL_RESULT, role="tool", name="t", provenance=[why])
+    back = pickle.loads(pickle.dumps(item))
+    assert back == item and back.label.to_dict() == label.to_dict()
+    assert (back.label.confidentiality.name, back.label.integrity.name) == ("closed", "low")
+    assert pickle.loads(pickle.dumps(lattice.label("open", "high"))).readers is None

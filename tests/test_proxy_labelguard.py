@@ -19,6 +19,7 @@ from proxy_fixtures import Guarded, passthrough_config, sdk
 
 from guard.audit import AuditStore
 from proxy.auth import hash_key
+from proxy.recording import RequestTrail
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 EVIL = "travel-deals@evil.example"
@@ -306,14 +307,42 @@ def test_record_failure_stops_the_next_answer(
     recorder = proxy.runtime.hook.recorder
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("cannot build the record")
+        raise RuntimeError("cannot take the request's trail")
 
-    monkeypatch.setattr(recorder, "_records", broken)
+    monkeypatch.setattr(RequestTrail, "of", broken)
     client = agent(proxy.url, "mailer")
     mailer_turn(client, TRUSTED_NOTE)  # sent before its record was attempted
     deadline = time.monotonic() + 5
     while recorder.failure is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    _refused_for_want_of_a_record(client)
+
+
+def test_records_the_audit_process_cannot_build_stop_the_next_answer(
+    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's records are built by the audit process; if they cannot be, the writer
+    stops after its retries, and the guard refuses the answers that follow."""
+    proxy = start_guarded(passthrough_config(fake_url))
+    writer = proxy.runtime.writer
+    take = RequestTrail.of
+
+    def unbuildable(*args: Any, **kwargs: Any) -> RequestTrail:
+        trail = take(*args, **kwargs)
+        trail.duration_ms = "not a number"  # type: ignore[assignment]  # RequestRecord refuses it
+        return trail
+
+    monkeypatch.setattr(RequestTrail, "of", unbuildable)
+    client = agent(proxy.url, "mailer")
+    mailer_turn(client, TRUSTED_NOTE)
+    deadline = time.monotonic() + 10
+    while writer.stats.failed == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.stats.failed > 0  # the request's records, after the writer's retries
+    _refused_for_want_of_a_record(client)
+
+
+def _refused_for_want_of_a_record(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         mailer_turn(client, TRUSTED_NOTE)
     assert caught.value.body["type"] == "guard_error"  # type: ignore[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from guard import semconv as sc
 from guard.audit.store import AuditStore
 from guard.audit.writer import AuditWriter
 from guard.labels import Lattice
-from guard.recorded_spans import RecordedSpans
+from guard.recorded_spans import RecordedSpan, RecordedSpans
 from guard.tracing import TracingConfig, exporters_of, get_tracer, setup_tracing, span_to_record
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -47,10 +48,10 @@ def test_a_recorded_span_is_what_the_sdk_records(
         "chat m", kind=SpanKind.CLIENT, attributes=attributes, start_time=1_000
     ) as sdk_span:
         _decorate(sdk_span)
-    recorded = RecordedSpans(provider).start(
-        "chat m", kind=SpanKind.CLIENT, start_ns=1_000, traceparent=None, attributes=attributes
-    )
-    assert recorded is not None
+    spans = RecordedSpans(provider)
+    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1_000, traceparent=None)
+    assert start is not None
+    recorded = spans.open(start, attributes)
     _decorate(recorded)
     recorded.end(end_time=2_000)
     sdk, ours = (span_to_record(s) for s in exporter.get_finished_spans())
@@ -74,14 +75,12 @@ def test_the_callers_traceparent_is_the_parent(
     memory: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     provider, exporter = memory
-    span = RecordedSpans(provider).start(
-        "chat m",
-        kind=SpanKind.CLIENT,
-        start_ns=1,
-        traceparent=f"00-{TRACE}-{PARENT}-01",
-        attributes={},
+    spans = RecordedSpans(provider)
+    start = spans.start(
+        "chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=f"00-{TRACE}-{PARENT}-01"
     )
-    assert span is not None
+    assert start is not None
+    span = spans.open(start, {})
     span.end()
     span.end()  # a second end changes nothing, as in the SDK
     (exported,) = exporter.get_finished_spans()
@@ -93,7 +92,7 @@ def test_the_sampler_decides(memory: tuple[TracerProvider, InMemorySpanExporter]
     provider, exporter = memory
     spans = RecordedSpans(provider)
     unsampled = f"00-{TRACE}-{PARENT}-00"  # the caller's trace is not sampled: neither is ours
-    kwargs = {"kind": SpanKind.CLIENT, "start_ns": 1, "attributes": {}}
+    kwargs = {"kind": SpanKind.CLIENT, "start_ns": 1}
     assert spans.start("chat m", traceparent=unsampled, **kwargs) is None  # type: ignore[arg-type]
     off = TracerProvider(sampler=ALWAYS_OFF)
     assert RecordedSpans(off).start("chat m", traceparent=None, **kwargs) is None  # type: ignore[arg-type]
@@ -104,10 +103,10 @@ def test_events_stop_at_the_sdks_limit(
     memory: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     provider, _ = memory
-    span = RecordedSpans(provider).start(
-        "chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None, attributes={}
-    )
-    assert span is not None
+    spans = RecordedSpans(provider)
+    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
+    assert start is not None
+    span = spans.open(start, {})
     for n in range(500):
         span.add_event("e", {"n": n})
     span.end()
@@ -119,11 +118,10 @@ def test_the_sqlite_exporter_is_left_to_the_caller(tmp_path: Path) -> None:
     with AuditWriter(tmp_path / "a.db") as writer:
         provider = setup_tracing(TracingConfig(exporters=["sqlite", "memory"]), writer)
         spans = RecordedSpans(provider)
-        assert spans.stores_records
-        span = spans.start(
-            "chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None, attributes={}
-        )
-        assert span is not None
+        assert spans.stores_records and spans.exports
+        start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
+        assert start is not None
+        span = spans.open(start, {})
         span.end()
         assert len(exporters_of(provider)["memory"].get_finished_spans()) == 1  # type: ignore[attr-defined]
         provider.force_flush()
@@ -137,3 +135,25 @@ def test_the_sqlite_exporter_is_left_to_the_caller(tmp_path: Path) -> None:
         (row,) = store.db["spans"].rows
         assert row["span_id"] == f"{span.get_span_context().span_id:016x}"
         assert store.verify().ok
+
+
+def test_a_span_rebuilt_elsewhere_from_its_start_is_the_same(
+    memory: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """The audit process rebuilds a request's span from its pickled ``SpanStart``."""
+    provider, exporter = memory
+    spans = RecordedSpans(provider)
+    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=5, traceparent=None)
+    assert start is not None
+    here = spans.open(start, {sc.GEN_AI_REQUEST_MODEL: "m"})
+    _decorate(here)
+    here.end(end_time=9)
+    there = RecordedSpan(pickle.loads(pickle.dumps(start)), {sc.GEN_AI_REQUEST_MODEL: "m"})
+    _decorate(there)
+    there.end(end_time=9)
+    assert len(exporter.get_finished_spans()) == 1  # only the one opened here is exported
+    ours, theirs = here.record(), there.record()
+    strip = [{**e, "timestamp_ns": 0} for e in ours.events]
+    assert ours.model_copy(update={"events": strip}) == theirs.model_copy(
+        update={"events": [{**e, "timestamp_ns": 0} for e in theirs.events]}
+    )

@@ -84,3 +84,53 @@ async def test_an_odd_answer_content_is_recorded_as_text(
     with AuditStore(tmp_path / "a.db") as store:
         (answer,) = store.messages_for(ctx.request_id)
         assert answer["content"] == stored
+
+
+def _strip(record: Any) -> dict[str, Any]:
+    """A record's values without what is new each time it is built (ids, clocks)."""
+    values = dict(record.__dict__)
+    for name in ("created", "timestamp_ns"):
+        values.pop(name, None)
+    if record.table == "messages":
+        values.pop("id")
+    if record.table == "spans":
+        values["events"] = [{**e, "timestamp_ns": 0} for e in values["events"]]
+    return values
+
+
+async def test_a_trail_builds_the_same_records_after_pickling(tmp_path: Path) -> None:
+    """The audit process builds a request's records from the trail it unpickles."""
+    import pickle
+
+    from proxy.app import ProxyState
+    from proxy.assemble import build_runtime
+    from proxy.config import ProxyConfig
+    from proxy.recording import RequestTrail
+    from proxy.schemas import ChatCompletionRequest
+
+    params = {"model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
+    config = ProxyConfig.model_validate(
+        {
+            "model_list": [{"model_name": "m", "litellm_params": params}],
+            "guard": {"state_dir": str(tmp_path)},
+        }
+    )
+    runtime = build_runtime(config, ProxyState(config, None, {}))
+    try:
+        hook, ctx = runtime.hook, _context()
+        ctx.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hello " * 20}]}
+        request = await hook.before_call(ctx, ChatCompletionRequest.model_validate(body))
+        message = {"role": "assistant", "content": "hi"}
+        answer = {"id": "c1", "model": "m", "choices": [{"message": message}], "usage": {}}
+        guarded = await hook.after_call(ctx, request, answer)
+        trail = RequestTrail.of(
+            ctx, Outcome("ok", request, guarded.response), hook.recorder.spans, False
+        )
+        here, there = trail.records(), pickle.loads(pickle.dumps(trail)).records()
+        assert [r.table for r in here] == ["requests", "messages", "messages", "decisions", "spans"]
+        assert [_strip(r) for r in here] == [_strip(r) for r in there]
+        assert len(trail) == len(here)
+        assert here[-1].parent_id == "00f067aa0ba902b7"
+    finally:
+        await runtime.close()

@@ -31,10 +31,12 @@ from typing import IO, Any
 from guard.audit.records import (
     AuditRecord,
     DecisionRecord,
+    DeferredRecords,
     LabelEventRecord,
     MessageRecord,
     RequestRecord,
     SpanRecord,
+    Submitted,
 )
 
 RECORD_TYPES: dict[str, type[AuditRecord]] = {
@@ -42,6 +44,7 @@ RECORD_TYPES: dict[str, type[AuditRecord]] = {
     for cls in (RequestRecord, MessageRecord, LabelEventRecord, DecisionRecord, SpanRecord)
 }
 _LENGTH = struct.Struct(">I")
+DEFERRED = ""  # the table name under which a ``DeferredRecords`` travels
 BACKGROUND_NICENESS = 10
 
 
@@ -80,9 +83,13 @@ class StoreProcess:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._to, self._from = self._process.stdin, self._process.stdout
 
-    def write_batch(self, records: Sequence[AuditRecord]) -> int:
+    def write_batch(self, records: Sequence[Submitted]) -> int:
         # Field values, not models: pickling a dict is C code, a pydantic model's state is not.
-        payload = [(r.table, r.__dict__) for r in records]
+        # Deferred records go as they are, to be built here in the child.
+        payload = [
+            (DEFERRED, r) if isinstance(r, DeferredRecords) else (r.table, r.__dict__)
+            for r in records
+        ]
         try:
             send_frame(self._to, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
             answer = read_frame(self._from)
@@ -121,9 +128,15 @@ def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
             send_frame(out, pickle.dumps(_write(store, pickle.loads(data))))
 
 
-def _write(store: Any, payload: list[tuple[str, dict[str, Any]]]) -> tuple[str, Any]:
+def _write(store: Any, payload: list[tuple[str, Any]]) -> tuple[str, Any]:
     try:
-        return "ok", store.write_fields([(RECORD_TYPES[table], f) for table, f in payload])
+        fields: list[tuple[type[AuditRecord], dict[str, Any]]] = []
+        for table, value in payload:
+            if table == DEFERRED:
+                fields += [(type(r), r.__dict__) for r in value.records()]
+            else:
+                fields.append((RECORD_TYPES[table], value))
+        return "ok", store.write_fields(fields)
     except sqlite3.IntegrityError as exc:
         return "integrity", str(exc)
     except Exception as exc:  # reported to the writer, which retries, then stops

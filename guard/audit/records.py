@@ -9,7 +9,7 @@ text in a ``<field>_json`` column, so the tables stay plain and readable in any 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -213,6 +213,35 @@ class SpanRecord(AuditRecord):
     @classmethod
     def key_of(cls, fields: Mapping[str, Any]) -> str:
         return f"{fields['trace_id']}:{fields['span_id']}"
+
+
+class DeferredRecords:
+    """Records the audit writer builds instead of the caller: an object holding what they are
+    made of, cheap to hand over. The writer's thread builds them, or, for a writer with a
+    child process, the child does after unpickling the object (so its class must be
+    importable there), and then building them costs the caller's process no CPU at all.
+    A failure to build them is a failure to write them."""
+
+    def records(self) -> list[AuditRecord]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        """How many records ``records`` makes (the writer counts records)."""
+        raise NotImplementedError
+
+
+Submitted = AuditRecord | DeferredRecords
+
+
+def built(items: Sequence[Submitted]) -> list[AuditRecord]:
+    """The records of ``items``, deferred ones built."""
+    found: list[AuditRecord] = []
+    for item in items:
+        if isinstance(item, DeferredRecords):
+            found += item.records()
+        else:
+            found.append(item)
+    return found
 
 
 RECORD_TYPES: tuple[type[AuditRecord], ...] = (

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from guard.audit.chain import VerifyReport, record_hash, verify_chain
-from guard.audit.records import AuditRecord
+from guard.audit.records import AuditRecord, Submitted, built
 from guard.audit.schema import CHAINED_TABLES, GENESIS_HASH, immediate, migrate
 
 Row = dict[str, Any]
@@ -65,9 +65,10 @@ class AuditStore:
         row = self.db.execute("select seq, hash from ledger order by seq desc limit 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    def write_batch(self, records: Sequence[AuditRecord]) -> int:
-        """Append records, chained in the given order, in one transaction; return the count."""
-        return self.write_fields([(type(r), r.__dict__) for r in records])
+    def write_batch(self, records: Sequence[Submitted]) -> int:
+        """Append records, chained in the given order, in one transaction; return the count.
+        Deferred records are built first (``DeferredRecords``)."""
+        return self.write_fields([(type(r), r.__dict__) for r in built(records)])
 
     def write_fields(self, records: Sequence[tuple[type[AuditRecord], Mapping[str, Any]]]) -> int:
         """``write_batch`` for records given as (record class, field values)."""

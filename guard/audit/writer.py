@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from guard.audit.errors import AuditWriteError
 from guard.audit.inbox import Inbox
 from guard.audit.process import StoreProcess
-from guard.audit.records import AuditRecord
+from guard.audit.records import AuditRecord, DeferredRecords, Submitted
 from guard.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,13 @@ class AuditWriter:
         self._inbox.put(record, timeout)  # raises queue.Full on timeout
         self._count_submit()
 
-    async def asubmit(self, record: AuditRecord) -> None:
-        """``submit`` for async code: waits for room on a worker thread, not the event loop."""
-        await self._aput(record, 1)
+    async def asubmit(self, record: Submitted) -> None:
+        """``submit`` for async code: waits for room on a worker thread, not the event loop.
+
+        ``record`` may be ``DeferredRecords``: one queue slot, built by the writer (in its
+        child process with ``process=True``), written in one batch."""
+        count = len(record) if isinstance(record, DeferredRecords) else 1
+        await self._aput(record, count)
 
     async def asubmit_many(self, records: Sequence[AuditRecord]) -> None:
         """``asubmit`` for several records (e.g. one request's), waking the writer once.
@@ -192,15 +196,16 @@ class AuditWriter:
             for marker in flushes:
                 marker.done.set()
 
-    def _collect(self) -> tuple[list[AuditRecord], list[_Flush], bool]:
+    def _collect(self) -> tuple[list[Submitted], list[_Flush], bool]:
         """Wait for one item, then gather more until the batch is full or max_delay passed.
 
         A flush marker or the stop sentinel ends the batch at once: nothing waits for them.
         """
-        batch: list[AuditRecord] = []
+        batch: list[Submitted] = []
+        size = 0  # records, deferred ones counted
         self._inbox.wait_for_item()
         deadline = time.monotonic() + self.max_delay
-        while len(batch) < self.batch_size:
+        while size < self.batch_size:
             item = self._inbox.pop()
             if item is None:
                 remaining = deadline - time.monotonic()
@@ -213,11 +218,13 @@ class AuditWriter:
                 return batch, [item], False
             elif isinstance(item, _Many):
                 batch.extend(item.records)
+                size += len(item.records)
             else:
                 batch.append(item)  # type: ignore[arg-type]
+                size += len(item) if isinstance(item, DeferredRecords) else 1
         return batch, [], False
 
-    def _write(self, batch: list[AuditRecord]) -> None:
+    def _write(self, batch: list[Submitted]) -> None:
         for attempt in range(self.retries + 1):
             try:
                 written = self._sink.write_batch(batch)
@@ -242,20 +249,28 @@ class AuditWriter:
                     log.exception("audit on_batch callback failed")
             return
 
-    def _count_failed(self, batch: list[AuditRecord]) -> None:
-        log.error("audit writer could not write %d records", len(batch))
+    def _count_failed(self, batch: list[Submitted]) -> None:
+        count = sum(len(r) if isinstance(r, DeferredRecords) else 1 for r in batch)
+        log.error("audit writer could not write %d records", count)
         with self._lock:
-            self._stats.failed += len(batch)
+            self._stats.failed += count
 
-    def _write_one_by_one(self, batch: list[AuditRecord]) -> int:
+    def _write_one_by_one(self, batch: list[Submitted]) -> int:
         written = 0
-        for record in batch:
+        for record in batch:  # deferred records: all of them or none
             try:
                 written += self._sink.write_batch([record])
             except sqlite3.IntegrityError as exc:
-                log.error("audit record rejected (%s %s): %s", record.table, record.key(), exc)
+                what = (
+                    type(record).__name__
+                    if isinstance(record, DeferredRecords)
+                    else f"{record.table} {record.key()}"
+                )
+                log.error("audit record rejected (%s): %s", what, exc)
                 with self._lock:
-                    self._stats.rejected += 1
+                    self._stats.rejected += (
+                        len(record) if isinstance(record, DeferredRecords) else 1
+                    )
         return written
 
     # ------------------------------------------------------------------ context manager
