@@ -59,6 +59,7 @@ class SpanStart:
     resource: dict[str, Any]  # the provider's resource attributes
     scope: str
     max_events: int
+    sampler_attributes: dict[str, Any]  # what the sampler adds (none, for the SDK's own)
 
     @property
     def sampled(self) -> bool:
@@ -71,7 +72,8 @@ class SpanStart:
         ids = (own.trace_id, own.span_id, int(own.trace_flags), list(own.trace_state.items()))
         parent_ids = (parent.span_id, int(parent.trace_flags)) if parent else None
         values = (self.name, self.kind.value, ids, parent_ids, self.start_ns)
-        return _unpickle_start, (*values, self.resource, self.scope, self.max_events)
+        rest = (self.resource, self.scope, self.max_events, self.sampler_attributes)
+        return _unpickle_start, (*values, *rest)
 
 
 def _unpickle_start(
@@ -83,6 +85,7 @@ def _unpickle_start(
     resource: dict[str, Any],
     scope: str,
     max_events: int,
+    sampler_attributes: dict[str, Any],
 ) -> SpanStart:
     trace_id, span_id, flags, state = ids
     context = SpanContext(
@@ -97,7 +100,17 @@ def _unpickle_start(
         parent = SpanContext(
             trace_id, parent_ids[0], is_remote=True, trace_flags=TraceFlags(parent_ids[1])
         )
-    return SpanStart(name, SpanKind(kind), context, parent, start_ns, resource, scope, max_events)
+    return SpanStart(
+        name,
+        SpanKind(kind),
+        context,
+        parent,
+        start_ns,
+        resource,
+        scope,
+        max_events,
+        sampler_attributes,
+    )
 
 
 class RecordedSpans:
@@ -155,6 +168,7 @@ class RecordedSpans:
             self._resource_attributes,
             self._scope,
             self._max_events,
+            dict(sampled.attributes or {}),
         )
 
     def open(self, start: SpanStart, attributes: Mapping[str, AttributeValue]) -> RecordedSpan:
@@ -183,7 +197,7 @@ class RecordedSpan(trace.Span):
         self._resource = resource
         self._on_end = on_end
         self._end_ns: int | None = None
-        self._attributes = dict(attributes)
+        self._attributes = {**attributes, **start.sampler_attributes}
         self._events: list[Event] = []
         self._status = Status(StatusCode.UNSET)
 

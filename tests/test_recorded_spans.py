@@ -157,3 +157,21 @@ def test_a_span_rebuilt_elsewhere_from_its_start_is_the_same(
     assert ours.model_copy(update={"events": strip}) == theirs.model_copy(
         update={"events": [{**e, "timestamp_ns": 0} for e in theirs.events]}
     )
+
+
+def test_what_the_sampler_adds_is_on_the_span_here_and_there() -> None:
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class Tagging(Sampler):
+        def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, {"sampled.by": "tagging"})
+
+        def get_description(self) -> str:
+            return "tagging"
+
+    spans = RecordedSpans(TracerProvider(sampler=Tagging()))
+    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
+    assert start is not None
+    for span in (spans.open(start, {}), RecordedSpan(pickle.loads(pickle.dumps(start)), {})):
+        span.end()
+        assert span.record().attributes == {"sampled.by": "tagging"}
