@@ -16,7 +16,7 @@ from guard import semconv as sc
 from guard.audit.store import AuditStore
 from guard.audit.writer import AuditWriter
 from guard.labels import Lattice
-from guard.recorded_spans import RecordedSpan, RecordedSpans
+from guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
 from guard.tracing import TracingConfig, exporters_of, get_tracer, setup_tracing, span_to_record
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -31,6 +31,12 @@ def memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     assert isinstance(exporter, InMemorySpanExporter)
     yield provider, exporter
     provider.shutdown()
+
+
+def _start(spans: RecordedSpans, start_ns: int = 1, traceparent: str | None = None) -> SpanStart:
+    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=start_ns, traceparent=traceparent)
+    assert start is not None
+    return start
 
 
 def _decorate(span: object) -> None:
@@ -49,9 +55,7 @@ def test_a_recorded_span_is_what_the_sdk_records(
     ) as sdk_span:
         _decorate(sdk_span)
     spans = RecordedSpans(provider)
-    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1_000, traceparent=None)
-    assert start is not None
-    recorded = spans.open(start, attributes)
+    recorded = spans.open(_start(spans, 1_000), attributes)
     _decorate(recorded)
     recorded.end(end_time=2_000)
     sdk, ours = (span_to_record(s) for s in exporter.get_finished_spans())
@@ -76,11 +80,7 @@ def test_the_callers_traceparent_is_the_parent(
 ) -> None:
     provider, exporter = memory
     spans = RecordedSpans(provider)
-    start = spans.start(
-        "chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=f"00-{TRACE}-{PARENT}-01"
-    )
-    assert start is not None
-    span = spans.open(start, {})
+    span = spans.open(_start(spans, traceparent=f"00-{TRACE}-{PARENT}-01"), {})
     span.end()
     span.end()  # a second end changes nothing, as in the SDK
     (exported,) = exporter.get_finished_spans()
@@ -104,9 +104,7 @@ def test_events_stop_at_the_sdks_limit(
 ) -> None:
     provider, _ = memory
     spans = RecordedSpans(provider)
-    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
-    assert start is not None
-    span = spans.open(start, {})
+    span = spans.open(_start(spans), {})
     for n in range(500):
         span.add_event("e", {"n": n})
     span.end()
@@ -119,9 +117,7 @@ def test_the_sqlite_exporter_is_left_to_the_caller(tmp_path: Path) -> None:
         provider = setup_tracing(TracingConfig(exporters=["sqlite", "memory"]), writer)
         spans = RecordedSpans(provider)
         assert spans.stores_records and spans.exports
-        start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
-        assert start is not None
-        span = spans.open(start, {})
+        span = spans.open(_start(spans), {})
         span.end()
         assert len(exporters_of(provider)["memory"].get_finished_spans()) == 1  # type: ignore[attr-defined]
         provider.force_flush()
@@ -143,8 +139,7 @@ def test_a_span_rebuilt_elsewhere_from_its_start_is_the_same(
     """The audit process rebuilds a request's span from its pickled ``SpanStart``."""
     provider, exporter = memory
     spans = RecordedSpans(provider)
-    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=5, traceparent=None)
-    assert start is not None
+    start = _start(spans, 5)
     here = spans.open(start, {sc.GEN_AI_REQUEST_MODEL: "m"})
     _decorate(here)
     here.end(end_time=9)
@@ -170,8 +165,7 @@ def test_what_the_sampler_adds_is_on_the_span_here_and_there() -> None:
             return "tagging"
 
     spans = RecordedSpans(TracerProvider(sampler=Tagging()))
-    start = spans.start("chat m", kind=SpanKind.CLIENT, start_ns=1, traceparent=None)
-    assert start is not None
+    start = _start(spans)
     for span in (spans.open(start, {}), RecordedSpan(pickle.loads(pickle.dumps(start)), {})):
         span.end()
         assert span.record().attributes == {"sampled.by": "tagging"}
