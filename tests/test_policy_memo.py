@@ -305,3 +305,55 @@ def test_request_params_are_the_ones_the_client_set() -> None:
         if "stop" in params:
             params["stop"].append("changed")  # a copy: the request keeps what was sent
             assert request.model_extra is not None and request.model_extra["stop"] == ["a"]
+
+
+VALUES = """
+version: 1
+name: values
+sinks:
+  - id: no-secrets-out
+    kind: tool_call
+    args:
+      body: {matches: "*password*"}
+    action: deny
+  - id: say-what
+    kind: response
+    args:
+      content: {when: {integrity_below: trusted}}
+    action: log
+    reason: "logged {value}"
+"""
+
+
+def test_decisions_that_read_values_are_not_shared_between_values() -> None:
+    policy = Policy.from_yaml_text(VALUES, "values.yaml")
+    label = policy.lattice.label(integrity="untrusted")
+    trusted = policy.lattice.label(integrity="trusted")
+
+    def call(body: str) -> Any:
+        args = {"body": (body, trusted)}
+        return policy.decide(SinkFlow(SinkKind.TOOL_CALL, trusted, args, tool="read_file"))
+
+    assert call("my password is x").action is Action.DENY
+    assert call("hello").action is Action.ALLOW
+    assert call("my password is y").action is Action.DENY
+
+    def answer(text: str) -> Any:
+        return policy.decide(SinkFlow(SinkKind.RESPONSE, label, {"content": (text, label)}))
+
+    assert (answer("first").reason, answer("second").reason) == (
+        "log: logged first",
+        "log: logged second",
+    )
+
+
+def test_a_remembered_decision_is_a_fresh_copy_each_time() -> None:
+    policy = load_policy(ROOT / "policies" / "default.yaml")
+    label = policy.lattice.label(integrity="untrusted")
+    flow = SinkFlow(SinkKind.RESPONSE, label, {"content": ("hi", label)}, agent="bob")
+    first = policy.decide(flow)
+    first.action, first.reason = Action.DENY, "changed by its caller"  # e.g. an approval
+    second = policy.decide(flow)
+    assert second.id != first.id
+    assert (second.action, second.reason) != (Action.DENY, "changed by its caller")
+    assert _answer(second) == _answer(policy.decide(flow))

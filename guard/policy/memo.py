@@ -23,7 +23,7 @@ from guard.labels import Label, LabelKey
 
 if TYPE_CHECKING:
     from guard.policy.conditions import Env
-    from guard.policy.events import LabelDecision
+    from guard.policy.events import Decision, LabelDecision
     from guard.policy.spec import AgentSpec, Effect, SinkKind, SinkRule
 
 TABLE_SIZE = 4096
@@ -34,6 +34,11 @@ V = TypeVar("V")
 SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None]
 # (label, sink kind, tool, agent, recipient): the context a sink's declassify/endorse rules see
 TransformKey = tuple[LabelKey, str, str | None, str | None, str | None]
+# (sink kind, label, (argument name, its label)..., agent, recipient, tool, effect): all a
+# decision reads at a sink whose rules never look at argument values
+DecisionKey = tuple[
+    str, LabelKey, tuple[tuple[str, LabelKey], ...], str | None, str | None, str | None, str | None
+]
 
 
 @dataclass(slots=True)
@@ -48,6 +53,8 @@ class PolicyMemo:
     transforms: dict[TransformKey, tuple[Label, tuple[Provenance, ...]]] = field(
         default_factory=dict
     )
+    reads_values: dict[SinkKind, bool] = field(default_factory=dict)
+    decisions: dict[DecisionKey, Decision] = field(default_factory=dict)
 
 
 def remembered(table: dict[K, V], key: K, compute: Callable[[], V]) -> V:
@@ -56,7 +63,11 @@ def remembered(table: dict[K, V], key: K, compute: Callable[[], V]) -> V:
         return table[key]
     except KeyError:
         pass
-    value = compute()
+    return kept(table, key, compute())
+
+
+def kept(table: dict[K, V], key: K, value: V) -> V:
+    """``value``, kept in ``table`` (cleared first when full)."""
     if len(table) >= TABLE_SIZE:
         table.clear()
     table[key] = value

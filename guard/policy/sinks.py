@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from guard.ids import new_id
 from guard.items import Provenance
 from guard.labels import Label, label_key
 from guard.policy.conditions import Arg, Env, check_args, check_label
@@ -26,7 +27,7 @@ from guard.policy.events import (
     SinkFlow,
     in_lattice,
 )
-from guard.policy.memo import remembered
+from guard.policy.memo import DecisionKey, kept, remembered
 from guard.policy.patterns import as_list, matches_any
 from guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
 from guard.policy.templates import render
@@ -359,6 +360,48 @@ def _combine(facts: Facts, chain: list[RuleTrace], outcomes: list[Outcome]) -> D
 
 
 def decide(policy: Policy, event: SinkEvent | SinkFlow) -> Decision:
+    key = _decision_key(policy, event) if isinstance(event, SinkFlow) else None
+    if key is None:
+        return _decide(policy, event)
+    # Remembered per policy: agents resend the same flows (same labels, agents, tools) turn
+    # after turn. Each caller gets its own copy with a fresh id, since callers set the action
+    # and reason of theirs (an approval, a caller's clearance); nothing changes the nested
+    # chain, redactions or transforms, which copies share.
+    table = policy._memo.decisions
+    decision = table.get(key)
+    if decision is None:
+        decision = _decide(policy, event)
+        if decision.rule == FAIL_CLOSED:
+            return decision  # a failure is not kept: the next flow is evaluated again
+        kept(table, key, decision)
+    return decision.model_copy(update={"id": new_id()})
+
+
+def _decision_key(policy: Policy, flow: SinkFlow) -> DecisionKey | None:
+    """What a decision at this sink depends on, or None when it depends on argument values
+    (a rule matching them, or naming ``{value}`` in its reason or notice)."""
+    if _reads_values(policy, flow.kind):
+        return None
+    args = tuple((name, label_key(label)) for name, (_, label) in flow.arguments.items())
+    effect = flow.effect.value if flow.effect is not None else None
+    who = (flow.agent, flow.recipient, flow.tool, effect)
+    return (flow.kind.value, label_key(flow.label), args, *who)
+
+
+def _reads_values(policy: Policy, kind: SinkKind) -> bool:
+    def compute() -> bool:
+        for rule in _rules_for(policy, kind):
+            templates = (rule.reason or "", rule.notice or "")
+            if any("value" in t for t in templates):  # over-cautious: any mention of it
+                return True
+            if any(c.matches or c.not_matches for c in rule.args.values()):
+                return True
+        return False
+
+    return remembered(policy._memo.reads_values, kind, compute)
+
+
+def _decide(policy: Policy, event: SinkEvent | SinkFlow) -> Decision:
     try:
         return _evaluate(policy, event)
     except Exception as exc:  # fail closed: an error must never let a flow through
