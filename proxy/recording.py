@@ -144,11 +144,10 @@ class RequestTrail(DeferredRecords):
         review: Review | None = ctx.state.get("review")
         duration = (outcome.ended - ctx.started) * 1000
         end_ns = time.time_ns()
-        operation = "embeddings" if ctx.endpoint == "embeddings" else semconv.OP_CHAT
         span = None
         if spans is not None:
             span = spans.start(
-                f"{operation} {ctx.model}".strip(),
+                f"{_operation(ctx.endpoint)} {ctx.model}".strip(),
                 kind=SpanKind.CLIENT,
                 start_ns=end_ns - int(duration * 1e6),
                 traceparent=ctx.traceparent,
@@ -186,10 +185,7 @@ class RequestTrail(DeferredRecords):
             ],
             trace_id=ctx.trace_id,
             span=span,
-            store_span=span is not None
-            and span.sampled
-            and spans is not None
-            and spans.stores_records,
+            store_span=spans is not None and spans.stores_records and bool(span and span.sampled),
             capture_content=capture_content,
             input_messages=(
                 [m.model_dump(exclude_none=True) for m in messages]
@@ -267,9 +263,8 @@ class RequestTrail(DeferredRecords):
 
     # ------------------------------------------------------------------ the span
     def span_attributes(self) -> dict[str, AttributeValue]:
-        operation = "embeddings" if self.endpoint == "embeddings" else semconv.OP_CHAT
         attrs: dict[str, AttributeValue] = {
-            semconv.GEN_AI_OPERATION_NAME: operation,
+            semconv.GEN_AI_OPERATION_NAME: _operation(self.endpoint),
             semconv.GEN_AI_REQUEST_MODEL: self.model,
             semconv.GEN_AI_CONVERSATION_ID: self.session_id,
             semconv.GEN_AI_AGENT_ID: self.agent,
@@ -316,6 +311,10 @@ class RequestTrail(DeferredRecords):
             output_messages=[message] if message else None,
             capture_content=self.capture_content,
         )
+
+
+def _operation(endpoint: str) -> str:
+    return "embeddings" if endpoint == "embeddings" else semconv.OP_CHAT
 
 
 def _why(review: Review) -> Provenance:
