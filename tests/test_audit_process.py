@@ -120,3 +120,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
+def test_the_child_runs_at_idle_priority(tmp_path: Path) -> None:
+    """Background work: it takes the CPU the server leaves (docs/audit.md)."""
+    child = StoreProcess(tmp_path / "a.db")
+    try:
+        child.write_batch([RequestRecord()])  # answered: the child has set itself up
+        assert os.sched_getscheduler(child._process.pid) == os.SCHED_IDLE
+    finally:
+        child.close()
