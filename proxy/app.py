@@ -27,10 +27,11 @@ from proxy.config import ProxyConfig
 from proxy.context import Caller, RequestContext, session_of
 from proxy.errors import ProxyError, bad_request, guard_error, not_ready
 from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, PolicyDenied
+from proxy.httppool import HttpPool
 from proxy.router import Router, build_deployment
 from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from proxy.streaming import DONE, HeldStream, sse
-from proxy.upstream import Batch, ChatModelUpstream, HttpPool, LiteLLMUpstream, UpstreamError
+from proxy.upstream import Batch, ChatModelUpstream, LiteLLMUpstream, UpstreamError
 
 log = logging.getLogger("labelgate.proxy")
 

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 from guard.models import LOCAL_MODEL_NAME, ChatModel, LocalModel
 from proxy.config import ModelEntry, ProxyConfig
 from proxy.errors import ProxyError
+from proxy.httppool import HttpPool
 from proxy.upstream import (
     Batch,
     ChatModelUpstream,
-    HttpPool,
     LiteLLMUpstream,
     PassthroughUpstream,
     Upstream,

@@ -1,6 +1,6 @@
 """Upstreams: where a deployment's calls go.
 
-- ``PassthroughUpstream``: an OpenAI-compatible HTTP API, through one pooled aiohttp session;
+- ``PassthroughUpstream``: an OpenAI-compatible HTTP API, through the pooled ``HttpPool``;
   bodies are forwarded as they are, so nothing is lost in translation.
 - ``LiteLLMUpstream``: any provider litellm knows, translated to the OpenAI shapes.
 - ``ChatModelUpstream``: an in-process ``guard.models.ChatModel`` (the embedded SmolLM2).
@@ -15,11 +15,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
-import aiohttp
 import orjson
 
 from guard.models import ChatModel, ChatResult, ModelError, import_litellm
 from proxy.errors import ProxyError
+from proxy.httppool import Endpoint, HttpPool, TransportError, request_head
 
 Chunk = dict[str, Any]
 # The chunks that arrived together (one network read): sent on to the client in one write.
@@ -80,55 +80,26 @@ def _is_completion(data: Any) -> bool:
 # --------------------------------------------------------------------------- passthrough
 
 
-class HttpPool:
-    """One pooled aiohttp session for every pass-through upstream, opened on first use.
-
-    aiohttp rather than httpx: under the proxy's load its client costs about a third of the
-    CPU per call (C parser, one write for headers and body). The session is bound to the
-    loop that serves requests, which need not exist yet when the app is built.
-    """
-
-    def __init__(self, max_connections: int = 512) -> None:
-        self._limit = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-            # No cookie jar: the session serves every caller, so a cookie an upstream set for
-            # one must never go out with another's request.
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
-            )
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 class PassthroughUpstream:
     def __init__(self, pool: HttpPool, api_base: str, api_key: str | None) -> None:
         self._pool = pool
-        self._base = api_base.rstrip("/")
-        self._headers = {"content-type": "application/json"}
+        base = Endpoint.parse(api_base)
+        headers = {"content-type": "application/json"}
         if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+            headers["authorization"] = f"Bearer {api_key}"
+        self._routes = {
+            path: (base.join(path), request_head(base.join(path), headers))
+            for path in ("/chat/completions", "/embeddings")
+        }
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any:
+        endpoint, head = self._routes[path]
         try:
-            async with self._pool.session().post(
-                self._base + path,
-                data=orjson.dumps(body),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                status, raw = resp.status, await resp.read()
-        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors
+            status, raw = await self._pool.post(endpoint, head, orjson.dumps(body), timeout)
+        except TimeoutError:
             raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"upstream connection failed: {exc!r}") from None
+        except TransportError as exc:
+            raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
         data = _json_or_none(raw)
         if status >= 400:
             raise UpstreamError(
@@ -150,23 +121,18 @@ class PassthroughUpstream:
 
     async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Batch]:
         # ``timeout`` bounds connecting and each read (a stalled stream), not the whole stream.
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        endpoint, head = self._routes["/chat/completions"]
         try:
-            resp = await self._pool.session().post(
-                self._base + "/chat/completions",
-                data=orjson.dumps(body),
-                headers=self._headers,
-                timeout=limits,
-            )
+            resp = await self._pool.open(endpoint, head, orjson.dumps(body), timeout)
         except TimeoutError:
             raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"upstream connection failed: {exc!r}") from None
+        except TransportError as exc:
+            raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
         try:
             if resp.status >= 400:
                 try:
-                    raw = await resp.read()
-                except (TimeoutError, aiohttp.ClientError):
+                    raw = await resp.read(timeout)
+                except (TimeoutError, TransportError):
                     raw = b""
                 raise UpstreamError(
                     "status",
@@ -174,7 +140,7 @@ class PassthroughUpstream:
                     status=resp.status,
                     body=_json_or_none(raw),
                 )
-            async for batch in _sse_batches(resp, timeout):
+            async for batch in _sse_batches(resp.pieces(timeout), timeout):
                 yield batch
         finally:
             resp.release()
@@ -208,12 +174,12 @@ def _event(line: bytes) -> Any:
     return chunk
 
 
-async def _sse_batches(resp: aiohttp.ClientResponse, timeout: float) -> AsyncIterator[Batch]:
+async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIterator[Batch]:
     """The JSON chunks of an OpenAI SSE stream, batched per network read; a stream that stops
     before [DONE] is an error. Lines are split here (no line-length limit)."""
     pending = b""
     try:
-        async for data in resp.content.iter_any():
+        async for data in pieces:
             *lines, pending = (pending + data).split(b"\n")
             batch: Batch = []
             for line in lines:
@@ -235,8 +201,8 @@ async def _sse_batches(resp: aiohttp.ClientResponse, timeout: float) -> AsyncIte
             return
     except TimeoutError:
         raise UpstreamError("timeout", f"upstream stream stalled for {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError("connection", f"upstream stream broke: {exc!r}") from None
+    except TransportError as exc:
+        raise UpstreamError("connection", f"upstream stream broke: {exc}") from None
     raise UpstreamError("connection", "upstream stream ended before [DONE]")
 
 

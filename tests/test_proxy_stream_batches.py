@@ -11,24 +11,15 @@ import pytest
 from proxy.upstream import UpstreamError, _sse_batches
 
 
-class _Content:
-    def __init__(self, reads: list[bytes]) -> None:
-        self._reads = reads
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        for read in self._reads:
-            yield read
-
-
-class _Response:
-    def __init__(self, reads: list[bytes]) -> None:
-        self.content = _Content(reads)
+async def _pieces(reads: list[bytes]) -> AsyncIterator[bytes]:
+    for read in reads:
+        yield read
 
 
 async def _collect(reads: list[bytes]) -> tuple[list[list[Any]], UpstreamError | None]:
     got: list[list[Any]] = []
     try:
-        async for batch in _sse_batches(_Response(reads), 1.0):  # type: ignore[arg-type]
+        async for batch in _sse_batches(_pieces(reads), 1.0):
             got.append(batch)
     except UpstreamError as exc:
         return got, exc
