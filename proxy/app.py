@@ -7,9 +7,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -34,6 +34,7 @@ from proxy.streaming import DONE, HeldStream, sse
 from proxy.upstream import Batch, ChatModelUpstream, LiteLLMUpstream, UpstreamError
 
 log = logging.getLogger("labelgate.proxy")
+T = TypeVar("T")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ShutdownCallback = Callable[[], Awaitable[None]]
@@ -206,6 +207,33 @@ async def _after(
     return guarded
 
 
+async def _during(
+    hook: GuardHook,
+    ctx: RequestContext,
+    call: Coroutine[Any, Any, T],
+    discard: Callable[[T], Awaitable[None]] | None = None,
+) -> T:
+    """The upstream call's result; the hook's ``pending`` work runs while the call is out
+    (sent, not yet answered), so it costs the client no time. If that work fails, the call is
+    abandoned (``discard`` closes a result that came anyway) and the request fails closed."""
+    pending = getattr(hook, "pending", None)
+    work = pending(ctx) if pending is not None else None
+    if work is None:
+        return await call
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(0)  # the call sends its request first
+    try:
+        work()
+    except Exception:
+        log.exception("guard failed while labeling request %s", ctx.request_id)
+        task.cancel()
+        await asyncio.wait([task])
+        if discard is not None and not task.cancelled() and task.exception() is None:
+            await discard(task.result())
+        raise guard_error("the guard failed while checking the request") from None
+    return await task
+
+
 async def finish_request(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
     """Tell the hook how the request ended, exactly once; a failure fails closed."""
     finish = getattr(hook, "finish", None)
@@ -317,6 +345,10 @@ async def _events(
     yield b"".join(sse(chunk) for chunk in closing) + DONE
 
 
+async def _close_rest(opened: tuple[Batch, AsyncIterator[Batch]]) -> None:
+    await opened[1].aclose()  # type: ignore[attr-defined]
+
+
 def _passed(held: HeldStream, batch: Batch) -> bytes:
     """The SSE bytes of what may go out now from ``batch``."""
     return b"".join(sse(now) for chunk in batch if (now := held.feed(chunk)) is not None)
@@ -375,10 +407,12 @@ async def chat_completions(request: Request) -> Response:
         chat = await _before(state.hook, ctx, chat)
         upstream_body = chat.upstream_body(chat.model)
         if chat.stream:
-            opened = await state.router.open_stream(chat.model, upstream_body)
+            opened = await _during(
+                state.hook, ctx, state.router.open_stream(chat.model, upstream_body), _close_rest
+            )
             streaming = True  # from here the response releases the key when it ends
             return _stream_response(state, ctx, chat, opened, key)
-        answer = await state.router.complete(chat.model, upstream_body)
+        answer = await _during(state.hook, ctx, state.router.complete(chat.model, upstream_body))
         guarded = await _after(state.hook, ctx, chat, answer)
         _admit(state.hook, ctx)
         outcome = Outcome("ok", chat, guarded.response)
@@ -490,6 +524,34 @@ async def _warm_up(state: ProxyState) -> None:
     state.ready = True
 
 
+class Gateway(Starlette):
+    """Starlette, with the OpenAI endpoints dispatched before its routing and middleware.
+
+    Every request to those paths would cross five layers of Starlette's stack (error and
+    exception middleware, router, route, request-response wrapper), each wrapping ``send``;
+    the endpoints already answer their own errors (``_with_errors``) and log the unexpected
+    ones (``_server_error``), so they are called directly. Everything else, and these paths
+    under a ``root_path``, goes through Starlette as usual.
+    """
+
+    def __init__(self, *args: Any, hot: Mapping[str, Endpoint], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hot = dict(hot)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self._hot.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:  # what Starlette's error middleware would answer
+            response = await _server_error(request, exc)
+        await response(scope, receive, send)
+
+
 def create_app(
     config: ProxyConfig,
     *,
@@ -524,24 +586,27 @@ def create_app(
                 except Exception:
                     log.exception("shutdown step failed")
 
-    endpoints: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
-        ("/chat/completions", chat_completions, ["POST"]),
-        ("/embeddings", embeddings, ["POST"]),
-        ("/models", list_models, ["GET"]),
+    endpoints: list[tuple[str, Endpoint, list[str]]] = [
+        ("/chat/completions", _with_errors(chat_completions), ["POST"]),
+        ("/embeddings", _with_errors(embeddings), ["POST"]),
+        ("/models", _with_errors(list_models), ["GET"]),
     ]
+    endpoints += [(path, _with_errors(fn), methods) for path, fn, methods in routes]
     table = [
-        Route(prefix + path, _with_errors(fn), methods=methods)
-        for path, fn, methods in [*endpoints, *routes]
+        Route(prefix + path, fn, methods=methods)
+        for path, fn, methods in endpoints
         for prefix in ("/v1", "")
     ]
     table += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", _with_errors(readyz), methods=["GET"]),
     ]
-    app = Starlette(
+    hot = {prefix + path: fn for path, fn, _ in endpoints[:2] for prefix in ("/v1", "")}
+    app = Gateway(
         routes=table,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        hot=hot,
     )
     app.state.proxy = state
     return app

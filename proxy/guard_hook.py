@@ -17,6 +17,11 @@ for a malformed ``labelgate`` field) fails closed: the client gets a ``guard_err
 Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
 
 - ``before_embeddings(ctx, request)``: label an embeddings request's inputs;
+- ``pending(ctx)``: work ``before_call`` left undone because it cannot change what is sent
+  (the label guard's labeling of the inputs when no prompt rule or client assertion depends
+  on it), as a callable, or None. The proxy runs it once the upstream request is sent, while
+  the answer is awaited, so it adds nothing to the client's latency; if it raises, the
+  request fails closed. ``after_call`` must still work when it was not run;
 - ``finish(ctx, outcome)``: called exactly once per request that passed authentication, however
   it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
   client got. The label guard writes its audit records and ends its span here. For an answer it

@@ -15,6 +15,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -128,22 +129,50 @@ class LabelGuardHook:
         self, ctx: RequestContext, request: ChatCompletionRequest
     ) -> ChatCompletionRequest:
         ext = self._extension(request.labelgate)
+        ctx.state["extension"] = ext
+        ctx.state["recipient"] = ext.recipient or ctx.caller.agent_id
+        if not self.guard.screens_prompts and not ext.messages:
+            # Nothing decides what is sent and no assertion can refuse the request: the inputs
+            # are labeled while the upstream call is out (``pending``), or by ``after_call``.
+            ctx.state[_UNLABELED] = request
+            return request
+        items = self._label_inputs(ctx, request)
+        # The prompt sink (a no-op without prompt rules): withheld items are no longer inputs.
+        request, items = await screen_request(
+            self.guard, ctx, request, items, approvals=self.approvals, deny_mode=self.deny_mode
+        )
+        self._inputs_labeled(ctx, request, items)
+        return request
+
+    def pending(self, ctx: RequestContext) -> Callable[[], None] | None:
+        """The labeling ``before_call`` left for while the upstream call is out, if any."""
+        return partial(self._label_pending, ctx) if _UNLABELED in ctx.state else None
+
+    def _label_pending(self, ctx: RequestContext) -> None:
+        request: ChatCompletionRequest | None = ctx.state.pop(_UNLABELED, None)
+        if request is not None:
+            self._inputs_labeled(ctx, request, self._label_inputs(ctx, request))
+
+    def _label_inputs(
+        self, ctx: RequestContext, request: ChatCompletionRequest
+    ) -> list[LabeledItem]:
+        ext: Extension = ctx.state["extension"]
         agent = ctx.caller.agent_id
         items = [
             self.guard.label_input(spec, agent=agent, key=ext.key)
             for spec in input_specs(request.messages, ext)
         ]
         ctx.state["items"] = items
-        # The prompt sink (a no-op without prompt rules): withheld items are no longer inputs.
-        request, items = await screen_request(
-            self.guard, ctx, request, items, approvals=self.approvals, deny_mode=self.deny_mode
-        )
+        return items
+
+    def _inputs_labeled(
+        self, ctx: RequestContext, request: ChatCompletionRequest, items: list[LabeledItem]
+    ) -> None:
+        """The call as the guard reviews it: the inputs that reached the model."""
         ctx.state["call"] = LLMCall(items, model=request.model, params=_params(request))
-        ctx.state["extension"] = ext
-        ctx.state["recipient"] = ext.recipient or agent
         if ctx.stream:
-            ctx.hold_text = not self._text_may_stream(items, agent, ext.recipient)
-        return request
+            recipient = ctx.state["extension"].recipient
+            ctx.hold_text = not self._text_may_stream(items, ctx.caller.agent_id, recipient)
 
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         """Embedded texts are inputs too: labeled (and re-identified) for the record."""
@@ -190,6 +219,7 @@ class LabelGuardHook:
     async def after_call(
         self, ctx: RequestContext, request: ChatCompletionRequest, response: ChatCompletion
     ) -> GuardedResponse:
+        self._label_pending(ctx)
         call: LLMCall = ctx.state["call"]
         ext: Extension = ctx.state["extension"]
         agent = ctx.caller.agent_id
@@ -360,6 +390,7 @@ class DocumentIn(BaseModel):
 
 
 _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
+_UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 
 
 # ---------------------------------------------------------------- inputs

@@ -243,3 +243,61 @@ def test_agent_header_names_the_caller_without_keys(
     (ctx,) = hook.contexts
     assert ctx.caller.agent_id == "scout" and not ctx.caller.authenticated
     assert (ctx.session_id, ctx.session_source) == ("m-1", "metadata")
+
+
+# --------------------------------------------------------------------------- pending work
+
+
+def _ctx() -> RequestContext:
+    from proxy.context import Caller
+
+    return RequestContext("r1", Caller("a"), "s1", "generated", "chat.completions")
+
+
+class PendingHook:
+    """A hook that leaves work for while the upstream call is out."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self.work = work
+
+    def pending(self, ctx: RequestContext) -> Callable[[], None]:
+        return self.work
+
+
+async def test_pending_work_runs_after_the_request_is_sent_and_before_the_answer() -> None:
+    import asyncio
+
+    from proxy.app import _during
+
+    events: list[str] = []
+
+    async def call() -> str:
+        events.append("sent")
+        await asyncio.sleep(0.01)
+        events.append("answered")
+        return "answer"
+
+    hook = PendingHook(lambda: events.append("labeled"))
+    assert await _during(hook, _ctx(), call()) == "answer"  # type: ignore[arg-type]
+    assert events == ["sent", "labeled", "answered"]
+
+
+async def test_failed_pending_work_fails_closed_and_discards_what_came() -> None:
+    from proxy.app import _during
+    from proxy.errors import ProxyError
+
+    discarded: list[str] = []
+
+    async def call() -> str:
+        return "opened stream"
+
+    async def discard(result: str) -> None:
+        discarded.append(result)
+
+    def broken() -> None:
+        raise OSError("fingerprint store is gone")
+
+    with pytest.raises(ProxyError) as caught:
+        await _during(PendingHook(broken), _ctx(), call(), discard)  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.type) == (500, "guard_error")
+    assert discarded == ["opened stream"]

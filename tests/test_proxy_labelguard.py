@@ -291,6 +291,11 @@ def test_store_failure_fails_closed(
     with pytest.raises(openai.InternalServerError) as caught:
         mailer_turn(agent(proxy.url, "mailer"), TRUSTED_NOTE)
     assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+    with pytest.raises(openai.InternalServerError) as caught:  # labeled as the stream opens
+        agent(proxy.url, "mailer").chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": TRUSTED_NOTE}], stream=True
+        )
+    assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
     monkeypatch.undo()
     proxy.runtime.writer.close()  # the audit store is gone: no unrecorded answer either
     with pytest.raises(openai.InternalServerError) as caught:
