@@ -15,7 +15,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -24,7 +24,7 @@ from guard.ids import new_id
 from guard.models import ChatModel, LocalModel, import_litellm
 from proxy.auth import KeyRing, KeyState
 from proxy.config import ProxyConfig
-from proxy.context import Caller, RequestContext, session_of
+from proxy.context import Caller, RequestContext, session_in_body, session_of
 from proxy.errors import ProxyError, bad_request, guard_error, not_ready
 from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, PolicyDenied
 from proxy.httppool import HttpPool
@@ -74,21 +74,45 @@ class ProxyState:
 # --------------------------------------------------------------------------- helpers
 
 
+_HEADERS = "labelgate.headers"
+
+
+def headers_of(request: Request) -> Mapping[str, str]:
+    """The request's headers as a dict (names in lower case; of a repeated header, the first),
+    built once: a request reads half a dozen, and Starlette's ``Headers`` scans them all for
+    each."""
+    scope = request.scope
+    found: dict[str, str] | None = scope.get(_HEADERS)
+    if found is None:
+        raw = reversed(scope["headers"])
+        found = scope[_HEADERS] = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    return found
+
+
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refusing (413) more than ``limit`` bytes before reading them all."""
+    """The body as JSON, refusing (413) more than ``limit`` bytes before reading them all.
+
+    Read from ASGI's ``receive`` as it comes (Starlette's ``Request.stream`` adds a generator
+    per request around the same loop)."""
     too_large = ProxyError(413, f"request body larger than {limit} bytes", code="request_too_large")
-    declared = request.headers.get("content-length")
+    declared = headers_of(request).get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        part: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(part)
         if size > limit:
             raise too_large
         parts.append(part)
     try:
-        return orjson.loads(b"".join(parts))
+        return orjson.loads(parts[0] if len(parts) == 1 else b"".join(parts))
     except orjson.JSONDecodeError as exc:
         raise bad_request(
             f"the request body is not valid JSON: {exc}", code="invalid_json"
@@ -96,7 +120,11 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def _header_json(value: Any) -> str:
-    # Headers are latin-1: keep them ASCII.
+    """Compact JSON for a header value, which must be ASCII (headers are latin-1): orjson's,
+    unless it holds other characters, which the standard library escapes."""
+    fast = orjson.dumps(value)
+    if fast.isascii():
+        return fast.decode()
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -121,7 +149,8 @@ def json_response(
 
 def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
     """The context before the body is read (so a request with a bad body is recorded too)."""
-    session_id, source, trace_id = session_of(request.headers, None)
+    headers = headers_of(request)
+    session_id, source, trace_id = session_of(headers, None)
     return RequestContext(
         request_id=new_id(),
         caller=caller,
@@ -129,7 +158,7 @@ def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
         session_source=source,
         endpoint=endpoint,
         trace_id=trace_id,
-        traceparent=request.headers.get("traceparent"),
+        traceparent=headers.get("traceparent"),
     )
 
 
@@ -142,7 +171,7 @@ async def admitted(
     """The caller, authenticated and given a slot of its key's limits, and the request's
     context. A refusal (401, 429) is recorded like any failed request, then raised."""
     try:
-        caller, key = state.keys.authenticate(request.headers)
+        caller, key = state.keys.authenticate(headers_of(request))
     except ProxyError as exc:
         ctx = _context(request, Caller(agent_id=UNAUTHENTICATED), endpoint)
         await finish_failed(state.hook, ctx, exc, None)
@@ -157,12 +186,12 @@ async def admitted(
     return ctx, key
 
 
-def _bind_body(ctx: RequestContext, request: Request, body: Any) -> None:
+def _bind_body(ctx: RequestContext, body: Any) -> None:
     """What the body says about the session, the model and the extension."""
     if not isinstance(body, Mapping):
         return
-    if ctx.session_source == "generated":
-        ctx.session_id, ctx.session_source, _ = session_of(request.headers, body)
+    if ctx.session_source == "generated":  # no header named one: the body may
+        ctx.session_id, ctx.session_source = session_in_body(body) or (ctx.session_id, "generated")
     labelgate = body.get("labelgate")
     ctx.model = str(body.get("model", ""))
     ctx.stream = bool(body.get("stream"))
@@ -401,7 +430,7 @@ async def chat_completions(request: Request) -> Response:
     streaming = False
     try:
         body = await read_json(request, state.max_body)
-        _bind_body(ctx, request, body)
+        _bind_body(ctx, body)
         chat = parse_request(ChatCompletionRequest, body)
         state.router.chain(chat.model)  # 404 before the guard spends anything
         chat = await _before(state.hook, ctx, chat)
@@ -434,7 +463,7 @@ async def embeddings(request: Request) -> Response:
     req: EmbeddingRequest | None = None
     try:
         body = await read_json(request, state.max_body)
-        _bind_body(ctx, request, body)
+        _bind_body(ctx, body)
         req = parse_request(EmbeddingRequest, body)
         label_inputs = getattr(state.hook, "before_embeddings", None)
         if label_inputs is not None:
@@ -465,7 +494,7 @@ async def _guarded_call(ctx: RequestContext, call: Awaitable[Any]) -> Any:
 
 async def list_models(request: Request) -> Response:
     state = _state(request)
-    state.keys.authenticate(request.headers)
+    state.keys.authenticate(headers_of(request))
     data = [
         {"id": name, "object": "model", "created": state.created, "owned_by": "labelgate"}
         for name in state.router.names()

@@ -68,11 +68,17 @@ def session_of(
         return explicit[:_MAX_SESSION_LEN], "header", trace_id
     if trace_id:
         return trace_id, "traceparent", trace_id
-    body = body or {}
+    session_id, source = session_in_body(body or {}) or (new_id(), "generated")
+    return session_id, source, None
+
+
+def session_in_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(session id, where it came from) as the body names it: ``metadata.session_id``, else
+    the OpenAI ``user``."""
     metadata = body.get("metadata")
     if isinstance(metadata, Mapping) and isinstance(metadata.get("session_id"), str):
-        return metadata["session_id"][:_MAX_SESSION_LEN], "metadata", None
+        return metadata["session_id"][:_MAX_SESSION_LEN], "metadata"
     user = body.get("user")
     if isinstance(user, str) and user:
-        return f"user:{user[:_MAX_SESSION_LEN]}", "user", None
-    return new_id(), "generated", None
+        return f"user:{user[:_MAX_SESSION_LEN]}", "user"
+    return None

@@ -24,6 +24,7 @@ from proxy.app import (
     admitted,
     finish_failed,
     finish_request,
+    headers_of,
     json_response,
     read_json,
 )
@@ -93,13 +94,13 @@ def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
 
     async def list_approvals(request: Request) -> Response:
         state = _state(request)
-        state.keys.authenticate(request.headers)
+        state.keys.authenticate(headers_of(request))
         pending = [p.to_dict() for p in hook.approvals.pending()]
         return json_response({"object": "list", "data": pending})
 
     async def answer_approval(request: Request) -> Response:
         state = _state(request)
-        caller, _ = state.keys.authenticate(request.headers)
+        caller, _ = state.keys.authenticate(headers_of(request))
         _may_approve(state, caller)
         answer: ApprovalAnswer = _parse(
             TypeAdapter(ApprovalAnswer), await read_json(request, state.max_body)

@@ -76,6 +76,11 @@ def test_oversize_body_is_413(start_proxy: Callable[..., str], fake_url: str) ->
     body = iter([b'{"model": "fake-chat", "messages": [', b" " * 3000, b"]}"])
     chunked = httpx.post(f"{url}/chat/completions", content=body)
     assert chunked.status_code == 413
+    # Chunked and within the limit: the pieces are joined.
+    pieces = [b'{"model": "fake-chat", ', b'"messages": [{"role": "user", ', b'"content": "hi"}]}']
+    joined = httpx.post(f"{url}/chat/completions", content=iter(pieces))
+    assert joined.status_code == 200
+    assert joined.json()["choices"][0]["message"]["content"] == "echo: hi"
 
 
 def test_rate_limit_is_429(start_proxy: Callable[..., str], fake_url: str) -> None:
