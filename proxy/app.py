@@ -316,7 +316,13 @@ def _extension(ctx: RequestContext, guarded: GuardedResponse) -> dict[str, Any]:
 
 
 class ClosingStreamingResponse(StreamingResponse):
-    """Runs ``on_close`` however the response ends (done, client gone, or never started)."""
+    """An event stream that runs ``on_close`` however it ends (done, client gone, or never
+    started), and stops as soon as the client leaves.
+
+    Starlette watches for the client leaving in an anyio task group when the server speaks
+    ASGI before 2.4 (uvicorn does): about 0.3 ms before the first byte per stream on the bench
+    machine. Here one plain task watches, and cancels the stream when the client is gone.
+    """
 
     def __init__(
         self,
@@ -328,9 +334,30 @@ class ClosingStreamingResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            streaming.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watcher.cancel()  # the end of the response ends ``receive`` too: not a departure
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            streaming.uncancel()  # the client left: the stream ends here, quietly
         finally:
+            watcher.cancel()
             await self._on_close()
 
 
@@ -348,7 +375,7 @@ async def _events(
     try:
         async for batch in rest:
             now = _passed(held, batch)
-            if now:  # one write per upstream read, not per chunk
+            if now:  # one write per batch (at most two per upstream read), not per chunk
                 yield now
     except UpstreamError as exc:
         # Held tool calls die with the stream: never half a call.

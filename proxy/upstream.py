@@ -140,7 +140,8 @@ class PassthroughUpstream:
                     status=resp.status,
                     body=_json_or_none(raw),
                 )
-            async for batch in _sse_batches(resp.pieces(timeout), timeout):
+            # No wait per read here: the router bounds the wait for each batch (``_paced``).
+            async for batch in _sse_batches(resp.pieces(), timeout):
                 yield batch
         finally:
             resp.release()
@@ -175,13 +176,17 @@ def _event(line: bytes) -> Any:
 
 
 async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIterator[Batch]:
-    """The JSON chunks of an OpenAI SSE stream, batched per network read; a stream that stops
-    before [DONE] is an error. Lines are split here (no line-length limit)."""
+    """The JSON chunks of an OpenAI SSE stream, two batches per network read at most: its first
+    chunk alone, at once, then the rest of the read together. One batch per read saves
+    writes, but a read can hold a whole answer, and the first token would wait for every
+    chunk after it to be checked. A stream that stops before [DONE] is an error. Lines are
+    split here (no line-length limit)."""
     pending = b""
     try:
         async for data in pieces:
             *lines, pending = (pending + data).split(b"\n")
             batch: Batch = []
+            first = True
             for line in lines:
                 try:
                     event = _event(line)
@@ -193,7 +198,12 @@ async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIte
                     if batch:
                         yield batch
                     return
-                if event is not None:
+                if event is None:
+                    continue
+                if first:
+                    first = False
+                    yield [event]
+                else:
                     batch.append(event)
             if batch:
                 yield batch

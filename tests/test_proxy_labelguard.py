@@ -450,3 +450,22 @@ def test_refused_callers_are_recorded(start_guarded: StartGuarded, fake_url: str
         ("unauthenticated", "error"),
     ]
     assert "invalid API key" in got[2][2]
+
+
+def test_a_client_leaving_mid_stream_ends_it_at_once_and_is_recorded(
+    start_guarded: StartGuarded, fake_url: str
+) -> None:
+    proxy = start_guarded(passthrough_config(fake_url))
+    body = {"model": "fake-stall", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"X-Labelgate-Agent": "reader"}
+    url = f"{proxy.url}/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as resp:
+        for line in resp.iter_lines():  # the upstream stalls 2 s after each piece
+            if '"content":"e' in line:
+                break
+    time.sleep(0.3)  # the proxy notices the departure, not the upstream's next piece
+    store = records(proxy)
+    (row,) = store.db["requests"].rows
+    assert row["status"] == "error"
+    assert "the stream ended before the guard's verdict" in row["error"]
+    assert row["duration_ms"] < 1500

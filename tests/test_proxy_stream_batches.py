@@ -1,4 +1,5 @@
-"""The pass-through SSE reader: chunks batched per network read, lines split across reads,
+"""The pass-through SSE reader: a read's first chunk at once and the rest batched, lines split
+across reads,
 and a bad line or a missing [DONE] still failing as before."""
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ async def _collect(reads: list[bytes]) -> tuple[list[list[Any]], UpstreamError |
     return got, None
 
 
-async def test_events_of_one_read_form_one_batch() -> None:
-    got, err = await _collect([b'data: {"a": 1}\n\ndata: {"a": 2}\n\n', b"data: [DONE]\n\n"])
+async def test_a_reads_first_event_comes_alone_and_the_rest_together() -> None:
+    read = b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: {"a": 3}\n\n'
+    got, err = await _collect([read, b'data: {"a": 4}\n\n', b"data: [DONE]\n\n"])
     assert err is None
-    assert got == [[{"a": 1}, {"a": 2}]]
+    assert got == [[{"a": 1}], [{"a": 2}, {"a": 3}], [{"a": 4}]]
 
 
 async def test_a_line_split_across_reads_is_joined() -> None:
