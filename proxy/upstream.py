@@ -175,18 +175,26 @@ def _event(line: bytes) -> Any:
     return chunk
 
 
+def _shows_something(chunk: Chunk) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("refusal")):
+            return True
+    return False
+
+
 async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIterator[Batch]:
-    """The JSON chunks of an OpenAI SSE stream, two batches per network read at most: its first
-    chunk alone, at once, then the rest of the read together. One batch per read saves
-    writes, but a read can hold a whole answer, and the first token would wait for every
-    chunk after it to be checked. A stream that stops before [DONE] is an error. Lines are
-    split here (no line-length limit)."""
+    """The JSON chunks of an OpenAI SSE stream, two batches per network read at most: its
+    chunks up to the first that shows something (text or a refusal), at once, then the rest of
+    the read together. One batch per read saves writes, but a read can hold a whole answer,
+    and the first token would wait for every chunk after it to be checked. A stream that stops
+    before [DONE] is an error. Lines are split here (no line-length limit)."""
     pending = b""
     try:
         async for data in pieces:
             *lines, pending = (pending + data).split(b"\n")
             batch: Batch = []
-            first = True
+            early = True
             for line in lines:
                 try:
                     event = _event(line)
@@ -200,11 +208,11 @@ async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIte
                     return
                 if event is None:
                     continue
-                if first:
-                    first = False
-                    yield [event]
-                else:
-                    batch.append(event)
+                batch.append(event)
+                if early and _shows_something(event):
+                    early = False
+                    yield batch
+                    batch = []
             if batch:
                 yield batch
         if _event(pending) is _DONE:  # a last line without its newline

@@ -1,5 +1,5 @@
-"""The pass-through SSE reader: a read's first chunk at once and the rest batched, lines split
-across reads,
+"""The pass-through SSE reader: a read's chunks up to its first text at once and the rest
+batched, lines split across reads,
 and a bad line or a missing [DONE] still failing as before."""
 
 from __future__ import annotations
@@ -27,11 +27,18 @@ async def _collect(reads: list[bytes]) -> tuple[list[list[Any]], UpstreamError |
     return got, None
 
 
-async def test_a_reads_first_event_comes_alone_and_the_rest_together() -> None:
-    read = b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: {"a": 3}\n\n'
-    got, err = await _collect([read, b'data: {"a": 4}\n\n', b"data: [DONE]\n\n"])
+def _text(text: str) -> bytes:
+    return b'data: {"choices": [{"delta": {"content": "%s"}}]}\n\n' % text.encode()
+
+
+async def test_a_read_goes_out_up_to_its_first_text_then_the_rest_together() -> None:
+    role = b'data: {"choices": [{"delta": {"role": "assistant", "content": ""}}]}\n\n'
+    got, err = await _collect(
+        [role + _text("a") + _text("b") + _text("c"), _text("d") + _text("e"), b"data: [DONE]\n\n"]
+    )
     assert err is None
-    assert got == [[{"a": 1}], [{"a": 2}, {"a": 3}], [{"a": 4}]]
+    texts = [[c["choices"][0]["delta"]["content"] for c in batch] for batch in got]
+    assert texts == [["", "a"], ["b", "c"], ["d"], ["e"]]
 
 
 async def test_a_line_split_across_reads_is_joined() -> None:
