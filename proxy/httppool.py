@@ -149,10 +149,10 @@ class _Connection(asyncio.Protocol):
 
     async def next_piece(self, timeout: float | None) -> bytes | None:
         while not self._ready:
+            if self._error is not None:  # first: an answer can complete and still be broken
+                raise self._error
             if self.complete:
                 return None
-            if self._error is not None:
-                raise self._error
             self._waiter = asyncio.get_running_loop().create_future()
             async with asyncio.timeout(timeout):
                 await self._waiter

@@ -133,6 +133,26 @@ async def test_bodies_are_decoded(headers: tuple[str, ...], raw: bytes, expected
     await pool.aclose()
 
 
+@pytest.mark.parametrize(
+    ("encoding", "raw", "error"),
+    [
+        ("gzip", b"not gzip at all", "corrupt compressed body"),
+        ("br", b"\x0b\x02\x80hello\x03", "unsupported encoding"),
+    ],
+)
+async def test_a_body_that_cannot_be_decoded_is_a_transport_error(
+    encoding: str, raw: bytes, error: str
+) -> None:
+    async def reply(exchange: Exchange) -> None:
+        await exchange.answer(200, raw, f"content-encoding: {encoding}")
+
+    pool = HttpPool()
+    async with serving(reply) as server:
+        with pytest.raises(TransportError, match=error):
+            await pool.post(server.endpoint(), _head(server), b"{}", 5)
+    await pool.aclose()
+
+
 async def test_a_body_without_length_ends_with_its_connection() -> None:
     async def reply(exchange: Exchange) -> None:
         exchange.writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
