@@ -82,6 +82,18 @@ class Review:
         return found + [t.decision for t in self.tool_calls]
 
 
+@dataclass(slots=True)
+class Prepared:
+    """What a review decides before the answer exists: the inputs' join and, when no rule
+    for the answer's sink reads its text, the decision for the answer's text (its own copy)."""
+
+    call: LLMCall
+    join: Label
+    agent: str | None
+    recipient: str | None
+    response: Decision | None
+
+
 def parse_arguments(arguments: dict[str, Any] | str) -> dict[str, Any]:
     """Tool-call arguments as a dict; text that is not a JSON object is kept under ``_raw``."""
     if isinstance(arguments, dict):
@@ -196,6 +208,25 @@ class Guard:
 
     # ---------------------------------------------------------------- outputs
 
+    def prepare(
+        self, call: LLMCall, *, agent: str | None = None, recipient: str | None = None
+    ) -> Prepared:
+        """The part of ``review`` that does not depend on the answer, to run while it is
+        awaited; ``review(..., prepared=)`` uses it."""
+        join = self.lattice.join_all(item.label for item in call.items)
+        response = None
+        if not self.policy.reads_values(SinkKind.RESPONSE):
+            response = self.policy.decide(
+                SinkFlow(
+                    SinkKind.RESPONSE,
+                    join,
+                    {"content": ("", join)},
+                    agent=agent,
+                    recipient=recipient,
+                )
+            )
+        return Prepared(call, join, agent, recipient, response)
+
     async def review(
         self,
         call: LLMCall,
@@ -206,16 +237,21 @@ class Guard:
         recipient: str | None = None,
         propagator: Propagator | None = None,
         eager: bool = False,
+        prepared: Prepared | None = None,
     ) -> Review:
         """Label the answer and decide each of its sinks; permissive only when it matters.
 
         ``propagator`` overrides the guard's own for this call (e.g. one that re-queries the
         model the request went to). ``eager`` runs it even when every decision passes, for
         callers that need the most precise label (e.g. to mark rather than block).
+        ``prepared`` (from ``prepare`` with the same call, agent and recipient) saves deciding
+        again what did not depend on the answer.
         """
         propagator = propagator or self.propagator
-        join = self.lattice.join_all(item.label for item in call.items)
-        review = self._decide(call, join, join, text, tool_calls, agent, recipient)
+        ready = prepared if _prepared_for(prepared, call, agent, recipient) else None
+        join = ready.join if ready else self.lattice.join_all(item.label for item in call.items)
+        answer = ready.response if ready else None
+        review = self._decide(call, join, join, text, tool_calls, agent, recipient, answer)
         passing = all(d.action in _PASSING for d in review.decisions)
         if propagator is None or (passing and not eager):
             return review
@@ -240,10 +276,12 @@ class Guard:
         tool_calls: Sequence[ToolCallSpec],
         agent: str | None,
         recipient: str | None,
+        decided: Decision | None = None,
     ) -> Review:
+        """The decisions at the answer's sinks; ``decided``: the text's, if already made."""
         response = None
         if text.strip():
-            response = self.policy.decide(
+            response = decided or self.policy.decide(
                 SinkFlow(
                     SinkKind.RESPONSE,
                     label,
@@ -281,6 +319,16 @@ class Guard:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
+
+
+def _prepared_for(
+    prepared: Prepared | None, call: LLMCall, agent: str | None, recipient: str | None
+) -> bool:
+    return (
+        prepared is not None
+        and prepared.call is call
+        and (prepared.agent, prepared.recipient) == (agent, recipient)
+    )
 
 
 def _rendered_output(text: str, tool_calls: Sequence[ToolCallSpec]) -> str:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from guard.engine import (
     Guard,
     InputSpec,
+    Prepared,
     Review,
     ToolCallSpec,
     parse_arguments,
@@ -168,11 +169,14 @@ class LabelGuardHook:
     def _inputs_labeled(
         self, ctx: RequestContext, request: ChatCompletionRequest, items: list[LabeledItem]
     ) -> None:
-        """The call as the guard reviews it: the inputs that reached the model."""
-        ctx.state["call"] = LLMCall(items, model=request.model, params=_params(request))
+        """The call as the guard reviews it (the inputs that reached the model), and what its
+        review can decide before the answer."""
+        call = LLMCall(items, model=request.model, params=_params(request))
+        agent, recipient = ctx.caller.agent_id, ctx.state["extension"].recipient
+        prepared = self.guard.prepare(call, agent=agent, recipient=recipient)
+        ctx.state["call"], ctx.state[_PREPARED] = call, prepared
         if ctx.stream:
-            recipient = ctx.state["extension"].recipient
-            ctx.hold_text = not self._text_may_stream(items, ctx.caller.agent_id, recipient)
+            ctx.hold_text = not self._text_may_stream(prepared)
 
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         """Embedded texts are inputs too: labeled (and re-identified) for the record."""
@@ -205,14 +209,21 @@ class LabelGuardHook:
                 raise bad_request(f"{where}: {exc}", param=where, code="invalid_value") from None
         return ext
 
-    def _text_may_stream(self, items: list[LabeledItem], agent: str, recipient: str | None) -> bool:
+    def _text_may_stream(self, prepared: Prepared) -> bool:
         """Could the answer's text pass unchanged? Decided on the join of the inputs, which
         bounds the answer's label from above; when it could not, the stream holds the text."""
-        join = self.guard.lattice.join_all(item.label for item in items)
-        probe = SinkFlow(
-            SinkKind.RESPONSE, join, {"content": ("", join)}, agent=agent, recipient=recipient
-        )
-        return self.guard.policy.decide(probe).action in (Action.ALLOW, Action.LOG)
+        decision = prepared.response
+        if decision is None:  # the rules read the text: decide with none
+            join = prepared.join
+            probe = SinkFlow(
+                SinkKind.RESPONSE,
+                join,
+                {"content": ("", join)},
+                agent=prepared.agent,
+                recipient=prepared.recipient,
+            )
+            decision = self.guard.policy.decide(probe)
+        return decision.action in (Action.ALLOW, Action.LOG)
 
     # ------------------------------------------------------------ after
 
@@ -234,6 +245,7 @@ class LabelGuardHook:
             recipient=ext.recipient,
             propagator=self._propagator_for(request),
             eager=ctx.state.get(EAGER_KEY, False),  # a marked input: the mark follows the claim
+            prepared=ctx.state.get(_PREPARED),
         )
         ctx.state["review"] = review
         self._check_caller(review, agent, ext.recipient)
@@ -391,6 +403,7 @@ class DocumentIn(BaseModel):
 
 _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
+_PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 
 
 # ---------------------------------------------------------------- inputs

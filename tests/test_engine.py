@@ -10,7 +10,7 @@ from guard.engine import Guard, InputSpec, ToolCallSpec
 from guard.fingerprint import SQLiteFingerprintStore
 from guard.items import LLMCall
 from guard.models import ScriptedModel
-from guard.policy import Action, load_policy
+from guard.policy import Action, Policy, load_policy
 from guard.policy.spec import SourceKind
 from guard.propagation import get_propagator
 
@@ -147,3 +147,49 @@ async def test_eager_review_runs_the_propagator_even_when_everything_passes(guar
     eager = await permissive.review(call, "Lisbon is lovely in spring.", agent="mailer", eager=True)
     assert eager.propagation is not None
     assert eager.label.integrity.name == "trusted"  # the page did not change the answer
+
+
+# --------------------------------------------------------------------------- prepared reviews
+
+VALUE_READING = """
+version: 1
+name: values
+sinks:
+  - id: say-what
+    kind: response
+    args:
+      content: {when: {integrity_below: trusted}}
+    action: log
+    reason: "logged {value}"
+"""
+
+
+async def test_a_prepared_review_decides_as_an_unprepared_one(guard: Guard) -> None:
+    page = guard.label_input(
+        InputSpec(text=PAGE, kind=SourceKind.TOOL_RESULT, tool="fetch_url", role="tool"),
+        agent="reader",
+    )
+    call = LLMCall([guard.label_input(InputSpec(text="Summarise."), agent="reader"), page])
+    prepared = guard.prepare(call, agent="reader", recipient="mailer")
+    ready = await guard.review(
+        call, "A summary.", agent="reader", recipient="mailer", prepared=prepared
+    )
+    fresh = await guard.review(call, "A summary.", agent="reader", recipient="mailer")
+    assert ready.response is prepared.response  # decided before the answer, used as it is
+    assert ready.response is not None and fresh.response is not None
+    seen = (ready.response.action, ready.response.rule, ready.response.reason, ready.label)
+    assert seen == (fresh.response.action, fresh.response.rule, fresh.response.reason, fresh.label)
+    # Prepared for another recipient (or call): not used.
+    other = await guard.review(call, "A summary.", agent="reader", prepared=prepared)
+    assert other.response is not prepared.response
+
+
+async def test_nothing_is_prepared_for_rules_that_read_the_answer(tmp_path: Path) -> None:
+    policy = Policy.from_yaml_text(VALUE_READING, "values.yaml")
+    guard = Guard(policy)
+    item = guard.label_input(InputSpec(text=PAGE, kind=SourceKind.TOOL_RESULT, tool="fetch_url"))
+    call = LLMCall([item])
+    prepared = guard.prepare(call)
+    assert prepared.response is None
+    review = await guard.review(call, "the answer", prepared=prepared)
+    assert review.response is not None and review.response.reason == "log: logged the answer"

@@ -5,9 +5,10 @@ work that holds the GIL. On the writer's thread it competes with the server's ev
 loop that releases the GIL for a system call may wait a whole switch interval to get it back.
 Here the writer thread only pickles each batch's field values (and ``DeferredRecords`` as
 they are, for the child to build) and waits on a pipe (GIL released) while a child process
-writes them with its own ``AuditStore`` connection, in the same one-transaction-per-batch way. ``StoreProcess.write_batch`` has the store's contract:
-it returns the count written, raises ``sqlite3.IntegrityError`` for a rejected record (the
-writer then retries one by one) and ``AuditStoreError`` for anything else.
+writes them with its own ``AuditStore`` connection, in the same one-transaction-per-batch
+way. ``StoreProcess.write_batch`` has the store's contract: it returns the count written,
+raises ``sqlite3.IntegrityError`` for a rejected record (the writer then retries one by one)
+and ``AuditStoreError`` for anything else.
 
 The child is ``python -m guard.audit.process DB`` (a plain subprocess: nothing depends on how
 the parent was started), fed length-prefixed pickles on its stdin and answering on its

@@ -25,6 +25,7 @@ from guard.policy.events import (
 from guard.policy.memo import PolicyMemo, remembered
 from guard.policy.patterns import matches
 from guard.policy.sinks import decide as decide_at_sink
+from guard.policy.sinks import reads_values as sink_reads_values
 from guard.policy.sources import label_source as label_of_source
 from guard.policy.spec import (
     AgentSpec,
@@ -32,6 +33,7 @@ from guard.policy.spec import (
     Defaults,
     Effect,
     EndorseRule,
+    SinkKind,
     SinkRule,
     SourceKind,
     SourceRule,
@@ -253,6 +255,11 @@ class Policy(_Strict):
                 msg = f"deny: malformed sink event ({exc.error_count()} errors)"
                 return Decision(action=Action.DENY, reason=msg, rule=FAIL_CLOSED)
         return decide_at_sink(self, event)
+
+    def reads_values(self, kind: SinkKind) -> bool:
+        """Can a decision at sinks of ``kind`` depend on the flowing values (a rule matching
+        them, or naming ``{value}`` in its reason or notice), not only on labels and names?"""
+        return sink_reads_values(self, kind)
 
     def declassify(
         self, label: Label, context: FlowContext | SourceContext | SinkEvent | dict[str, Any]

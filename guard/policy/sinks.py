@@ -380,7 +380,7 @@ def decide(policy: Policy, event: SinkEvent | SinkFlow) -> Decision:
 def _decision_key(policy: Policy, flow: SinkFlow) -> DecisionKey | None:
     """What a decision at this sink depends on, or None when it depends on argument values
     (a rule matching them, or naming ``{value}`` in its reason or notice)."""
-    if _reads_values(policy, flow.kind):
+    if reads_values(policy, flow.kind):
         return None
     args = tuple((name, label_key(label)) for name, (_, label) in flow.arguments.items())
     effect = flow.effect.value if flow.effect is not None else None
@@ -388,7 +388,7 @@ def _decision_key(policy: Policy, flow: SinkFlow) -> DecisionKey | None:
     return (flow.kind.value, label_key(flow.label), args, *who)
 
 
-def _reads_values(policy: Policy, kind: SinkKind) -> bool:
+def reads_values(policy: Policy, kind: SinkKind) -> bool:
     def compute() -> bool:
         for rule in _rules_for(policy, kind):
             templates = (rule.reason or "", rule.notice or "")
