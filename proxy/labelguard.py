@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -29,14 +30,14 @@ from guard.engine import (
     parse_arguments,
 )
 from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import LabelSpec, Lattice
+from guard.labels import Label, LabelSpec, Lattice
 from guard.models import ChatResult, Message
 from guard.policy import Action, Decision, SinkFlow, redact_value
 from guard.policy.spec import SinkKind, SourceKind
 from guard.propagation import Propagation, Propagator, get_propagator
 from proxy.approvals import Approvals
 from proxy.context import RequestContext
-from proxy.errors import bad_request
+from proxy.errors import bad_request, guard_error
 from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDenied
 from proxy.recording import Recorder, targets
 from proxy.router import Router
@@ -46,6 +47,9 @@ from proxy.screening import summaries as screened_summaries
 
 DenyMode = Literal["replace", "error"]
 NOTE_PREFIX = "[labelgate]"
+
+
+log = logging.getLogger("labelgate.proxy")
 
 
 class MessageAnnotation(BaseModel):
@@ -123,6 +127,9 @@ class LabelGuardHook:
         self.deny_mode = deny_mode
         self.approvals = approvals or Approvals()
         self.recorder = recorder or Recorder()
+        # Answers that have left but are not fingerprinted yet: labeling waits for them.
+        self._storing: set[asyncio.Future[None]] = set()
+        self._store_failure: BaseException | None = None
 
     # ------------------------------------------------------------ before
 
@@ -130,6 +137,7 @@ class LabelGuardHook:
         self, ctx: RequestContext, request: ChatCompletionRequest
     ) -> ChatCompletionRequest:
         ext = self._extension(request.labelgate)
+        await self._answers_fingerprinted()
         ctx.state["extension"] = ext
         ctx.state["recipient"] = ext.recipient or ctx.caller.agent_id
         if not self.guard.screens_prompts and not ext.messages:
@@ -180,6 +188,7 @@ class LabelGuardHook:
 
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         """Embedded texts are inputs too: labeled (and re-identified) for the record."""
+        await self._answers_fingerprinted()
         texts = [request.input] if isinstance(request.input, str) else request.input
         agent = ctx.caller.agent_id
         ctx.state["items"] = [
@@ -252,10 +261,7 @@ class LabelGuardHook:
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        # Fingerprinting writes to disk: off the event loop (the store is thread-safe), and
-        # only when there is something new to store (an answer is often seen again).
-        if self.guard.needs_remembering(out, review.label):
-            await asyncio.to_thread(self.guard.remember, out, review.label, source=agent)
+        self._remember_later(ctx, out, review.label, agent)
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
@@ -266,11 +272,58 @@ class LabelGuardHook:
         )
 
     def admit(self, ctx: RequestContext) -> None:
-        """Before an answer leaves: raises when it could not be recorded (fail closed)."""
+        """Before an answer leaves: raises when it could not be recorded, or an earlier answer
+        could not be fingerprinted (fail closed)."""
+        self._check_store()
         self.recorder.admit()
 
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
-        await self.recorder.record(ctx, outcome)
+        try:
+            await self._remember_answer(ctx, outcome)
+        finally:
+            await self.recorder.record(ctx, outcome)
+
+    # ------------------------------------------------------------ fingerprinting answers
+    #
+    # An answer is fingerprinted with its label after it has left (``finish``), so that
+    # fingerprinting and its disk write (about a millisecond for a new text) are not in the
+    # client's wait. It is registered before it leaves, and labeling (of a chat request, of
+    # embeddings, of documents) first waits for every registered answer: a text relayed from
+    # an answer is always found, however soon it comes back. A failure fails closed: every
+    # later request is refused.
+
+    def _remember_later(self, ctx: RequestContext, text: str, label: Label, agent: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._storing.add(done)
+        ctx.state[_TO_REMEMBER] = (text, label, agent, done)
+
+    async def _remember_answer(self, ctx: RequestContext, outcome: Outcome) -> None:
+        pending = ctx.state.pop(_TO_REMEMBER, None)
+        if pending is None:
+            return
+        text, label, agent, done = pending
+        try:
+            # Only an answer that left; the store is thread-safe, and nothing is written
+            # when the same text with the same label is stored (an answer often comes again).
+            if outcome.status == "ok" and self.guard.needs_remembering(text, label):
+                await asyncio.to_thread(self.guard.remember, text, label, source=agent)
+        except Exception as exc:
+            log.exception("could not fingerprint the answer of request %s", ctx.request_id)
+            self._store_failure = self._store_failure or exc
+        finally:
+            self._storing.discard(done)
+            done.set_result(None)
+
+    async def _answers_fingerprinted(self) -> None:
+        if self._storing:
+            await asyncio.wait(list(self._storing))
+        self._check_store()
+
+    def _check_store(self) -> None:
+        if self._store_failure is not None:
+            raise guard_error(
+                f"the guard could not fingerprint an earlier answer: {self._store_failure}"
+            )
 
     def _propagator_for(self, request: ChatCompletionRequest) -> Propagator | None:
         if self._propagator_name == "join":
@@ -349,6 +402,7 @@ class LabelGuardHook:
         self, documents: list[DocumentIn], ctx: RequestContext
     ) -> list[dict[str, Any]]:
         """Label documents (source rules, annotation checks) and fingerprint them, no model."""
+        await self._answers_fingerprinted()
         caller = ctx.caller
         out: list[dict[str, Any]] = []
         items: list[LabeledItem] = []
@@ -404,6 +458,7 @@ class DocumentIn(BaseModel):
 _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
+_TO_REMEMBER = "_answer_to_fingerprint"  # ctx.state: (text, label, agent, done) of the answer
 
 
 # ---------------------------------------------------------------- inputs

@@ -113,6 +113,46 @@ def test_untrusted_page_relayed_by_another_agent_cannot_send_mail(
     assert store.verify().ok
 
 
+def test_an_answer_is_fingerprinted_after_it_leaves_and_before_the_next_labeling(
+    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's answer leaves before its fingerprint is stored (slow store here); the
+    mailer relaying it at once is labeled only once the fingerprint is in, so still denied."""
+    proxy = start_guarded(passthrough_config(fake_url))
+    guard = proxy.runtime.guard
+    remember = guard.remember
+
+    def slow_remember(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return remember(*args, **kwargs)
+
+    monkeypatch.setattr(guard, "remember", slow_remember)
+    started = time.perf_counter()
+    summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
+    assert time.perf_counter() - started < 0.9  # not waiting for the fingerprint
+    raw_b = mailer_turn(agent(proxy.url, "mailer"), summary)
+    assert json.loads(raw_b.headers["x-labelgate-label"])["integrity"] == "untrusted"
+    assert [d["action"] for d in json.loads(raw_b.headers["x-labelgate-decisions"])] == ["deny"]
+
+
+def test_an_answer_that_cannot_be_fingerprinted_stops_the_next_requests(
+    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = start_guarded(passthrough_config(fake_url))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(proxy.runtime.guard, "remember", broken)
+    summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
+    assert EVIL in summary  # it had left when the fingerprinting failed
+    monkeypatch.undo()  # even once the store works again: that answer is not findable
+    with pytest.raises(openai.InternalServerError) as caught:
+        mailer_turn(agent(proxy.url, "mailer"), summary)
+    assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+    assert "could not fingerprint an earlier answer" in caught.value.body["message"]  # type: ignore[index]
+
+
 def test_deny_mode_error_refuses_the_request(start_guarded: StartGuarded, fake_url: str) -> None:
     proxy = start_guarded(passthrough_config(fake_url), guard={"deny_mode": "error"})
     summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
