@@ -13,7 +13,9 @@ Targets, each its own process, all in front of the same fake upstream (``tests/f
 Measured, interleaved in rounds so that drift on a shared machine hits every target alike:
 
 1. sequential (one request at a time): median and p99 latency, non-streamed and streamed
-   (time to the first content token, and to the end of the stream);
+   (time to the first content token, and to the end of the stream), first with the same
+   prompt every time (every cache warm), then with a new prompt each time (real traffic: the
+   guard fingerprints and stores each new answer, and looks up each new prompt);
 2. concurrency 1/8/32 (closed loop, fixed time window): requests/s and p99, non-streamed and
    streamed, and the best throughput whose p99 stays under ``--p99-bound-ms``.
 
@@ -28,10 +30,12 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,10 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "hello " * 50  # 300 characters: the streamed echo is ~77 chunks of 4 characters
+_RANDOM = random.Random(7)
+_WORDS = [
+    "".join(_RANDOM.choices(string.ascii_lowercase, k=_RANDOM.randint(3, 9))) for _ in range(5000)
+]
 MASTER_KEY = "sk-bench-" + "0123456789abcdef" * 4  # LiteLLM refuses to start without one
 _CONTENT = re.compile(rb'"content": ?"[^"]')  # a chunk carrying a token (not the empty role one)
 
@@ -190,13 +198,21 @@ def _headers() -> dict[str, str]:
     return {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
 
 
-def _body(stream: bool) -> bytes:
-    messages = [{"role": "user", "content": PROMPT}]
+def _unique_prompt() -> str:
+    """50 words drawn from 5,000 made-up ones: a prompt (and an echoed answer) never seen
+    before, as with real traffic, so the guard fingerprints and stores every answer."""
+    return " ".join(_RANDOM.choices(_WORDS, k=50))
+
+
+def _body(stream: bool, unique: bool = False) -> bytes:
+    messages = [{"role": "user", "content": _unique_prompt() if unique else PROMPT}]
     return json.dumps({"model": "fake-chat", "messages": messages, "stream": stream}).encode()
 
 
-async def _one(session: aiohttp.ClientSession, url: str, stream: bool, out: Sample) -> None:
-    body = _body(stream)
+async def _one(
+    session: aiohttp.ClientSession, url: str, stream: bool, out: Sample, unique: bool = False
+) -> None:
+    body = _body(stream, unique)
     start = time.perf_counter()
     first = None
     try:
@@ -221,10 +237,12 @@ async def _one(session: aiohttp.ClientSession, url: str, stream: bool, out: Samp
         out.first.append(first)
 
 
-async def sequential(session: aiohttp.ClientSession, url: str, n: int, stream: bool) -> Sample:
+async def sequential(
+    session: aiohttp.ClientSession, url: str, n: int, stream: bool, unique: bool = False
+) -> Sample:
     out = Sample()
     for _ in range(n):
-        await _one(session, url, stream, out)
+        await _one(session, url, stream, out, unique)
     return out
 
 
@@ -362,17 +380,20 @@ async def _run(args: argparse.Namespace, targets: list[Target], work: Path) -> N
                 await sequential(session, target.url, 20, stream)
         deadline = time.monotonic() + args.max_seconds
         rounds = 5
-        for stream in (False, True):
+        # The same prompt every time (caches warm), then a new one each time (real traffic).
+        for unique, stream in ((False, False), (False, True), (True, False), (True, True)):
             runs = {t.name: Sample() for t in targets}
             for _ in range(rounds):  # interleaved, so drift hits every target alike
                 for t in targets:
                     cpu = cpu_seconds(t.proc.pid)
-                    got = await sequential(session, t.url, max(1, args.n // rounds), stream)
+                    n = max(1, args.n // rounds)
+                    got = await sequential(session, t.url, n, stream, unique)
                     runs[t.name].cpu += cpu_seconds(t.proc.pid) - cpu
                     runs[t.name].total += got.total
                     runs[t.name].first += got.first
                     runs[t.name].errors += got.errors
-            _sequential_table("stream" if stream else "non-stream", runs, stream)
+            title = ("stream" if stream else "non-stream") + (", new prompts" if unique else "")
+            _sequential_table(title, runs, stream)
         levels = [int(c) for c in args.concurrency.split(",")]
         for stream in (False, True):
             if time.monotonic() > deadline:
