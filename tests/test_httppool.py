@@ -88,6 +88,13 @@ async def serving(reply: Reply, tls: ssl.SSLContext | None = None) -> AsyncItera
         listener.close()
 
 
+@pytest.fixture
+async def pool() -> AsyncIterator[HttpPool]:
+    client = HttpPool()
+    yield client
+    await client.aclose()
+
+
 async def echo(exchange: Exchange) -> None:
     await exchange.answer(200, b'{"echo": ' + exchange.body + b"}")
 
@@ -96,8 +103,7 @@ def _head(server: Server, **headers: str) -> bytes:
     return request_head(server.endpoint(), {"content-type": "application/json", **headers})
 
 
-async def test_posts_in_a_row_share_one_connection_and_send_the_head() -> None:
-    pool = HttpPool()
+async def test_posts_in_a_row_share_one_connection_and_send_the_head(pool: HttpPool) -> None:
     async with serving(echo) as server:
         for i in range(5):
             status, body = await pool.post(
@@ -105,7 +111,6 @@ async def test_posts_in_a_row_share_one_connection_and_send_the_head() -> None:
             )
             assert (status, body) == (200, b'{"echo": %d}' % i)
         head = server.exchanges[0].head.decode().lower()
-    await pool.aclose()
     assert server.connections == 1
     assert head.startswith("post /v1/chat/completions http/1.1\r\n")
     assert f"host: localhost:{server.port}\r\n" in head
@@ -122,15 +127,15 @@ async def test_posts_in_a_row_share_one_connection_and_send_the_head() -> None:
         (("connection: close", "content-length: 5"), b"plain", b"plain"),
     ],
 )
-async def test_bodies_are_decoded(headers: tuple[str, ...], raw: bytes, expected: bytes) -> None:
+async def test_bodies_are_decoded(
+    headers: tuple[str, ...], raw: bytes, expected: bytes, pool: HttpPool
+) -> None:
     async def reply(exchange: Exchange) -> None:
         await exchange.answer(200, raw, *headers)
 
-    pool = HttpPool()
     async with serving(reply) as server:
         for _ in range(2):  # the second one after the first's connection is settled
             assert await pool.post(server.endpoint(), _head(server), b"{}", 5) == (200, expected)
-    await pool.aclose()
 
 
 @pytest.mark.parametrize(
@@ -141,24 +146,21 @@ async def test_bodies_are_decoded(headers: tuple[str, ...], raw: bytes, expected
     ],
 )
 async def test_a_body_that_cannot_be_decoded_is_a_transport_error(
-    encoding: str, raw: bytes, error: str
+    encoding: str, raw: bytes, error: str, pool: HttpPool
 ) -> None:
     async def reply(exchange: Exchange) -> None:
         await exchange.answer(200, raw, f"content-encoding: {encoding}")
 
-    pool = HttpPool()
     async with serving(reply) as server:
         with pytest.raises(TransportError, match=error):
             await pool.post(server.endpoint(), _head(server), b"{}", 5)
-    await pool.aclose()
 
 
-async def test_a_body_without_length_ends_with_its_connection() -> None:
+async def test_a_body_without_length_ends_with_its_connection(pool: HttpPool) -> None:
     async def reply(exchange: Exchange) -> None:
         exchange.writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
         exchange.writer.close()
 
-    pool = HttpPool()
     async with serving(reply) as server:
         assert await pool.post(server.endpoint(), _head(server), b"{}", 5) == (
             200,
@@ -169,10 +171,9 @@ async def test_a_body_without_length_ends_with_its_connection() -> None:
             b"until the end",
         )
     assert server.connections == 2
-    await pool.aclose()
 
 
-async def test_a_connection_the_server_dropped_unanswered_is_replaced_once() -> None:
+async def test_a_connection_the_server_dropped_unanswered_is_replaced_once(pool: HttpPool) -> None:
     """The keep-alive race: the server closes an idle connection as the next request goes."""
 
     async def reply(exchange: Exchange) -> None:
@@ -181,48 +182,40 @@ async def test_a_connection_the_server_dropped_unanswered_is_replaced_once() -> 
             return
         await echo(exchange)
 
-    pool = HttpPool()
     async with serving(reply) as server:
         assert (await pool.post(server.endpoint(), _head(server), b"1", 5))[0] == 200
         assert await pool.post(server.endpoint(), _head(server), b"2", 5) == (200, b'{"echo": 2}')
     assert server.connections == 2
-    await pool.aclose()
 
 
-async def test_a_new_connection_dropped_unanswered_fails() -> None:
+async def test_a_new_connection_dropped_unanswered_fails(pool: HttpPool) -> None:
     async def reply(exchange: Exchange) -> None:
         exchange.writer.close()
 
-    pool = HttpPool()
     async with serving(reply) as server:
         with pytest.raises(TransportError, match="closed the connection"):
             await pool.post(server.endpoint(), _head(server), b"{}", 5)
     assert server.connections == 1  # not sent twice
-    await pool.aclose()
 
 
-async def test_a_half_sent_answer_fails_and_is_not_retried() -> None:
+async def test_a_half_sent_answer_fails_and_is_not_retried(pool: HttpPool) -> None:
     async def reply(exchange: Exchange) -> None:
         exchange.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort")
         exchange.writer.close()
 
-    pool = HttpPool()
     async with serving(reply) as server:
         with pytest.raises(TransportError):
             await pool.post(server.endpoint(), _head(server), b"{}", 5)
     assert server.connections == 1
-    await pool.aclose()
 
 
-async def test_malformed_http_is_a_transport_error() -> None:
+async def test_malformed_http_is_a_transport_error(pool: HttpPool) -> None:
     async def reply(exchange: Exchange) -> None:
         exchange.writer.write(b"SMTP ready\r\n\r\n")
 
-    pool = HttpPool()
     async with serving(reply) as server:
         with pytest.raises(TransportError, match="malformed HTTP"):
             await pool.post(server.endpoint(), _head(server), b"{}", 5)
-    await pool.aclose()
 
 
 async def test_nothing_listening_is_a_transport_error() -> None:
@@ -232,23 +225,23 @@ async def test_nothing_listening_is_a_transport_error() -> None:
         await HttpPool().post(endpoint, _head(server), b"{}", 5)
 
 
-async def test_a_timeout_closes_the_connection_and_the_next_call_opens_one() -> None:
+async def test_a_timeout_closes_the_connection_and_the_next_call_opens_one(pool: HttpPool) -> None:
     async def reply(exchange: Exchange) -> None:
         if len(server.exchanges) == 1:
             await asyncio.sleep(10)  # never answered in time
         else:
             await echo(exchange)
 
-    pool = HttpPool()
     async with serving(reply) as server:
         with pytest.raises(TimeoutError):
             await pool.post(server.endpoint(), _head(server), b"1", 0.2)
         assert await pool.post(server.endpoint(), _head(server), b"2", 5) == (200, b'{"echo": 2}')
     assert server.connections == 2
-    await pool.aclose()
 
 
-async def test_a_stream_comes_piece_by_piece_and_an_unfinished_one_is_not_reused() -> None:
+async def test_a_stream_comes_piece_by_piece_and_an_unfinished_one_is_not_reused(
+    pool: HttpPool,
+) -> None:
     go_on = asyncio.Event()
 
     async def reply(exchange: Exchange) -> None:
@@ -262,7 +255,6 @@ async def test_a_stream_comes_piece_by_piece_and_an_unfinished_one_is_not_reused
         await exchange.writer.drain()
         await asyncio.sleep(10)  # never finishes
 
-    pool = HttpPool()
     async with serving(reply) as server:
         response = await pool.open(server.endpoint(), _head(server), b"{}", 5)
         pieces = response.pieces(timeout=0.3)
@@ -276,16 +268,14 @@ async def test_a_stream_comes_piece_by_piece_and_an_unfinished_one_is_not_reused
         response.release()  # once only
         assert (await pool.post(server.endpoint(), _head(server), b"3", 5))[1] == b'{"echo": 3}'
     assert server.connections == 2
-    await pool.aclose()
 
 
-async def test_a_large_stream_read_slowly_arrives_whole() -> None:
+async def test_a_large_stream_read_slowly_arrives_whole(pool: HttpPool) -> None:
     blob = bytes(range(256)) * 16384  # 4 MiB, past the point where reading pauses
 
     async def reply(exchange: Exchange) -> None:
         await exchange.answer(200, blob)
 
-    pool = HttpPool()
     async with serving(reply) as server:
         response = await pool.open(server.endpoint(), _head(server), b"{}", 5)
         got = bytearray()
@@ -296,7 +286,6 @@ async def test_a_large_stream_read_slowly_arrives_whole() -> None:
         assert bytes(got) == blob
         assert (await pool.post(server.endpoint(), _head(server), b"{}", 5))[1] == blob
     assert server.connections == 1
-    await pool.aclose()
 
 
 async def test_no_more_connections_than_the_limit() -> None:
