@@ -324,15 +324,18 @@ def test_concurrent_writer_and_readers(tmp_path: Path) -> None:
 
 
 def test_memory_index_delta_merge_and_repack() -> None:
-    """Appends go to the delta, merge into main, and widen the packing as rows grow."""
+    """Appends go to the recent run, merge into the delta, then into main, and widen the
+    packing as rows grow; every posting stays findable through all of it."""
     rng = np.random.default_rng(0)
-    index = MemoryIndex(merge_fraction=0.5, min_delta=64)
+    index = MemoryIndex(merge_fraction=0.5, min_delta=64, recent_limit=25)
     postings: dict[int, set[int]] = {}
+    levels: set[tuple[bool, ...]] = set()  # which of main, delta, recent held keys
     for row in range(0, 3000, 3):
         hashes = np.unique(rng.integers(-(2**63), 2**63 - 1, size=10, dtype=np.int64))
         big_row = row if row < 2000 else row + (1 << 22)  # forces a repack
         index.append(hashes, np.full(len(hashes), big_row, dtype=np.int32))
         postings[big_row] = set(hashes.tolist())
+        levels.add(tuple(bool(len(run.keys)) for run in index._runs.all))
     assert index.compared_bits < 64 - 20
     for row in (0, 999, 1998, 2001 + (1 << 22), 2997 + (1 << 22)):
         query = np.array(sorted(postings[row]), dtype=np.int64)
@@ -340,6 +343,7 @@ def test_memory_index_delta_merge_and_repack() -> None:
         assert rows.tolist() == [row]
         assert counts.tolist() == [len(query)]
     assert len(index) == sum(len(v) for v in postings.values())
+    assert (True, True, True) in levels  # all three runs were in use at once
 
 
 def test_entries_are_normalised_to_sorted_unique() -> None:
