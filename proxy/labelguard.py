@@ -127,8 +127,8 @@ class LabelGuardHook:
         self.deny_mode = deny_mode
         self.approvals = approvals or Approvals()
         self.recorder = recorder or Recorder()
-        # Answers that have left but are not fingerprinted yet: labeling waits for them.
-        self._storing: set[asyncio.Future[None]] = set()
+        # Answers not fingerprinted yet: labeling waits for them.
+        self._storing: set[asyncio.Task[None]] = set()
         self._store_failure: BaseException | None = None
 
     # ------------------------------------------------------------ before
@@ -261,7 +261,7 @@ class LabelGuardHook:
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        self._remember_later(ctx, out, review.label, agent)
+        self._remember_later(out, review.label, agent)
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
@@ -278,41 +278,33 @@ class LabelGuardHook:
         self.recorder.admit()
 
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
-        try:
-            await self._remember_answer(ctx, outcome)
-        finally:
-            await self.recorder.record(ctx, outcome)
+        await self.recorder.record(ctx, outcome)
 
     # ------------------------------------------------------------ fingerprinting answers
     #
-    # An answer is fingerprinted with its label after it has left (``finish``), so that
-    # fingerprinting and its disk write (about a millisecond for a new text) are not in the
-    # client's wait. It is registered before it leaves, and labeling (of a chat request, of
-    # embeddings, of documents) first waits for every registered answer: a text relayed from
-    # an answer is always found, however soon it comes back. A failure fails closed: every
-    # later request is refused.
+    # An answer is fingerprinted with its label by a task started when its review is done.
+    # The task's first step comes at the request's first wait, once the answer is sent, and
+    # its work for a new text (about a millisecond, disk write included) is in a thread: it is
+    # not in the client's wait, and it does not wait for the client to read the answer.
+    # Labeling (of a chat request, of embeddings, of documents) first waits for every such
+    # task: a text relayed from an answer is always found, however soon it comes back. An
+    # answer that ends up not sent is fingerprinted all the same (a label is never lowered by
+    # that). A failure fails closed: every later request is refused.
 
-    def _remember_later(self, ctx: RequestContext, text: str, label: Label, agent: str) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._storing.add(done)
-        ctx.state[_TO_REMEMBER] = (text, label, agent, done)
+    def _remember_later(self, text: str, label: Label, agent: str) -> None:
+        task = asyncio.ensure_future(self._remember(text, label, agent))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
 
-    async def _remember_answer(self, ctx: RequestContext, outcome: Outcome) -> None:
-        pending = ctx.state.pop(_TO_REMEMBER, None)
-        if pending is None:
-            return
-        text, label, agent, done = pending
+    async def _remember(self, text: str, label: Label, agent: str) -> None:
         try:
-            # Only an answer that left; the store is thread-safe, and nothing is written
-            # when the same text with the same label is stored (an answer often comes again).
-            if outcome.status == "ok" and self.guard.needs_remembering(text, label):
+            # Nothing to write when the same text with the same label is stored (an answer
+            # often comes again): then no thread either. The store is thread-safe.
+            if self.guard.needs_remembering(text, label):
                 await asyncio.to_thread(self.guard.remember, text, label, source=agent)
         except Exception as exc:
-            log.exception("could not fingerprint the answer of request %s", ctx.request_id)
+            log.exception("could not fingerprint an answer of %s", agent)
             self._store_failure = self._store_failure or exc
-        finally:
-            self._storing.discard(done)
-            done.set_result(None)
 
     async def _answers_fingerprinted(self) -> None:
         if self._storing:
@@ -458,7 +450,6 @@ class DocumentIn(BaseModel):
 _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
-_TO_REMEMBER = "_answer_to_fingerprint"  # ctx.state: (text, label, agent, done) of the answer
 
 
 # ---------------------------------------------------------------- inputs

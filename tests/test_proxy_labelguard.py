@@ -5,6 +5,7 @@ Agents are told apart by ``X-Labelgate-Agent`` (no keys) or by per-agent API key
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -146,7 +147,6 @@ def test_an_answer_that_cannot_be_fingerprinted_stops_the_next_requests(
     monkeypatch.setattr(proxy.runtime.guard, "remember", broken)
     summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
     assert EVIL in summary  # it had left when the fingerprinting failed
-    monkeypatch.undo()  # even once the store works again: that answer is not findable
     with pytest.raises(openai.InternalServerError) as caught:
         mailer_turn(agent(proxy.url, "mailer"), summary)
     assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
@@ -509,3 +509,34 @@ def test_a_client_leaving_mid_stream_ends_it_at_once_and_is_recorded(
     assert row["status"] == "error"
     assert "the stream ended before the guard's verdict" in row["error"]
     assert row["duration_ms"] < 1500
+
+
+async def test_an_answer_is_fingerprinted_without_waiting_for_the_request_to_end(
+    tmp_path: Path,
+) -> None:
+    """Its fingerprint does not wait for ``finish`` (which waits for the client to read the
+    answer): a client that stops reading must not hold up every later labeling."""
+    from guard.engine import Guard
+    from guard.fingerprint import SQLiteFingerprintStore
+    from guard.policy import load_policy
+    from proxy.context import Caller, RequestContext
+    from proxy.labelguard import LabelGuardHook
+    from proxy.schemas import ChatCompletionRequest
+
+    policy = load_policy(POLICIES / "default.yaml")
+    store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
+    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+
+    def turn(text: str) -> tuple[RequestContext, ChatCompletionRequest]:
+        ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")
+        body = {"model": "m", "messages": [{"role": "tool", "content": text, "name": "fetch_url"}]}
+        return ctx, ChatCompletionRequest.model_validate(body)
+
+    ctx, request = turn(PAGE)
+    request = await hook.before_call(ctx, request)
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": PAGE}}]}
+    await hook.after_call(ctx, request, answer)  # the answer is about to leave; no finish
+    relayed_ctx, relayed = turn(f"A colleague wrote: {PAGE}")
+    await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=10)
+    assert store.lookup(PAGE), "the answer was fingerprinted before the next labeling"
+    store.close()
