@@ -35,6 +35,7 @@ import guard
 from guard.models import LOCAL_MODEL_NAME
 from guard.paths import DB_ENV
 from guard.tracing import TracingConfig
+from proxy.httppool import Endpoint
 
 ENV_PREFIX = "os.environ/"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -67,6 +68,13 @@ class LiteLLMParams(BaseModel):
     passthrough: bool | None = None  # None: decide from model and api_base
 
     _resolve = field_validator("api_key", "api_base")(resolve_env)
+
+    @field_validator("api_base")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            Endpoint.parse(value)  # raises ValueError naming the URL
+        return value
 
     def extra_params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})

@@ -22,7 +22,7 @@ from proxy.errors import ProxyError
 from proxy.httppool import Endpoint, HttpPool, TransportError, request_head
 
 Chunk = dict[str, Any]
-# The chunks that arrived together (one network read): sent on to the client in one write.
+# Chunks that arrived together (a network read, or its first part): sent on in one write.
 Batch = list[Chunk]
 Kind = Literal["timeout", "connection", "status", "garbage", "model"]
 # Client mistakes: another try or another deployment would fail the same way.
@@ -120,7 +120,8 @@ class PassthroughUpstream:
         return data
 
     async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Batch]:
-        # ``timeout`` bounds connecting and each read (a stalled stream), not the whole stream.
+        # ``timeout`` bounds connecting and the answer's head here; the router's ``_paced``
+        # bounds the wait for each batch after it (a stalled stream), not the whole stream.
         endpoint, head = self._routes["/chat/completions"]
         try:
             resp = await self._pool.open(endpoint, head, orjson.dumps(body), timeout)

@@ -53,6 +53,9 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"server\.bogus") as caught:
         parse_config({"server": {"bogus": 1}})
     assert "\n" not in str(caught.value)
+    no_scheme = {"model": "openai/x", "api_base": "localhost:8000/v1"}
+    with pytest.raises(ConfigError, match=r"litellm_params\.api_base.*not an http\(s\) URL"):
+        parse_config({"model_list": [{"model_name": "a", "litellm_params": no_scheme}]})
 
 
 def test_default_config_serves_the_local_model() -> None:
