@@ -329,3 +329,14 @@ def test_endpoints_parse_urls() -> None:
     assert Endpoint.parse("http://[::1]:8080").host_header == "[::1]:8080"
     with pytest.raises(ValueError, match="not an http"):
         Endpoint.parse("ftp://example.com")
+
+
+async def test_a_connection_idle_too_long_is_not_reused() -> None:
+    pool = HttpPool(idle_seconds=0.05)
+    async with serving(echo) as server:
+        await pool.post(server.endpoint(), _head(server), b"1", 5)
+        await pool.post(server.endpoint(), _head(server), b"2", 5)  # at once: reused
+        await asyncio.sleep(0.1)
+        await pool.post(server.endpoint(), _head(server), b"3", 5)  # idle 0.1 s: a new one
+    assert server.connections == 2
+    await pool.aclose()
