@@ -91,8 +91,8 @@ class Response:
         self.status = conn.status
         self.headers = conn.headers
 
-    async def read(self, timeout: float | None = None) -> bytes:
-        return b"".join([piece async for piece in self.pieces(timeout)])
+    async def read(self) -> bytes:
+        return b"".join([piece async for piece in self.pieces()])
 
     async def pieces(self, timeout: float | None = None) -> AsyncIterator[bytes]:
         """The body, one piece per network read; ``timeout`` bounds the wait for each."""
@@ -276,9 +276,10 @@ class HttpPool:
         self._ssl = tls  # None: the system's trusted authorities, on first https use
 
     async def post(
-        self, endpoint: Endpoint, head: bytes, body: bytes, timeout: float
+        self, endpoint: Endpoint, head: bytes, body: bytes, timeout: float | None = None
     ) -> tuple[int, bytes]:
-        """POST and read the whole answer, all within ``timeout`` seconds."""
+        """POST and read the whole answer, all within ``timeout`` seconds (None: the caller
+        bounds it)."""
         async with asyncio.timeout(timeout):
             response = await self._open(endpoint, head, body)
             try:
@@ -286,9 +287,12 @@ class HttpPool:
             finally:
                 response.release()
 
-    async def open(self, endpoint: Endpoint, head: bytes, body: bytes, timeout: float) -> Response:
-        """POST and wait for the answer's headers, within ``timeout`` seconds; the caller
-        reads the body (``pieces`` bounds each wait) and must ``release`` the response."""
+    async def open(
+        self, endpoint: Endpoint, head: bytes, body: bytes, timeout: float | None = None
+    ) -> Response:
+        """POST and wait for the answer's headers, within ``timeout`` seconds (None: the
+        caller bounds it); the caller reads the body (``pieces`` bounds each wait) and must
+        ``release`` the response."""
         async with asyncio.timeout(timeout):
             return await self._open(endpoint, head, body)
 

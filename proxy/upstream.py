@@ -81,6 +81,9 @@ def _is_completion(data: Any) -> bool:
 
 
 class PassthroughUpstream:
+    """``timeout`` goes unused here: the router bounds every call (``asyncio.timeout``) and
+    every wait for a stream's next batch (``_paced``), so the pool sets no timer of its own."""
+
     def __init__(self, pool: HttpPool, api_base: str, api_key: str | None) -> None:
         self._pool = pool
         base = Endpoint.parse(api_base)
@@ -92,12 +95,10 @@ class PassthroughUpstream:
             for path in ("/chat/completions", "/embeddings")
         }
 
-    async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any:
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
         endpoint, head = self._routes[path]
         try:
-            status, raw = await self._pool.post(endpoint, head, orjson.dumps(body), timeout)
-        except TimeoutError:
-            raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
+            status, raw = await self._pool.post(endpoint, head, orjson.dumps(body))
         except TransportError as exc:
             raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
         data = _json_or_none(raw)
@@ -108,32 +109,28 @@ class PassthroughUpstream:
         return data
 
     async def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        data = await self._post("/chat/completions", body, timeout)
+        data = await self._post("/chat/completions", body)
         if not _is_completion(data):
             raise UpstreamError("garbage", "upstream answered something that is not a completion")
         return data
 
     async def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        data = await self._post("/embeddings", body, timeout)
+        data = await self._post("/embeddings", body)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError("garbage", "upstream answered something that is not embeddings")
         return data
 
     async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Batch]:
-        # ``timeout`` bounds connecting and the answer's head here; the router's ``_paced``
-        # bounds the wait for each batch after it (a stalled stream), not the whole stream.
         endpoint, head = self._routes["/chat/completions"]
         try:
-            resp = await self._pool.open(endpoint, head, orjson.dumps(body), timeout)
-        except TimeoutError:
-            raise UpstreamError("timeout", f"upstream timed out after {timeout:g}s") from None
+            resp = await self._pool.open(endpoint, head, orjson.dumps(body))
         except TransportError as exc:
             raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
         try:
             if resp.status >= 400:
                 try:
-                    raw = await resp.read(timeout)
-                except (TimeoutError, TransportError):
+                    raw = await resp.read()
+                except TransportError:
                     raw = b""
                 raise UpstreamError(
                     "status",
@@ -141,8 +138,7 @@ class PassthroughUpstream:
                     status=resp.status,
                     body=_json_or_none(raw),
                 )
-            # No wait per read here: the router bounds the wait for each batch (``_paced``).
-            async for batch in _sse_batches(resp.pieces(), timeout):
+            async for batch in _sse_batches(resp.pieces()):
                 yield batch
         finally:
             resp.release()
@@ -184,7 +180,7 @@ def _shows_something(chunk: Chunk) -> bool:
     return False
 
 
-async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIterator[Batch]:
+async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
     """The JSON chunks of an OpenAI SSE stream, two batches per network read at most: its
     chunks up to the first that shows something (text or a refusal), at once, then the rest of
     the read together. One batch per read saves writes, but a read can hold a whole answer,
@@ -218,8 +214,6 @@ async def _sse_batches(pieces: AsyncIterator[bytes], timeout: float) -> AsyncIte
                 yield batch
         if _event(pending) is _DONE:  # a last line without its newline
             return
-    except TimeoutError:
-        raise UpstreamError("timeout", f"upstream stream stalled for {timeout:g}s") from None
     except TransportError as exc:
         raise UpstreamError("connection", f"upstream stream broke: {exc}") from None
     raise UpstreamError("connection", "upstream stream ended before [DONE]")

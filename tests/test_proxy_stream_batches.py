@@ -20,7 +20,7 @@ async def _pieces(reads: list[bytes]) -> AsyncIterator[bytes]:
 async def _collect(reads: list[bytes]) -> tuple[list[list[Any]], UpstreamError | None]:
     got: list[list[Any]] = []
     try:
-        async for batch in _sse_batches(_pieces(reads), 1.0):
+        async for batch in _sse_batches(_pieces(reads)):
             got.append(batch)
     except UpstreamError as exc:
         return got, exc
