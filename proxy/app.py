@@ -31,7 +31,13 @@ from proxy.httppool import HttpPool
 from proxy.router import Router, build_deployment
 from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from proxy.streaming import DONE, HeldStream, sse
-from proxy.upstream import Batch, ChatModelUpstream, LiteLLMUpstream, UpstreamError
+from proxy.upstream import (
+    Batch,
+    ChatModelUpstream,
+    LiteLLMUpstream,
+    UpstreamError,
+    WireBatch,
+)
 
 log = logging.getLogger("labelgate.proxy")
 T = TypeVar("T")
@@ -406,8 +412,16 @@ async def _close_rest(opened: tuple[Batch, AsyncIterator[Batch]]) -> None:
 
 
 def _passed(held: HeldStream, batch: Batch) -> bytes:
-    """The SSE bytes of what may go out now from ``batch``."""
-    return b"".join(sse(now) for chunk in batch if (now := held.feed(chunk)) is not None)
+    """The SSE bytes of what may go out now from ``batch``; a chunk that passes unchanged
+    goes out as the upstream wrote it, when it came off the wire."""
+    lines = batch.lines if isinstance(batch, WireBatch) else None
+    out = []
+    for i, chunk in enumerate(batch):
+        now = held.feed(chunk)
+        if now is None:
+            continue
+        out.append(b"data: " + lines[i] + b"\n\n" if now is chunk and lines else sse(now))
+    return b"".join(out)
 
 
 def _stream_response(

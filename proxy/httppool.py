@@ -154,6 +154,9 @@ class _Connection(asyncio.Protocol):
             if self.complete:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
+            if timeout is None:  # a stream's reader bounds its own waits (no timer per piece)
+                await self._waiter
+                continue
             async with asyncio.timeout(timeout):
                 await self._waiter
         piece = b"".join(self._ready) if len(self._ready) > 1 else self._ready[0]

@@ -24,6 +24,23 @@ from proxy.httppool import Endpoint, HttpPool, TransportError, request_head
 Chunk = dict[str, Any]
 # Chunks that arrived together (a network read, or its first part): sent on in one write.
 Batch = list[Chunk]
+
+
+class WireBatch(list[Chunk]):
+    """A batch read off the wire, with each chunk's JSON as the upstream sent it (``lines``),
+    so that a chunk passed on unchanged is not encoded a second time."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[bytes] = []
+
+    def add(self, chunk: Chunk, line: bytes) -> None:
+        self.append(chunk)
+        self.lines.append(line)
+
+
 Kind = Literal["timeout", "connection", "status", "garbage", "model"]
 # Client mistakes: another try or another deployment would fail the same way.
 _CLIENT_STATUSES = frozenset({400, 404, 413, 422})
@@ -154,11 +171,13 @@ def _json_or_none(raw: bytes) -> Any:
 _DONE = object()
 
 
-def _event(line: bytes) -> Any:
-    """The JSON chunk of one SSE line, ``_DONE``, or None for anything but a data line."""
-    if not line.startswith(b"data:"):
-        return None  # comments, event names, blank separators
-    data = line[5:].strip()
+def _data(line: bytes) -> bytes | None:
+    """The data of an SSE data line; None for comments, event names and blank separators."""
+    return line[5:].strip() if line.startswith(b"data:") else None
+
+
+def _event(data: bytes) -> Any:
+    """The JSON chunk of one SSE data field, or ``_DONE``."""
     if data == b"[DONE]":
         return _DONE
     try:
@@ -190,11 +209,14 @@ async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
     try:
         async for data in pieces:
             *lines, pending = (pending + data).split(b"\n")
-            batch: Batch = []
+            batch = WireBatch()
             early = True
             for line in lines:
+                field = _data(line)
+                if field is None:
+                    continue
                 try:
-                    event = _event(line)
+                    event = _event(field)
                 except UpstreamError:
                     if batch:  # the good chunks before a bad line still go out, as one by one
                         yield batch
@@ -203,16 +225,14 @@ async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
                     if batch:
                         yield batch
                     return
-                if event is None:
-                    continue
-                batch.append(event)
+                batch.add(event, field)
                 if early and _shows_something(event):
                     early = False
                     yield batch
-                    batch = []
+                    batch = WireBatch()
             if batch:
                 yield batch
-        if _event(pending) is _DONE:  # a last line without its newline
+        if _data(pending) == b"[DONE]":  # a last line without its newline
             return
     except TransportError as exc:
         raise UpstreamError("connection", f"upstream stream broke: {exc}") from None

@@ -4,12 +4,14 @@ and a bad line or a missing [DONE] still failing as before."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from proxy.upstream import UpstreamError, _sse_batches
+from proxy.router import _paced
+from proxy.upstream import UpstreamError, WireBatch, _sse_batches
 
 
 async def _pieces(reads: list[bytes]) -> AsyncIterator[bytes]:
@@ -65,3 +67,49 @@ async def test_good_chunks_before_a_bad_line_are_still_sent() -> None:
 async def test_broken_streams_fail(reads: list[bytes], kind: str) -> None:
     _, err = await _collect(reads)
     assert err is not None and err.kind == kind
+
+
+async def test_a_chunk_keeps_the_bytes_it_came_in() -> None:
+    got, _ = await _collect([b'data:{"a": 1}\n\ndata:  {"b":2}  \n\ndata: [DONE]\n\n'])
+    (batch,) = got
+    assert isinstance(batch, WireBatch)
+    assert batch == [{"a": 1}, {"b": 2}]
+    assert batch.lines == [b'{"a": 1}', b'{"b":2}']
+
+
+async def _spaced(gaps: list[float]) -> AsyncIterator[list[Any]]:
+    for n, gap in enumerate(gaps):
+        await asyncio.sleep(gap)
+        yield [n]
+
+
+async def _taken(chunks: AsyncIterator[list[Any]], pause: float = 0.0) -> list[Any]:
+    got = []
+    async for batch in chunks:
+        got += batch
+        await asyncio.sleep(pause)  # the client reading slowly: not the upstream's time
+    return got
+
+
+async def test_a_steady_stream_longer_than_the_timeout_is_not_stalled() -> None:
+    assert await _taken(_paced(_spaced([0.06] * 6), 0.1)) == list(range(6))
+
+
+async def test_a_slow_reader_does_not_make_a_stall() -> None:
+    assert await _taken(_paced(_spaced([0.0] * 3), 0.05), pause=0.12) == [0, 1, 2]
+
+
+async def test_a_stream_that_stops_coming_is_stalled_after_what_came() -> None:
+    got: list[Any] = []
+    with pytest.raises(UpstreamError, match=r"stalled after 0\.1s"):
+        async for batch in _paced(_spaced([0.0, 0.0, 5.0]), 0.1):
+            got += batch
+    assert got == [0, 1]
+
+
+async def test_a_cancel_from_outside_is_not_taken_for_a_stall() -> None:
+    task = asyncio.ensure_future(_taken(_paced(_spaced([0.0, 5.0]), 0.1)))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
