@@ -13,13 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from guard.fingerprint.store import FingerprintStore, LookupOptions, StoreBase, TextMeta
+from guard.fingerprint.store import (
+    FingerprintStore,
+    LookupOptions,
+    StoreBase,
+    TextMeta,
+    text_fingerprints,
+)
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
 from guard.policy import Decision, Policy, SinkFlow
@@ -181,6 +188,21 @@ class Guard:
         if store is None or not self._worth_storing(text, label):
             return False
         return not (isinstance(store, StoreBase) and store.stored_id(text, label) is not None)
+
+    def could_reidentify(self, stored: str, texts: Iterable[str]) -> bool:
+        """Could labeling ``texts`` find ``stored`` (once it is stored)? False only when they
+        share no fingerprint with it, since a match needs shared fingerprints: then nobody
+        labeling ``texts`` need wait for ``stored`` to be written. Both are fingerprinted
+        through the cache that labeling uses, so the work is not done twice."""
+        store = self.fingerprints
+        if store is None or not stored.strip():
+            return False
+        mine = text_fingerprints(stored, store.params)
+        return any(
+            np.intersect1d(mine, text_fingerprints(text, store.params), assume_unique=True).size
+            for text in texts
+            if text.strip()
+        )
 
     # ---------------------------------------------------------------- the prompt sink
 

@@ -47,7 +47,10 @@ class GuardRuntime:
         try:
             await asyncio.to_thread(self.writer.close)
         finally:
-            self.fingerprints.close()
+            try:
+                await self.hook.aclose()  # answers still being fingerprinted are stored
+            finally:
+                self.fingerprints.close()
 
 
 def build_runtime(

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Literal
 
@@ -127,8 +128,10 @@ class LabelGuardHook:
         self.deny_mode = deny_mode
         self.approvals = approvals or Approvals()
         self.recorder = recorder or Recorder()
-        # Answers not fingerprinted yet: labeling waits for them.
-        self._storing: set[asyncio.Task[None]] = set()
+        # Answers not fingerprinted yet (the task storing each, and its text), written by one
+        # thread in order: writers in parallel would only queue on the store's lock.
+        self._storing: dict[asyncio.Task[None], str] = {}
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="labelgate-fingerprints")
         self._store_failure: BaseException | None = None
 
     # ------------------------------------------------------------ before
@@ -137,9 +140,9 @@ class LabelGuardHook:
         self, ctx: RequestContext, request: ChatCompletionRequest
     ) -> ChatCompletionRequest:
         ext = self._extension(request.labelgate)
-        await self._answers_fingerprinted()
         ctx.state["extension"] = ext
         ctx.state["recipient"] = ext.recipient or ctx.caller.agent_id
+        await self._answers_fingerprinted([spec.text for spec in self._specs(ctx, request)])
         if not self.guard.screens_prompts and not ext.messages:
             # Nothing decides what is sent and no assertion can refuse the request: the inputs
             # are labeled while the upstream call is out (``pending``), or by ``after_call``.
@@ -169,10 +172,19 @@ class LabelGuardHook:
         agent = ctx.caller.agent_id
         items = [
             self.guard.label_input(spec, agent=agent, key=ext.key)
-            for spec in input_specs(request.messages, ext)
+            for spec in self._specs(ctx, request)
         ]
         ctx.state["items"] = items
         return items
+
+    def _specs(self, ctx: RequestContext, request: ChatCompletionRequest) -> list[InputSpec]:
+        """The request's input items, made once per request (screening makes a new one)."""
+        made: tuple[ChatCompletionRequest, list[InputSpec]] | None = ctx.state.get(_SPECS)
+        if made is not None and made[0] is request:
+            return made[1]
+        specs = input_specs(request.messages, ctx.state["extension"])
+        ctx.state[_SPECS] = (request, specs)
+        return specs
 
     def _inputs_labeled(
         self, ctx: RequestContext, request: ChatCompletionRequest, items: list[LabeledItem]
@@ -188,8 +200,8 @@ class LabelGuardHook:
 
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         """Embedded texts are inputs too: labeled (and re-identified) for the record."""
-        await self._answers_fingerprinted()
         texts = [request.input] if isinstance(request.input, str) else request.input
+        await self._answers_fingerprinted([text for text in texts if isinstance(text, str)])
         agent = ctx.caller.agent_id
         ctx.state["items"] = [
             self.guard.label_input(InputSpec(text=text), agent=agent)
@@ -287,29 +299,47 @@ class LabelGuardHook:
     # its work for a new text (about a millisecond, disk write included) is in a thread: it is
     # not in the client's wait, and it does not wait for the client to read the answer.
     # Labeling (of a chat request, of embeddings, of documents) first waits for every such
-    # task: a text relayed from an answer is always found, however soon it comes back. An
-    # answer that ends up not sent is fingerprinted all the same (a label is never lowered by
-    # that). A failure fails closed: every later request is refused.
+    # task whose answer shares a fingerprint with the texts to label: a text relayed from an
+    # answer is always found, however soon it comes back, and unrelated traffic (other
+    # agents, new conversations) does not queue behind every answer being written. An answer
+    # that ends up not sent is fingerprinted all the same (a label is never lowered by that).
+    # A failure fails closed: every later request is refused.
 
     def _remember_later(self, text: str, label: Label, agent: str) -> None:
         task = asyncio.ensure_future(self._remember(text, label, agent))
-        self._storing.add(task)
-        task.add_done_callback(self._storing.discard)
+        self._storing[task] = text
+        task.add_done_callback(self._stored)
+
+    def _stored(self, task: asyncio.Task[None]) -> None:
+        self._storing.pop(task, None)
 
     async def _remember(self, text: str, label: Label, agent: str) -> None:
         try:
             # Nothing to write when the same text with the same label is stored (an answer
             # often comes again): then no thread either. The store is thread-safe.
             if self.guard.needs_remembering(text, label):
-                await asyncio.to_thread(self.guard.remember, text, label, source=agent)
+                remember = partial(self.guard.remember, text, label, source=agent)
+                await asyncio.get_running_loop().run_in_executor(self._writer, remember)
         except Exception as exc:
             log.exception("could not fingerprint an answer of %s", agent)
             self._store_failure = self._store_failure or exc
 
-    async def _answers_fingerprinted(self) -> None:
+    async def _answers_fingerprinted(self, texts: list[str]) -> None:
+        """Once the answers being fingerprinted that labeling ``texts`` could find are stored."""
+        if len(self._storing) >= _MAX_STORING:  # the writer is behind: everyone waits
+            await asyncio.wait(list(self._storing))
+        elif self._storing:
+            found = self.guard.could_reidentify
+            waits = [task for task, answer in self._storing.items() if found(answer, texts)]
+            if waits:
+                await asyncio.wait(waits)
+        self._check_store()
+
+    async def aclose(self) -> None:
+        """Once every answer being fingerprinted is stored, the writer thread ends."""
         if self._storing:
             await asyncio.wait(list(self._storing))
-        self._check_store()
+        self._writer.shutdown()
 
     def _check_store(self) -> None:
         if self._store_failure is not None:
@@ -394,7 +424,7 @@ class LabelGuardHook:
         self, documents: list[DocumentIn], ctx: RequestContext
     ) -> list[dict[str, Any]]:
         """Label documents (source rules, annotation checks) and fingerprint them, no model."""
-        await self._answers_fingerprinted()
+        await self._answers_fingerprinted([doc.text for doc in documents])
         caller = ctx.caller
         out: list[dict[str, Any]] = []
         items: list[LabeledItem] = []
@@ -450,6 +480,10 @@ class DocumentIn(BaseModel):
 _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_format"}
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
+_SPECS = "_input_specs"  # ctx.state: (request, its input items)
+# Answers waiting for the fingerprint writer before every labeling waits for them all: the
+# writer keeps up, and a request checks its texts against a few pending answers at most.
+_MAX_STORING = 8
 
 
 # ---------------------------------------------------------------- inputs

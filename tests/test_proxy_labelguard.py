@@ -544,3 +544,63 @@ async def test_an_answer_is_fingerprinted_without_waiting_for_the_request_to_end
     await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=10)
     assert store.lookup(PAGE), "the answer was fingerprinted before the next labeling"
     store.close()
+
+
+async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an answer is being stored, a request relaying it waits (and finds it); one that
+    shares no fingerprint with it does not wait: no match could come of the wait."""
+    from guard.engine import Guard
+    from guard.fingerprint import SQLiteFingerprintStore
+    from guard.policy import load_policy
+    from proxy.context import Caller, RequestContext
+    from proxy.labelguard import LabelGuardHook
+    from proxy.schemas import ChatCompletionRequest
+
+    class SlowStore(SQLiteFingerprintStore):
+        def add_many(self, entries: Any) -> int:
+            time.sleep(1.0)  # in the hook's thread: the answer stays pending a second
+            return super().add_many(entries)
+
+    policy = load_policy(POLICIES / "default.yaml")
+    store = SlowStore(tmp_path / "fp.db", policy.lattice)
+    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+
+    def turn(text: str, role: str = "user") -> tuple[RequestContext, ChatCompletionRequest]:
+        ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")
+        body = {"model": "m", "messages": [{"role": role, "content": text, "name": "fetch_url"}]}
+        return ctx, ChatCompletionRequest.model_validate(body)
+
+    ctx, request = turn(PAGE, role="tool")
+    request = await hook.before_call(ctx, request)
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": PAGE}}]}
+    await hook.after_call(ctx, request, answer)
+
+    other_ctx, other = turn("Please list the three largest moons of Jupiter by diameter.")
+    await asyncio.wait_for(hook.before_call(other_ctx, other), timeout=0.5)
+    assert store.lookup(PAGE) == [], "the unrelated request did not wait for the store"
+
+    relayed_ctx, relayed = turn(f"A colleague wrote: {PAGE}")
+    await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=10)
+    assert store.lookup(PAGE), "the relaying request waited until the answer was stored"
+    hook.pending(relayed_ctx)()  # type: ignore[misc]  # its labeling, done while upstream
+    (item,) = relayed_ctx.state["items"]
+    assert item.label.to_dict()["integrity"] == "untrusted"  # re-identified as the page
+
+    # When the writer falls behind, every request waits (here: behind by one answer).
+    monkeypatch.setattr("proxy.labelguard._MAX_STORING", 1)
+    answer["choices"][0]["message"]["content"] = "Another page, about lakes: " + PAGE[::-1]
+    await hook.after_call(relayed_ctx, relayed, answer)
+    late_ctx, late = turn("What is the boiling point of water at the top of Everest?")
+    waited = time.monotonic()
+    await hook.before_call(late_ctx, late)
+    assert time.monotonic() - waited > 0.5
+
+    # Closing stores what is still pending before the store may close.
+    third = "A third answer lists the ferries crossing the northern delta and their hours."
+    answer["choices"][0]["message"]["content"] = third
+    await hook.after_call(late_ctx, late, answer)
+    await hook.aclose()
+    assert store.lookup(third)
+    store.close()
