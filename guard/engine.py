@@ -15,18 +15,21 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from guard.fingerprint.store import (
+    Entry,
     FingerprintStore,
     LookupOptions,
     StoreBase,
     TextMeta,
+    content_id,
     text_fingerprints,
 )
+from guard.fingerprint.winnow import WinnowParams
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
 from guard.policy import Decision, Policy, SinkFlow
@@ -177,6 +180,21 @@ class Guard:
             return None
         return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
 
+    def remember_many(
+        self, texts: Sequence[tuple[str, Label, str | None]], *, kind: ItemKind = ItemKind.OUTPUT
+    ) -> int:
+        """``remember`` for several (text, label, source), in one write; how many were new."""
+        store = self.fingerprints
+        if store is None:
+            return 0
+        entries = []
+        for text, label, source in texts:
+            if self._worth_storing(text, label):
+                fps = text_fingerprints(text, store.params)
+                meta = TextMeta(kind=kind, source=source)
+                entries.append(Entry(content_id(fps, label), fps, label, meta))
+        return store.add_many(entries) if entries else 0
+
     def _worth_storing(self, text: str, label: Label) -> bool:
         return bool(text.strip()) and not label.flows_to(self.lattice.bottom)
 
@@ -197,12 +215,8 @@ class Guard:
         store = self.fingerprints
         if store is None or not stored.strip():
             return False
-        mine = text_fingerprints(stored, store.params)
-        return any(
-            np.intersect1d(mine, text_fingerprints(text, store.params), assume_unique=True).size
-            for text in texts
-            if text.strip()
-        )
+        mine = _fingerprint_set(stored, store.params)
+        return any(not mine.isdisjoint(_fingerprint_set(text, store.params)) for text in texts)
 
     # ---------------------------------------------------------------- the prompt sink
 
@@ -360,6 +374,12 @@ def _rendered_output(text: str, tool_calls: Sequence[ToolCallSpec]) -> str:
         for tc in tool_calls
     ]
     return "\n".join([text, *calls]).strip()
+
+
+@lru_cache(maxsize=1024)
+def _fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
+    # a set: an overlap test is a fraction of a microsecond (np.intersect1d: about 10 us)
+    return frozenset(text_fingerprints(text, params).tolist())
 
 
 def _cache_key(call: LLMCall, output: str) -> str:

@@ -16,7 +16,6 @@ import copy
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Literal
 
@@ -31,7 +30,7 @@ from guard.engine import (
     parse_arguments,
 )
 from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import Label, LabelSpec, Lattice
+from guard.labels import LabelSpec, Lattice
 from guard.models import ChatResult, Message
 from guard.policy import Action, Decision, SinkFlow, redact_value
 from guard.policy.spec import SinkKind, SourceKind
@@ -41,6 +40,7 @@ from proxy.context import RequestContext
 from proxy.errors import bad_request, guard_error
 from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDenied
 from proxy.recording import Recorder, targets
+from proxy.remembering import AnswerFingerprints
 from proxy.router import Router
 from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from proxy.screening import EAGER_KEY, message_positions, screen_request
@@ -128,11 +128,7 @@ class LabelGuardHook:
         self.deny_mode = deny_mode
         self.approvals = approvals or Approvals()
         self.recorder = recorder or Recorder()
-        # Answers not fingerprinted yet (the task storing each, and its text), written by one
-        # thread in order: writers in parallel would only queue on the store's lock.
-        self._storing: dict[asyncio.Task[None], str] = {}
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="labelgate-fingerprints")
-        self._store_failure: BaseException | None = None
+        self.answers = AnswerFingerprints(guard)
 
     # ------------------------------------------------------------ before
 
@@ -273,7 +269,7 @@ class LabelGuardHook:
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        self._remember_later(out, review.label, agent)
+        self.answers.add(out, review.label, agent)
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
@@ -293,58 +289,20 @@ class LabelGuardHook:
         await self.recorder.record(ctx, outcome)
 
     # ------------------------------------------------------------ fingerprinting answers
-    #
-    # An answer is fingerprinted with its label by a task started when its review is done.
-    # The task's first step comes at the request's first wait, once the answer is sent, and
-    # its work for a new text (about a millisecond, disk write included) is in a thread: it is
-    # not in the client's wait, and it does not wait for the client to read the answer.
-    # Labeling (of a chat request, of embeddings, of documents) first waits for every such
-    # task whose answer shares a fingerprint with the texts to label: a text relayed from an
-    # answer is always found, however soon it comes back, and unrelated traffic (other
-    # agents, new conversations) does not queue behind every answer being written. An answer
-    # that ends up not sent is fingerprinted all the same (a label is never lowered by that).
-    # A failure fails closed: every later request is refused.
-
-    def _remember_later(self, text: str, label: Label, agent: str) -> None:
-        task = asyncio.ensure_future(self._remember(text, label, agent))
-        self._storing[task] = text
-        task.add_done_callback(self._stored)
-
-    def _stored(self, task: asyncio.Task[None]) -> None:
-        self._storing.pop(task, None)
-
-    async def _remember(self, text: str, label: Label, agent: str) -> None:
-        try:
-            # Nothing to write when the same text with the same label is stored (an answer
-            # often comes again): then no thread either. The store is thread-safe.
-            if self.guard.needs_remembering(text, label):
-                remember = partial(self.guard.remember, text, label, source=agent)
-                await asyncio.get_running_loop().run_in_executor(self._writer, remember)
-        except Exception as exc:
-            log.exception("could not fingerprint an answer of %s", agent)
-            self._store_failure = self._store_failure or exc
 
     async def _answers_fingerprinted(self, texts: list[str]) -> None:
-        """Once the answers being fingerprinted that labeling ``texts`` could find are stored."""
-        if len(self._storing) >= _MAX_STORING:  # the writer is behind: everyone waits
-            await asyncio.wait(list(self._storing))
-        elif self._storing:
-            found = self.guard.could_reidentify
-            waits = [task for task, answer in self._storing.items() if found(answer, texts)]
-            if waits:
-                await asyncio.wait(waits)
+        """Once the answers being fingerprinted that labeling ``texts`` could find are stored
+        (proxy.remembering); fails closed when one could not be."""
+        await self.answers.settled(texts)
         self._check_store()
 
     async def aclose(self) -> None:
-        """Once every answer being fingerprinted is stored, the writer thread ends."""
-        if self._storing:
-            await asyncio.wait(list(self._storing))
-        self._writer.shutdown()
+        await self.answers.aclose()
 
     def _check_store(self) -> None:
-        if self._store_failure is not None:
+        if self.answers.failure is not None:
             raise guard_error(
-                f"the guard could not fingerprint an earlier answer: {self._store_failure}"
+                f"the guard could not fingerprint an earlier answer: {self.answers.failure}"
             )
 
     def _propagator_for(self, request: ChatCompletionRequest) -> Propagator | None:
@@ -481,9 +439,6 @@ _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_form
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 _SPECS = "_input_specs"  # ctx.state: (request, its input items)
-# Answers waiting for the fingerprint writer before every labeling waits for them all: the
-# writer keeps up, and a request checks its texts against a few pending answers at most.
-_MAX_STORING = 8
 
 
 # ---------------------------------------------------------------- inputs

@@ -121,13 +121,13 @@ def test_an_answer_is_fingerprinted_after_it_leaves_and_before_the_next_labeling
     mailer relaying it at once is labeled only once the fingerprint is in, so still denied."""
     proxy = start_guarded(passthrough_config(fake_url))
     guard = proxy.runtime.guard
-    remember = guard.remember
+    remember = guard.remember_many
 
     def slow_remember(*args: Any, **kwargs: Any) -> Any:
         time.sleep(1.0)
         return remember(*args, **kwargs)
 
-    monkeypatch.setattr(guard, "remember", slow_remember)
+    monkeypatch.setattr(guard, "remember_many", slow_remember)
     started = time.perf_counter()
     summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
     assert time.perf_counter() - started < 0.9  # not waiting for the fingerprint
@@ -144,7 +144,7 @@ def test_an_answer_that_cannot_be_fingerprinted_stops_the_next_requests(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OSError("disk I/O error")
 
-    monkeypatch.setattr(proxy.runtime.guard, "remember", broken)
+    monkeypatch.setattr(proxy.runtime.guard, "remember_many", broken)
     summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
     assert EVIL in summary  # it had left when the fingerprinting failed
     with pytest.raises(openai.InternalServerError) as caught:
@@ -589,7 +589,7 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
     assert item.label.to_dict()["integrity"] == "untrusted"  # re-identified as the page
 
     # When the writer falls behind, every request waits (here: behind by one answer).
-    monkeypatch.setattr("proxy.labelguard._MAX_STORING", 1)
+    monkeypatch.setattr(hook.answers, "_max_pending", 1)
     answer["choices"][0]["message"]["content"] = "Another page, about lakes: " + PAGE[::-1]
     await hook.after_call(relayed_ctx, relayed, answer)
     late_ctx, late = turn("What is the boiling point of water at the top of Everest?")
@@ -603,4 +603,39 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
     await hook.after_call(late_ctx, late, answer)
     await hook.aclose()
     assert store.lookup(third)
+    store.close()
+
+
+async def test_answers_waiting_for_the_writer_are_stored_together(tmp_path: Path) -> None:
+    """One writer, in order: what queued up while it wrote goes in one transaction."""
+    from guard.engine import Guard
+    from guard.fingerprint import SQLiteFingerprintStore
+    from guard.policy import load_policy
+    from proxy.remembering import AnswerFingerprints
+
+    batches: list[int] = []
+
+    class SlowStore(SQLiteFingerprintStore):
+        def add_many(self, entries: Any) -> int:
+            entries = list(entries)
+            batches.append(len(entries))
+            time.sleep(0.3)
+            return super().add_many(entries)
+
+    policy = load_policy(POLICIES / "default.yaml")
+    store = SlowStore(tmp_path / "fp.db", policy.lattice)
+    guard = Guard(policy, fingerprints=store)
+    answers = AnswerFingerprints(guard)
+    web = policy.lattice.parse({"integrity": "untrusted", "sources": ["tool:fetch_url"]})
+    texts = [
+        f"Answer number {n}: the ferry to island {n} leaves at {n} o'clock sharp." for n in range(4)
+    ]
+    answers.add(texts[0], web, "a")
+    await asyncio.sleep(0.1)  # the writer has taken the first one
+    for text in texts[1:]:
+        answers.add(text, web, "a")
+    await answers.settled(texts)
+    assert batches == [1, 3]
+    assert all(store.lookup(text) for text in texts)
+    await answers.aclose()
     store.close()

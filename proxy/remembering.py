@@ -1,0 +1,104 @@
+"""Answers fingerprinted with their labels, off the client's wait.
+
+An answer is fingerprinted with its label once its verdict is in, so that it keeps its label
+when it comes back as an input: relayed by another agent, or resent with a conversation.
+
+- Registering an answer (``add``) is all that happens before it leaves; its text is
+  fingerprinted at the loop's next turn, and stored by one writer thread, in order, as many
+  answers per transaction as are waiting (a transaction's fixed cost, about 0.3 ms here, is
+  then paid once for all of them).
+- Labeling waits (``settled``) for the pending answers it could find: those sharing a
+  fingerprint with its texts, since a match needs one. When the writer falls behind
+  (``max_pending`` answers), everybody waits for all of them.
+- An answer that ends up not sent is stored all the same (a label is never lowered by that).
+- A failure is kept in ``failure``: the guard then refuses every later request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from guard.engine import Guard
+from guard.labels import Label
+
+log = logging.getLogger("labelgate.proxy")
+
+_Queued = tuple[str, Label, str, "asyncio.Future[None]"]
+
+
+class AnswerFingerprints:
+    def __init__(self, guard: Guard, *, max_pending: int = 8) -> None:
+        self._guard = guard
+        self._max_pending = max_pending
+        self._pending: dict[asyncio.Future[None], str] = {}  # settled when stored, with text
+        self._queue: list[_Queued] = []
+        self._writing = False
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="labelgate-fingerprints")
+        self.failure: BaseException | None = None
+
+    def add(self, text: str, label: Label, agent: str) -> None:
+        """Register an answer as pending (on the loop: requests see it from now on)."""
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[None] = loop.create_future()
+        self._pending[stored] = text
+        stored.add_done_callback(self._settle)
+        loop.call_soon(self._enqueue, text, label, agent, stored)
+
+    async def settled(self, texts: list[str]) -> None:
+        """Once the pending answers that labeling ``texts`` could find are stored."""
+        if len(self._pending) >= self._max_pending:
+            waits = list(self._pending)
+        else:
+            found = self._guard.could_reidentify
+            waits = [stored for stored, answer in self._pending.items() if found(answer, texts)]
+        if waits:
+            await asyncio.wait(waits)
+
+    async def aclose(self) -> None:
+        """Once every pending answer is stored, the writer thread ends."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        self._writer.shutdown()
+
+    def _settle(self, stored: asyncio.Future[None]) -> None:
+        self._pending.pop(stored, None)
+
+    def _enqueue(self, text: str, label: Label, agent: str, stored: asyncio.Future[None]) -> None:
+        try:
+            # Nothing to write when the same text with the same label is stored (an answer
+            # often comes again): then no thread either.
+            needed = self._guard.needs_remembering(text, label)
+        except Exception as exc:
+            self._failed(exc, 1)
+            needed = False
+        if not needed:
+            stored.set_result(None)
+            return
+        self._queue.append((text, label, agent, stored))
+        if not self._writing:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        batch, self._queue = self._queue, []
+        self._writing = True
+        texts = [(text, label, agent) for text, label, agent, _ in batch]
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._writer, self._guard.remember_many, texts)
+        job.add_done_callback(partial(self._written, batch))
+
+    def _written(self, batch: list[_Queued], job: asyncio.Future[int]) -> None:
+        self._writing = False
+        error = asyncio.CancelledError() if job.cancelled() else job.exception()
+        if error is not None:
+            self._failed(error, len(batch))
+        for *_, stored in batch:
+            stored.set_result(None)
+        if self._queue:
+            self._write_next()
+
+    def _failed(self, error: BaseException, count: int) -> None:
+        log.error("could not fingerprint %d answer(s): %r", count, error, exc_info=error)
+        self.failure = self.failure or error
