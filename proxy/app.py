@@ -255,18 +255,44 @@ async def _during(
     work = pending(ctx) if pending is not None else None
     if work is None:
         return await call
-    task = asyncio.ensure_future(call)
-    await asyncio.sleep(0)  # the call sends its request first
+    caller = asyncio.current_task()
+    assert caller is not None
+    failed: list[BaseException] = []
+    ran = answered = False
+
+    def run() -> None:
+        nonlocal ran
+        ran = True
+        try:
+            work()
+        except Exception as exc:
+            failed.append(exc)
+            if not answered:
+                caller.cancel()  # lands inside the call, which closes what it opened
+
+    # At the loop's next turn the call has sent its request and waits for the answer: the
+    # work runs then, with no task for the call (a task cost a loop turn before the send).
+    scheduled = asyncio.get_running_loop().call_soon(run)
     try:
-        work()
-    except Exception:
-        log.exception("guard failed while labeling request %s", ctx.request_id)
-        task.cancel()
-        await asyncio.wait([task])
-        if discard is not None and not task.cancelled() and task.exception() is None:
-            await discard(task.result())
+        result: T | None = await call
+    except asyncio.CancelledError:
+        scheduled.cancel()
+        if not failed or caller.uncancel() > 0:
+            raise
+        result = None
+    except BaseException:
+        scheduled.cancel()
+        raise
+    answered = True
+    if not ran:  # answered without waiting: the work is done now, still before the answer
+        scheduled.cancel()
+        run()
+    if failed:
+        log.error("guard failed while labeling request %s", ctx.request_id, exc_info=failed[0])
+        if result is not None and discard is not None:
+            await discard(result)
         raise guard_error("the guard failed while checking the request") from None
-    return await task
+    return result  # type: ignore[return-value]
 
 
 async def finish_request(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:

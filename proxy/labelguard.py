@@ -138,7 +138,7 @@ class LabelGuardHook:
         ext = self._extension(request.labelgate)
         ctx.state["extension"] = ext
         ctx.state["recipient"] = ext.recipient or ctx.caller.agent_id
-        await self._answers_fingerprinted([spec.text for spec in self._specs(ctx, request)])
+        await self._answers_fingerprinted(lambda: [spec.text for spec in self._specs(ctx, request)])
         if not self.guard.screens_prompts and not ext.messages:
             # Nothing decides what is sent and no assertion can refuse the request: the inputs
             # are labeled while the upstream call is out (``pending``), or by ``after_call``.
@@ -197,7 +197,7 @@ class LabelGuardHook:
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         """Embedded texts are inputs too: labeled (and re-identified) for the record."""
         texts = [request.input] if isinstance(request.input, str) else request.input
-        await self._answers_fingerprinted([text for text in texts if isinstance(text, str)])
+        await self._answers_fingerprinted(lambda: [text for text in texts if isinstance(text, str)])
         agent = ctx.caller.agent_id
         ctx.state["items"] = [
             self.guard.label_input(InputSpec(text=text), agent=agent)
@@ -290,9 +290,9 @@ class LabelGuardHook:
 
     # ------------------------------------------------------------ fingerprinting answers
 
-    async def _answers_fingerprinted(self, texts: list[str]) -> None:
-        """Once the answers being fingerprinted that labeling ``texts`` could find are stored
-        (proxy.remembering); fails closed when one could not be."""
+    async def _answers_fingerprinted(self, texts: Callable[[], list[str]]) -> None:
+        """Once the answers being fingerprinted that labeling ``texts()`` could find are
+        stored (proxy.remembering); fails closed when one could not be."""
         await self.answers.settled(texts)
         self._check_store()
 
@@ -382,7 +382,7 @@ class LabelGuardHook:
         self, documents: list[DocumentIn], ctx: RequestContext
     ) -> list[dict[str, Any]]:
         """Label documents (source rules, annotation checks) and fingerprint them, no model."""
-        await self._answers_fingerprinted([doc.text for doc in documents])
+        await self._answers_fingerprinted(lambda: [doc.text for doc in documents])
         caller = ctx.caller
         out: list[dict[str, Any]] = []
         items: list[LabeledItem] = []

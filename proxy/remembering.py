@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -47,13 +48,16 @@ class AnswerFingerprints:
         stored.add_done_callback(self._settle)
         loop.call_soon(self._enqueue, text, label, agent, stored)
 
-    async def settled(self, texts: list[str]) -> None:
-        """Once the pending answers that labeling ``texts`` could find are stored."""
+    async def settled(self, texts: Callable[[], list[str]]) -> None:
+        """Once the pending answers that labeling ``texts()`` could find are stored (the
+        texts are asked for only when some answer is pending)."""
+        if not self._pending:
+            return
         if len(self._pending) >= self._max_pending:
             waits = list(self._pending)
         else:
-            found = self._guard.could_reidentify
-            waits = [stored for stored, answer in self._pending.items() if found(answer, texts)]
+            found, labeled = self._guard.could_reidentify, texts()
+            waits = [stored for stored, answer in self._pending.items() if found(answer, labeled)]
         if waits:
             await asyncio.wait(waits)
 

@@ -343,6 +343,27 @@ def test_store_failure_fails_closed(
     assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_labeling_failure_abandons_the_upstream_call_at_once(
+    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Inputs are labeled while the call is out; when that fails, the request fails closed
+    without waiting for the (slow) upstream's answer."""
+    proxy = start_guarded(passthrough_config(fake_url, timeout=10))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(proxy.runtime.fingerprints, "lookup", broken)
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as caught:
+        agent(proxy.url, "mailer").chat.completions.create(
+            model="fake-slow", messages=[{"role": "user", "content": TRUSTED_NOTE}], stream=stream
+        )
+    assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+    assert time.monotonic() - started < 1.5  # the upstream takes 2 s to answer
+
+
 def test_record_failure_stops_the_next_answer(
     start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -634,7 +655,7 @@ async def test_answers_waiting_for_the_writer_are_stored_together(tmp_path: Path
     await asyncio.sleep(0.1)  # the writer has taken the first one
     for text in texts[1:]:
         answers.add(text, web, "a")
-    await answers.settled(texts)
+    await answers.settled(lambda: texts)
     assert batches == [1, 3]
     assert all(store.lookup(text) for text in texts)
     await answers.aclose()
