@@ -45,7 +45,6 @@ class AnswerFingerprints:
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[None] = loop.create_future()
         self._pending[stored] = text
-        stored.add_done_callback(self._settle)
         loop.call_soon(self._enqueue, text, label, agent, stored)
 
     async def settled(self, texts: Callable[[], list[str]]) -> None:
@@ -67,8 +66,11 @@ class AnswerFingerprints:
             await asyncio.wait(list(self._pending))
         self._writer.shutdown()
 
-    def _settle(self, stored: asyncio.Future[None]) -> None:
+    def _stored(self, stored: asyncio.Future[None]) -> None:
+        # Out of the pending set at once (a done callback would leave it there for a loop
+        # turn, and a request arriving meanwhile would wait that turn for nothing).
         self._pending.pop(stored, None)
+        stored.set_result(None)
 
     def _enqueue(self, text: str, label: Label, agent: str, stored: asyncio.Future[None]) -> None:
         try:
@@ -79,7 +81,7 @@ class AnswerFingerprints:
             self._failed(exc, 1)
             needed = False
         if not needed:
-            stored.set_result(None)
+            self._stored(stored)
             return
         self._queue.append((text, label, agent, stored))
         if not self._writing:
@@ -99,7 +101,7 @@ class AnswerFingerprints:
         if error is not None:
             self._failed(error, len(batch))
         for *_, stored in batch:
-            stored.set_result(None)
+            self._stored(stored)
         if self._queue:
             self._write_next()
 
