@@ -15,7 +15,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -27,9 +26,9 @@ from guard.fingerprint.store import (
     StoreBase,
     TextMeta,
     content_id,
+    text_fingerprint_set,
     text_fingerprints,
 )
-from guard.fingerprint.winnow import WinnowParams
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
 from guard.policy import Decision, Policy, SinkFlow
@@ -211,12 +210,12 @@ class Guard:
         """Could labeling ``texts`` find ``stored`` (once it is stored)? False only when they
         share no fingerprint with it, since a match needs shared fingerprints: then nobody
         labeling ``texts`` need wait for ``stored`` to be written. Both are fingerprinted
-        through the cache that labeling uses, so the work is not done twice."""
+        through the cache that labeling uses, so the winnowing is not done twice."""
         store = self.fingerprints
         if store is None or not stored.strip():
             return False
-        mine = _fingerprint_set(stored, store.params)
-        return any(not mine.isdisjoint(_fingerprint_set(text, store.params)) for text in texts)
+        mine = text_fingerprint_set(stored, store.params)
+        return any(not mine.isdisjoint(text_fingerprint_set(t, store.params)) for t in texts)
 
     # ---------------------------------------------------------------- the prompt sink
 
@@ -374,12 +373,6 @@ def _rendered_output(text: str, tool_calls: Sequence[ToolCallSpec]) -> str:
         for tc in tool_calls
     ]
     return "\n".join([text, *calls]).strip()
-
-
-@lru_cache(maxsize=1024)
-def _fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
-    # a set: an overlap test is a fraction of a microsecond (np.intersect1d: about 10 us)
-    return frozenset(text_fingerprints(text, params).tolist())
 
 
 def _cache_key(call: LLMCall, output: str) -> str:

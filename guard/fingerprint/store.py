@@ -51,6 +51,19 @@ def text_fingerprints(text: str, params: WinnowParams) -> Fingerprints:
     return _cached_fingerprint(text, params)
 
 
+@lru_cache(maxsize=1024)
+def _cached_fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
+    return frozenset(text_fingerprints(text, params).tolist())
+
+
+def text_fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
+    """``text_fingerprints`` as a set, for overlap tests (``isdisjoint``: a fraction of a
+    microsecond; ``np.intersect1d``: about 10 us), cached like it."""
+    if len(text) > _CACHED_TEXT_CHARS:
+        return frozenset(fingerprint(text, params).tolist())
+    return _cached_fingerprint_set(text, params)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
