@@ -92,7 +92,11 @@ class AnswerFingerprints:
         self._writing = True
         texts = [(text, label, agent) for text, label, agent, _ in batch]
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._writer, self._guard.remember_many, texts)
+        try:
+            job = loop.run_in_executor(self._writer, self._guard.remember_many, texts)
+        except RuntimeError as exc:  # the writer is shut down (an answer after aclose)
+            job = loop.create_future()
+            job.set_exception(exc)
         job.add_done_callback(partial(self._written, batch))
 
     def _written(self, batch: list[_Queued], job: asyncio.Future[int]) -> None:

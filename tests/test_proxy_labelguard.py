@@ -659,4 +659,9 @@ async def test_answers_waiting_for_the_writer_are_stored_together(tmp_path: Path
     assert batches == [1, 3]
     assert all(store.lookup(text) for text in texts)
     await answers.aclose()
+    # An answer after closing is not lost silently: it fails (closed), and nobody waits on it.
+    late = "A late answer about the ferries, after the writer stopped for the night."
+    answers.add(late, web, "a")
+    await asyncio.wait_for(answers.settled(lambda: [late]), timeout=1)
+    assert isinstance(answers.failure, RuntimeError)
     store.close()
