@@ -20,14 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from guard.fingerprint.store import (
-    Entry,
     FingerprintStore,
     LookupOptions,
     StoreBase,
     TextMeta,
-    content_id,
+    text_entry,
     text_fingerprint_set,
-    text_fingerprints,
 )
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
@@ -186,12 +184,11 @@ class Guard:
         store = self.fingerprints
         if store is None:
             return 0
-        entries = []
-        for text, label, source in texts:
-            if self._worth_storing(text, label):
-                fps = text_fingerprints(text, store.params)
-                meta = TextMeta(kind=kind, source=source)
-                entries.append(Entry(content_id(fps, label), fps, label, meta))
+        entries = [
+            text_entry(text, label, store.params, meta=TextMeta(kind=kind, source=source))
+            for text, label, source in texts
+            if self._worth_storing(text, label)
+        ]
         return store.add_many(entries) if entries else 0
 
     def _worth_storing(self, text: str, label: Label) -> bool:

@@ -160,6 +160,19 @@ def content_id(fingerprints: Fingerprints, label: Label) -> str:
     return "fp-" + digest.hexdigest()
 
 
+def text_entry(
+    text: str,
+    label: Label,
+    params: WinnowParams,
+    *,
+    text_id: str | None = None,
+    meta: TextMeta | None = None,
+) -> Entry:
+    """``text`` as an entry to store (its id by default derived from content and label)."""
+    fps = text_fingerprints(text, params)
+    return Entry(text_id or content_id(fps, label), fps, label, meta or TextMeta())
+
+
 def as_fingerprints(values: Sequence[int] | Fingerprints) -> Fingerprints:
     """Sorted unique int64, whatever the caller passed."""
     return np.unique(np.asarray(values, dtype=np.int64))
@@ -262,10 +275,9 @@ class StoreBase(ABC):
         meta: TextMeta | None = None,
     ) -> str:
         """Fingerprint and store ``text``; return its id (by default derived from content+label)."""
-        fps = text_fingerprints(text, self.params)
-        text_id = text_id or content_id(fps, label)
-        self.add_many([Entry(text_id, fps, label, meta or TextMeta())])
-        return text_id
+        entry = text_entry(text, label, self.params, text_id=text_id, meta=meta)
+        self.add_many([entry])
+        return entry.text_id
 
     def lookup(
         self,
