@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from guard.fingerprint.store import (
     text_entry,
     text_fingerprint_set,
 )
+from guard.inflight import TextInFlight
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
 from guard.labels import Label, LabelSpec
 from guard.policy import Decision, Policy, SinkFlow
@@ -133,9 +134,15 @@ class Guard:
     # ---------------------------------------------------------------- inputs
 
     def label_input(
-        self, spec: InputSpec, *, agent: str | None = None, key: str | None = None
+        self,
+        spec: InputSpec,
+        *,
+        agent: str | None = None,
+        key: str | None = None,
+        in_flight: Iterable[TextInFlight] = (),
     ) -> LabeledItem:
-        """Source rules, then the client's annotation, then re-identification (joined)."""
+        """Source rules, then the client's annotation, then re-identification (joined): of
+        stored texts, and of ``in_flight`` texts (``guard.inflight``) the item relays."""
         decided = self.policy.source_label(
             spec.kind, tool=spec.tool, source=spec.source, url=spec.url, agent=agent, role=spec.role
         )
@@ -147,6 +154,9 @@ class Guard:
         for match in self._reidentify(spec.text):
             label = label | match.label
             provenance.append(match.provenance())
+        for flight, shared in self._relayed(spec.text, in_flight):
+            label = label | flight.bound
+            provenance.append(flight.provenance(shared))
         return LabeledItem(
             text=spec.text,
             label=label,
@@ -155,6 +165,27 @@ class Guard:
             name=spec.tool or spec.source or spec.url,
             provenance=provenance,
         )
+
+    def _relayed(
+        self, text: str, in_flight: Iterable[TextInFlight]
+    ) -> list[tuple[TextInFlight, int]]:
+        flights = list(in_flight)
+        if not flights or self.fingerprints is None or not text.strip():
+            return []
+        mine = text_fingerprint_set(text, self.fingerprints.params)
+        shared = [(flight, flight.relayed_in(mine, self._lookup.min_matches)) for flight in flights]
+        return [(flight, n) for flight, n in shared if n]
+
+    def in_flight(
+        self, sent: Callable[[], list[str]], bound: Label, *, ref: str, reader: str | None
+    ) -> TextInFlight | None:
+        """A text going out before its label is final (``sent()``: what has gone out, per
+        choice; ``bound``: the most its label can be), for ``label_input``; None without a
+        fingerprint store (then nothing is re-identified at all)."""
+        store = self.fingerprints
+        if store is None:
+            return None
+        return TextInFlight(sent, bound, ref=ref, reader=reader, params=store.params)
 
     def _reidentify(self, text: str) -> list[Any]:
         if self.fingerprints is None or not text.strip():

@@ -401,6 +401,9 @@ async def _events(
     rest: AsyncIterator[Batch],
 ) -> AsyncIterator[bytes]:
     held = HeldStream(hold_text=ctx.hold_text)
+    opened = getattr(state.hook, "stream_opened", None)
+    if opened is not None:  # before any of its text goes out
+        opened(ctx, held)
     now = _passed(held, first)
     if now:
         yield now
@@ -471,6 +474,9 @@ def _stream_response(
             await events.aclose()
             await rest.aclose()  # type: ignore[attr-defined]
         finally:
+            closed = getattr(state.hook, "stream_closed", None)
+            if closed is not None:
+                closed(ctx)
             sent: Outcome | None = ctx.state.get("outcome")
             if sent is not None:
                 await _finish_sent(state.hook, ctx, sent)

@@ -26,6 +26,9 @@ Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
   it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
   client got. The label guard writes its audit records and ends its span here. For an answer it
   runs after the answer was sent (off the client's latency), so a failure there is logged only;
+- ``stream_opened(ctx, held)`` / ``stream_closed(ctx)``: a stream's ``HeldStream`` before
+  any of its text goes out, and the stream's end however it ended (before ``finish``). The
+  label guard labels relays of a stream's text while it is on (``guard.inflight``);
 - ``admit(ctx)``: called before an answer leaves; if it raises, the answer is replaced by a
   ``guard_error``. The label guard raises when it could not record the answer (its writer
   stopped, or an earlier record failed): fail closed, no unrecorded answers.

@@ -29,6 +29,7 @@ from guard.engine import (
     ToolCallSpec,
     parse_arguments,
 )
+from guard.inflight import TextInFlight
 from guard.items import ItemKind, LabeledItem, LLMCall
 from guard.labels import LabelSpec, Lattice
 from guard.models import ChatResult, Message
@@ -45,6 +46,7 @@ from proxy.router import Router
 from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from proxy.screening import EAGER_KEY, message_positions, screen_request
 from proxy.screening import summaries as screened_summaries
+from proxy.streaming import HeldStream
 
 DenyMode = Literal["replace", "error"]
 NOTE_PREFIX = "[labelgate]"
@@ -129,6 +131,7 @@ class LabelGuardHook:
         self.approvals = approvals or Approvals()
         self.recorder = recorder or Recorder()
         self.answers = AnswerFingerprints(guard)
+        self.in_flight: set[TextInFlight] = set()  # streamed answers not yet fingerprinted
 
     # ------------------------------------------------------------ before
 
@@ -167,7 +170,7 @@ class LabelGuardHook:
         ext: Extension = ctx.state["extension"]
         agent = ctx.caller.agent_id
         items = [
-            self.guard.label_input(spec, agent=agent, key=ext.key)
+            self.guard.label_input(spec, agent=agent, key=ext.key, in_flight=self.in_flight)
             for spec in self._specs(ctx, request)
         ]
         ctx.state["items"] = items
@@ -200,7 +203,7 @@ class LabelGuardHook:
         await self._answers_fingerprinted(lambda: [text for text in texts if isinstance(text, str)])
         agent = ctx.caller.agent_id
         ctx.state["items"] = [
-            self.guard.label_input(InputSpec(text=text), agent=agent)
+            self.guard.label_input(InputSpec(text=text), agent=agent, in_flight=self.in_flight)
             for text in texts
             if isinstance(text, str)  # token arrays carry no text to label
         ]
@@ -270,6 +273,7 @@ class LabelGuardHook:
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
         self.answers.add(out, review.label, agent)
+        self._landed(ctx)  # pending now: a relay finds the answer with its own label
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
@@ -289,6 +293,39 @@ class LabelGuardHook:
         await self.recorder.record(ctx, outcome)
 
     # ------------------------------------------------------------ fingerprinting answers
+
+    def stream_opened(self, ctx: RequestContext, held: HeldStream) -> None:
+        """A stream whose text goes out before its verdict is in flight until it ends: a
+        request relaying part of it meanwhile gets the most its label can be (guard.inflight)."""
+        prepared: Prepared | None = ctx.state.get(_PREPARED)
+        if ctx.hold_text or prepared is None:
+            return
+        flight = self.guard.in_flight(
+            held.sent_texts, prepared.join, ref=ctx.request_id, reader=ctx.state["recipient"]
+        )
+        if flight is not None:
+            self.in_flight.add(flight)
+            ctx.state[_FLIGHT] = (flight, held)
+
+    def stream_closed(self, ctx: RequestContext) -> None:
+        """A stream that ended without a verdict (its client left, the upstream or the guard
+        failed) leaves what it streamed fingerprinted with the most its label could be."""
+        landing: tuple[TextInFlight, HeldStream] | None = ctx.state.get(_FLIGHT)
+        if landing is None:
+            return
+        flight, held = landing
+        try:
+            for text in held.sent_texts():
+                self.answers.add(text, flight.bound, ctx.caller.agent_id)
+        except Exception as exc:  # fail closed: later requests are refused
+            self.answers.fail(exc)
+        finally:
+            self._landed(ctx)
+
+    def _landed(self, ctx: RequestContext) -> None:
+        landing: tuple[TextInFlight, HeldStream] | None = ctx.state.pop(_FLIGHT, None)
+        if landing is not None:
+            self.in_flight.discard(landing[0])
 
     async def _answers_fingerprinted(self, texts: Callable[[], list[str]]) -> None:
         """Once the answers being fingerprinted that labeling ``texts()`` could find are
@@ -388,7 +425,9 @@ class LabelGuardHook:
         items: list[LabeledItem] = []
         ctx.state["items"] = items
         for doc in documents:
-            item = self.guard.label_input(doc.spec(), agent=caller.agent_id, key=doc.key)
+            item = self.guard.label_input(
+                doc.spec(), agent=caller.agent_id, key=doc.key, in_flight=self.in_flight
+            )
             items.append(item)
             stored = await asyncio.to_thread(
                 self.guard.remember,
@@ -439,6 +478,7 @@ _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_form
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 _SPECS = "_input_specs"  # ctx.state: (request, its input items)
+_FLIGHT = "_in_flight"  # ctx.state: a streamed answer's TextInFlight, and its HeldStream
 
 
 # ---------------------------------------------------------------- inputs

@@ -78,7 +78,7 @@ class AnswerFingerprints:
             # often comes again): then no thread either.
             needed = self._guard.needs_remembering(text, label)
         except Exception as exc:
-            self._failed(exc, 1)
+            self.fail(exc, 1)
             needed = False
         if not needed:
             self._stored(stored)
@@ -103,12 +103,13 @@ class AnswerFingerprints:
         self._writing = False
         error = asyncio.CancelledError() if job.cancelled() else job.exception()
         if error is not None:
-            self._failed(error, len(batch))
+            self.fail(error, len(batch))
         for *_, stored in batch:
             self._stored(stored)
         if self._queue:
             self._write_next()
 
-    def _failed(self, error: BaseException, count: int) -> None:
+    def fail(self, error: BaseException, count: int = 1) -> None:
+        """Keep the first failure: the guard refuses every later request."""
         log.error("could not fingerprint %d answer(s): %r", count, error, exc_info=error)
         self.failure = self.failure or error

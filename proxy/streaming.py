@@ -114,6 +114,10 @@ class HeldStream:
             return chunk
         return {**chunk, "choices": passed} if passed else None
 
+    def sent_texts(self) -> list[str]:
+        """Each choice's text streamed so far (before any verdict), in index order."""
+        return ["".join(c.sent) for _, c in sorted(self.choices.items())]
+
     def assembled(self) -> dict[str, Any]:
         """The whole answer as a non-streamed ChatCompletion body, for the guard."""
         body: dict[str, Any] = {**self.envelope, "object": "chat.completion"}

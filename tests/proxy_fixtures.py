@@ -44,6 +44,7 @@ FAKE_MODELS = [
     "fake-flaky",
     "fake-stall",
     "fake-parrot",
+    "fake-linger",
     "fake-mailer",
     "fake-cookie",
 ]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.fingerprint.winnow import (
+    GrowingText,
     WinnowParams,
     fingerprint,
     kgram_hashes,
@@ -192,3 +193,26 @@ def test_ascii_fast_path_agrees_on_any_ascii(text: str) -> None:
 
 def test_full_width_numbers() -> None:
     assert normalise("９，４００ ＥＵＲ") == ["9400", "eur"]
+
+
+@given(
+    st.lists(st.tuples(words, separators), max_size=50),
+    st.lists(st.integers(1, 15), min_size=1, max_size=40),
+    st.sampled_from([1, 2, 5]),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_growing_text_holds_every_k_gram_of_what_has_come(
+    parts: list[tuple[str, str]], steps: list[int], k: int
+) -> None:
+    """However a streamed text is cut into pieces, the hashes kept as it grows include every
+    k-gram (hence every fingerprint) of the text so far, and of the finished text."""
+    text = "".join(word + sep for word, sep in parts)
+    params = WinnowParams(k=k, w=4)
+    growing = GrowingText(params)
+    end = 0
+    for step in steps:
+        end = min(len(text), end + step)
+        so_far = text[:end]
+        every = set(kgram_hashes(normalise(so_far), k).view(np.int64).tolist())
+        assert every <= growing.hashes(so_far)
+    assert set(fingerprint(text, params).tolist()) <= growing.hashes(text)

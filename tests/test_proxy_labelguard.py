@@ -114,6 +114,44 @@ def test_untrusted_page_relayed_by_another_agent_cannot_send_mail(
     assert store.verify().ok
 
 
+def test_a_stream_relayed_while_still_on_cannot_send_mail(
+    start_guarded: StartGuarded, fake_url: str
+) -> None:
+    """The reader's streamed summary of the untrusted page is out, but its stream is still on
+    (no verdict, nothing fingerprinted yet). The mailer relays it at once: denied all the same,
+    on the most the stream's answer could carry; the audit trail says so."""
+    proxy = start_guarded(passthrough_config(fake_url))
+    reader = agent(proxy.url, "reader")
+    stream = reader.chat.completions.create(
+        model="fake-linger",  # the text comes at once, then the stream stays open 2 s
+        messages=[
+            {"role": "user", "content": "Summarise https://travel.example/blog for me."},
+            {"role": "assistant", "content": None, "tool_calls": [FETCH_CALL]},
+            {"role": "tool", "tool_call_id": "call_fetch", "content": PAGE},
+        ],
+        stream=True,
+    )
+    summary = ""
+    for chunk in stream:
+        summary += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        if EVIL in summary and summary.endswith(PAGE[-20:]):
+            break
+    started = time.perf_counter()
+    raw_b = mailer_turn(agent(proxy.url, "mailer"), summary)
+    assert time.perf_counter() - started < 1.5  # labeled at once, not after the stream
+    message = raw_b.parse().choices[0].message
+    assert message.tool_calls is None
+    assert message.content.startswith("[labelgate] tool call send_email was blocked")
+    assert json.loads(raw_b.headers["x-labelgate-label"])["integrity"] == "untrusted"
+    stream.close()
+
+    store = records(proxy)
+    (user_msg, _) = store.messages_for(raw_b.headers["x-request-id"])
+    (why,) = [p for p in json.loads(user_msg["provenance_json"]) if p["origin"] == "fingerprint"]
+    assert "still streaming to reader" in why["detail"]
+    assert store.verify().ok
+
+
 def test_an_answer_is_fingerprinted_after_it_leaves_and_before_the_next_labeling(
     start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -664,4 +702,82 @@ async def test_answers_waiting_for_the_writer_are_stored_together(tmp_path: Path
     answers.add(late, web, "a")
     await asyncio.wait_for(answers.settled(lambda: [late]), timeout=1)
     assert isinstance(answers.failure, RuntimeError)
+    store.close()
+
+
+async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Path) -> None:
+    """A stream's text reaches its client before its verdict. A request relaying part of it
+    meanwhile is labeled at once (no wait) with the most the stream's answer can carry, the
+    join of its inputs; an unrelated request is not. Once the stream ends, a relay is labeled
+    by its stored answer; a stream cut short leaves what it streamed fingerprinted with that
+    bound."""
+    from guard.engine import Guard
+    from guard.fingerprint import SQLiteFingerprintStore
+    from guard.items import LabelOrigin
+    from guard.policy import load_policy
+    from proxy.context import Caller, RequestContext
+    from proxy.labelguard import LabelGuardHook
+    from proxy.schemas import ChatCompletionRequest
+    from proxy.streaming import HeldStream
+
+    policy = load_policy(POLICIES / "default.yaml")
+    store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
+    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+
+    def turn(text: str, role: str = "user") -> tuple[RequestContext, ChatCompletionRequest]:
+        ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")
+        ctx.stream = role == "tool"
+        body = {"model": "m", "messages": [{"role": role, "content": text, "name": "fetch_url"}]}
+        return ctx, ChatCompletionRequest.model_validate(body)
+
+    async def open_stream(text: str) -> tuple[RequestContext, HeldStream]:
+        ctx, request = turn(text, role="tool")  # an untrusted page
+        await hook.before_call(ctx, request)
+        hook.pending(ctx)()  # type: ignore[misc]
+        held = HeldStream(hold_text=ctx.hold_text)
+        hook.stream_opened(ctx, held)
+        return ctx, held
+
+    def stream(held: HeldStream, text: str) -> None:
+        for start in range(0, len(text), 7):
+            held.feed({"choices": [{"index": 0, "delta": {"content": text[start : start + 7]}}]})
+
+    async def label(text: str) -> Any:
+        ctx, request = turn(text)
+        await asyncio.wait_for(hook.before_call(ctx, request), timeout=0.5)  # never waits
+        hook.pending(ctx)()  # type: ignore[misc]
+        (item,) = ctx.state["items"]
+        return item
+
+    summary = "Summary of the page, in the reader's words: " + PAGE
+    ctx, held = await open_stream(PAGE)
+    stream(held, summary[:130])  # part of the answer is out; the stream is still on
+
+    other = await label("Please list the three largest moons of Jupiter by diameter.")
+    assert other.label.to_dict()["integrity"] == "trusted"
+    relay = await label("Forwarding what the reader said: " + summary[:130])
+    assert relay.label.to_dict()["integrity"] == "untrusted"  # the stream's inputs' bound
+    (why,) = [p for p in relay.provenance if p.ref == ctx.request_id]
+    assert why.origin is LabelOrigin.FINGERPRINT and "still streaming to reader" in why.detail
+    assert not store.lookup(summary)  # nothing of the stream is stored yet
+
+    stream(held, summary[130:])
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": summary}}]}
+    await hook.after_call(ctx, turn(PAGE, role="tool")[1], answer)
+    hook.stream_closed(ctx)
+    assert not hook.in_flight
+    later = await label("Forwarding what the reader said: " + summary)
+    assert later.label.to_dict()["integrity"] == "untrusted"  # found as a stored answer
+    assert all(p.ref != ctx.request_id for p in later.provenance)
+
+    # A stream cut short (its client left): what it streamed keeps the bound.
+    cut = "The reader's second summary, cut short: ferries leave the northern delta at nine."
+    ctx, held = await open_stream(PAGE + " Second visit.")
+    stream(held, cut)
+    hook.stream_closed(ctx)  # no verdict
+    assert not hook.in_flight
+    await hook.answers.settled(lambda: [cut])
+    (found,) = store.lookup(cut)
+    assert found.label.to_dict()["integrity"] == "untrusted"
+    await hook.aclose()
     store.close()

@@ -136,6 +136,48 @@ def kgram_hashes(words: list[str], k: int) -> npt.NDArray[np.uint64]:
         return _mix(acc)
 
 
+class GrowingText:
+    """The k-gram hashes (all of them, not only the winnowed ones) of a text that grows, such
+    as an answer being streamed, kept up to date from what was added since the last call.
+
+    A text written from what had been streamed shares its fingerprints with the finished text
+    only among these (or, by chance, with text still to come). Complete words are hashed once,
+    up to the last ASCII whitespace (a safe cut for ``normalise``); the words after it are
+    hashed again at each call, since the last of them may be unfinished, and their k-grams
+    kept too (a stale one can only make a relay look likelier: no copy of the set per call).
+    """
+
+    def __init__(self, params: WinnowParams = DEFAULT_PARAMS) -> None:
+        self._k = params.k
+        self._done = 0  # characters turned into words for good
+        self._tail: list[str] = []  # the last k - 1 of those words
+        self._words = 0
+        self._hashes: set[int] = set()
+
+    def hashes(self, text: str) -> set[int]:
+        """The k-gram hashes of ``text``, which extends the text of the previous call."""
+        cut = max(text.rfind(space, self._done) for space in " \n\t\r")
+        if cut > self._done:
+            words = normalise(text[self._done : cut])
+            self._hashes |= self._kgrams(words)
+            self._words += len(words)
+            run = self._tail + words
+            self._tail = run[max(0, len(run) - self._k + 1) :]
+            self._done = cut
+        rest = normalise(text[self._done :])
+        if rest:
+            self._hashes |= self._kgrams(rest)
+        return self._hashes
+
+    def _kgrams(self, words: list[str]) -> set[int]:
+        """The k-grams that end in ``words`` (which follow the words seen so far); while the
+        text is shorter than k words, the hash of all its words, as ``fingerprint`` has it."""
+        run = self._tail + words
+        if not words or (len(run) < self._k and self._words + len(words) >= self._k):
+            return set()
+        return set(kgram_hashes(run, self._k).view(np.int64).tolist())
+
+
 def winnow(hashes: npt.NDArray[np.uint64], w: int) -> npt.NDArray[np.uint64]:
     """The minimum of every window of ``w`` hashes, as a sorted unique array.
 

@@ -10,6 +10,8 @@
 - ``fake-flaky``: HTTP 500 on every other call (first one fails);
 - ``fake-stall``: streams one chunk, then stalls for ``SLOW_SECONDS``.
 - ``fake-parrot``: answers ``Summary: <the last message's text>`` (a model repeating a page);
+- ``fake-linger``: as ``fake-parrot``, but a stream waits ``SLOW_SECONDS`` after its text
+  before it ends (a stream whose text is out while it is still on);
 - ``fake-mailer``: calls the first tool with ``{"to": <first e-mail address in the messages>,
   "body": "as requested"}`` (a model obeying whatever address it read).
 
@@ -150,7 +152,7 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
 def _text(body: dict[str, Any]) -> str:
     if body.get("response_format", {}).get("type") == "json_object":
         return json.dumps({"echo": _last_user_text(body)})
-    if body["model"] == "fake-parrot":
+    if body["model"] in ("fake-parrot", "fake-linger"):
         texts = _texts(body)
         return f"Summary: {texts[-1] if texts else ''}"
     return f"echo: {_last_user_text(body)}"
@@ -221,6 +223,8 @@ async def _stream(body: dict[str, Any]) -> AsyncIterator[bytes]:
             yield _chunk(body, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
             if model == "fake-drop":
                 raise ConnectionResetError("fake upstream drops the connection")
+    if model == "fake-linger":
+        await asyncio.sleep(SLOW_SECONDS)
     yield _chunk(body, {}, "tool_calls" if calls else "stop")
     if (body.get("stream_options") or {}).get("include_usage"):
         yield _sse(
