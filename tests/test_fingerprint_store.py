@@ -346,6 +346,28 @@ def test_memory_index_delta_merge_and_repack() -> None:
     assert (True, True, True) in levels  # all three runs were in use at once
 
 
+def test_memory_index_finds_a_fingerprint_held_in_every_run() -> None:
+    """A fingerprint held by a row in the main run, one in the delta and one in the recent
+    run (searched without a prefix table) is found in all three, counted once per row."""
+    rng = np.random.default_rng(1)
+    index = MemoryIndex(merge_fraction=0.5, min_delta=64, recent_limit=25)
+    shared = np.unique(rng.integers(-(2**63), 2**63 - 1, size=5, dtype=np.int64))
+    holders = []
+    for row in range(200):
+        hashes = rng.integers(-(2**63), 2**63 - 1, size=8, dtype=np.int64)
+        if row in (3, 190, 199):
+            hashes = np.concatenate([hashes, shared])
+            holders.append(row)
+        index.append(np.unique(hashes), np.full(len(np.unique(hashes)), row, dtype=np.int32))
+    runs = index._runs.all
+    held = [set((run.keys & np.uint64((1 << run.row_bits) - 1)).tolist()) for run in runs]
+    assert [sorted(rows & set(holders)) for rows in held] == [[3], [190], [199]]
+    assert index._runs.recent.starts is None
+    rows, counts = index.lookup(shared, max_df=5)
+    assert rows.tolist() == holders and counts.tolist() == [len(shared)] * 3
+    assert index.lookup(shared, max_df=2)[0].tolist() == []  # in more rows than max_df
+
+
 def test_entries_are_normalised_to_sorted_unique() -> None:
     fps = fingerprint(PAYROLL)
     entry = Entry("x", np.concatenate([fps[::-1], fps[:3]]).tolist(), SECRET)  # type: ignore[arg-type]

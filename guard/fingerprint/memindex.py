@@ -15,9 +15,11 @@ run that absorbs appends. Each append rebuilds only ``recent``; when it passes `
 keys it is merged into the delta, and when the delta grows past a fraction of main the two are
 merged (``np.insert`` at ``searchsorted`` positions: linear, not a re-sort). Without the recent
 run every append rebuilt the whole delta, up to a million keys: 8 ms an append at 300,000.
-Each run has a prefix table (where each bucket of keys, by their top bits, begins), so a
-lookup finds a fingerprint's postings with two array reads instead of a binary search of ~25
-dependent cache misses.
+The main and delta runs have a prefix table (where each bucket of keys, by their top bits,
+begins), so a lookup finds a fingerprint's postings with two array reads instead of a binary
+search of ~25 dependent cache misses. The recent run, small and rebuilt at every append, has
+none: a binary search over a few thousand keys stays in cache, and building the table was
+most of an append's cost.
 
 Thread-safety: one writer at a time (callers serialise ``load``/``append``), any number of
 readers. A reader takes the current :class:`_Runs` snapshot with one attribute read (atomic in
@@ -70,13 +72,15 @@ class _Run:
     """Sorted packed keys with a prefix table over their top bits."""
 
     keys: UInt64s
-    starts: npt.NDArray[np.uint32] | Int64s
+    starts: npt.NDArray[np.uint32] | Int64s | None  # None: found by binary search
     shift: np.uint64
     row_bits: int
 
     @classmethod
-    def build(cls, keys: UInt64s, row_bits: int) -> _Run:
+    def build(cls, keys: UInt64s, row_bits: int, *, table: bool = True) -> _Run:
         """From sorted keys."""
+        if not table:
+            return cls(keys, None, np.uint64(0), row_bits)
         # about two postings per bucket: a small table and short scans
         bits = int(min(26, max(4, np.log2(max(len(keys), 1)) - 1)))
         shift = np.uint64(64 - bits)
@@ -86,17 +90,19 @@ class _Run:
         return cls(keys, starts, shift, row_bits)
 
     @classmethod
-    def empty(cls, row_bits: int) -> _Run:
-        return cls.build(np.empty(0, dtype=np.uint64), row_bits)
+    def empty(cls, row_bits: int, *, table: bool = True) -> _Run:
+        return cls.build(np.empty(0, dtype=np.uint64), row_bits, table=table)
 
     @property
     def nbytes(self) -> int:
-        return self.keys.nbytes + self.starts.nbytes
+        return self.keys.nbytes + (0 if self.starts is None else self.starts.nbytes)
 
     def find(self, query: UInt64s) -> tuple[Int64s, Int32s]:
         """(index in query, row) for every posting of every (biased) query fingerprint."""
         if len(self.keys) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+        if self.starts is None:
+            return self._search(query)
         bucket = (query >> self.shift).astype(np.int64)
         lo = self.starts[bucket].astype(np.int64)
         hi = self.starts[bucket + 1].astype(np.int64)
@@ -107,13 +113,25 @@ class _Run:
         rows = (keys[same] & np.uint64((1 << self.row_bits) - 1)).astype(np.int32)
         return owner[same], rows
 
-    def merged(self, keys: UInt64s) -> _Run:
+    def _search(self, query: UInt64s) -> tuple[Int64s, Int32s]:
+        """``find`` by binary search: each fingerprint's postings are the keys between its
+        bits with row 0 and with every row bit set."""
+        rb = np.uint64(self.row_bits)
+        low = (query >> rb) << rb
+        lo = np.searchsorted(self.keys, low, side="left")
+        hi = np.searchsorted(self.keys, low | np.uint64((1 << self.row_bits) - 1), side="right")
+        positions, owner = _gather_positions(lo, hi)
+        rows = (self.keys[positions] & np.uint64((1 << self.row_bits) - 1)).astype(np.int32)
+        return owner, rows
+
+    def merged(self, keys: UInt64s, *, table: bool = True) -> _Run:
         """A new run with these sorted keys inserted, in linear time."""
         at = np.searchsorted(self.keys, keys)
-        return _Run.build(np.insert(self.keys, at, keys), self.row_bits)
+        return _Run.build(np.insert(self.keys, at, keys), self.row_bits, table=table)
 
     def repacked(self, row_bits: int) -> _Run:
-        return _Run.build(_repack(self.keys, self.row_bits, row_bits), row_bits)
+        keys = _repack(self.keys, self.row_bits, row_bits)
+        return _Run.build(keys, row_bits, table=self.starts is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +156,7 @@ class MemoryIndex:
         self, merge_fraction: float = 0.125, min_delta: int = 1 << 20, recent_limit: int = 1 << 14
     ) -> None:
         empty = _Run.empty(_MIN_ROW_BITS)
-        self._runs = _Runs(empty, empty, empty)
+        self._runs = _Runs(empty, empty, _Run.empty(_MIN_ROW_BITS, table=False))
         self._merge_fraction = merge_fraction
         self._min_delta = min_delta
         self._recent_limit = recent_limit
@@ -159,7 +177,7 @@ class MemoryIndex:
         """Replace the index with these postings (at open)."""
         bits = _row_bits(int(rows.max()) if len(rows) else 0)
         main = _Run.build(np.sort(_pack(hashes, rows, bits)), bits)
-        self._runs = _Runs(main, _Run.empty(bits), _Run.empty(bits))
+        self._runs = _Runs(main, _Run.empty(bits), _Run.empty(bits, table=False))
 
     def append(self, hashes: Int64s, rows: Int32s) -> None:
         """Add postings; one writer at a time."""
@@ -169,9 +187,9 @@ class MemoryIndex:
             bits = _row_bits(int(rows.max()))
             runs = _Runs(*(run.repacked(bits) for run in runs.all))
         main, delta = runs.main, runs.delta
-        recent = runs.recent.merged(np.sort(_pack(hashes, rows, bits)))
+        recent = runs.recent.merged(np.sort(_pack(hashes, rows, bits)), table=False)
         if len(recent.keys) > self._recent_limit:
-            delta, recent = delta.merged(recent.keys), _Run.empty(bits)
+            delta, recent = delta.merged(recent.keys), _Run.empty(bits, table=False)
         if len(delta.keys) > max(self._min_delta, self._merge_fraction * len(main.keys)):
             main, delta = main.merged(delta.keys), _Run.empty(bits)
         self._runs = _Runs(main, delta, recent)
