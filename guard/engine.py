@@ -155,8 +155,9 @@ class Guard:
             label = label | match.label
             provenance.append(match.provenance())
         for flight, shared in self._relayed(spec.text, in_flight):
-            label = label | flight.bound
-            provenance.append(flight.provenance(shared))
+            if not flight.bound.flows_to(label):  # else it says nothing the label does not
+                label = label | flight.bound
+                provenance.append(flight.provenance(shared))
         return LabeledItem(
             text=spec.text,
             label=label,

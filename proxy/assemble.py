@@ -62,7 +62,9 @@ def build_runtime(
     settings = config.guard
     policy = load_policy(settings.policy)  # first: a bad policy leaves nothing half-open
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    fingerprints = SQLiteFingerprintStore(settings.fingerprints_path(), policy.lattice)
+    fingerprints = SQLiteFingerprintStore(
+        settings.fingerprints_path(), policy.lattice, postings=settings.fingerprint_postings
+    )
     writer = AuditWriter(settings.audit_path(), process=settings.audit_process)
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
     guard = Guard(policy, fingerprints=fingerprints)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -178,3 +179,28 @@ def test_real_local_model(start_proxy: Callable[..., str]) -> None:
         model=LOCAL_MODEL_NAME, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
     )
     assert answer.choices[0].message.content
+
+
+@pytest.mark.parametrize("asked", [None, True])
+async def test_the_fingerprint_store_has_postings_only_when_asked(
+    tmp_path: Path, asked: bool | None
+) -> None:
+    """The proxy looks up in memory: a new store skips the SQL inverted index unless asked."""
+    import sqlite3
+
+    from proxy.app import ProxyState
+    from proxy.assemble import build_runtime
+    from proxy.config import ProxyConfig
+
+    params = {"model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
+    guard: dict[str, Any] = {"state_dir": str(tmp_path)}
+    if asked is not None:
+        guard["fingerprint_postings"] = asked
+    config = ProxyConfig.model_validate(
+        {"model_list": [{"model_name": "m", "litellm_params": params}], "guard": guard}
+    )
+    runtime = build_runtime(config, ProxyState(config, None, {}))
+    await runtime.close()
+    with sqlite3.connect(tmp_path / "fingerprints.db") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert ("fingerprints" in tables) is bool(asked)
