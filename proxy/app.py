@@ -249,8 +249,9 @@ async def _during(
     discard: Callable[[T], Awaitable[None]] | None = None,
 ) -> T:
     """The upstream call's result; the hook's ``pending`` work runs while the call is out
-    (sent, not yet answered), so it costs the client no time. If that work fails, the call is
-    abandoned (``discard`` closes a result that came anyway) and the request fails closed."""
+    (sent, not yet answered), so it costs the client no time, and what that work left to
+    await runs once the call has answered. If the work fails, the call is abandoned
+    (``discard`` closes a result that came anyway) and the request fails closed."""
     pending = getattr(hook, "pending", None)
     work = pending(ctx) if pending is not None else None
     if work is None:
@@ -258,13 +259,14 @@ async def _during(
     caller = asyncio.current_task()
     assert caller is not None
     failed: list[BaseException] = []
+    later: Callable[[], Awaitable[None]] | None = None
     ran = answered = False
 
     def run() -> None:
-        nonlocal ran
+        nonlocal ran, later
         ran = True
         try:
-            work()
+            later = work()
         except Exception as exc:
             failed.append(exc)
             if not answered:
@@ -287,10 +289,21 @@ async def _during(
     if not ran:  # answered without waiting: the work is done now, still before the answer
         scheduled.cancel()
         run()
+    if later is not None and not failed:
+        try:
+            await later()
+        except Exception as exc:
+            failed.append(exc)
+        except BaseException:  # cancelled (the client left): close what was opened
+            if result is not None and discard is not None:
+                await discard(result)
+            raise
     if failed:
         log.error("guard failed while labeling request %s", ctx.request_id, exc_info=failed[0])
         if result is not None and discard is not None:
             await discard(result)
+        if isinstance(failed[0], ProxyError):  # e.g. an earlier answer could not be stored
+            raise failed[0]
         raise guard_error("the guard failed while checking the request") from None
     return result  # type: ignore[return-value]
 

@@ -21,7 +21,10 @@ Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
   (the label guard's labeling of the inputs when no prompt rule or client assertion depends
   on it), as a callable, or None. The proxy runs it once the upstream request is sent, while
   the answer is awaited, so it adds nothing to the client's latency; if it raises, the
-  request fails closed. ``after_call`` must still work when it was not run;
+  request fails closed. It may return an async callable: what it could not do without
+  waiting (the label guard: labeling inputs that could relay an answer still being stored),
+  awaited once the upstream has answered, before the answer is used. ``after_call`` must
+  still work when neither was run;
 - ``finish(ctx, outcome)``: called exactly once per request that passed authentication, however
   it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
   client got. The label guard writes its audit records and ends its span here. For an answer it

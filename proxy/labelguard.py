@@ -15,7 +15,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Literal
 
@@ -49,6 +49,7 @@ from proxy.screening import summaries as screened_summaries
 from proxy.streaming import HeldStream
 
 DenyMode = Literal["replace", "error"]
+Later = Callable[[], Awaitable[None]] | None  # work to await once the upstream has answered
 NOTE_PREFIX = "[labelgate]"
 
 
@@ -141,12 +142,13 @@ class LabelGuardHook:
         ext = self._extension(request.labelgate)
         ctx.state["extension"] = ext
         ctx.state["recipient"] = ext.recipient or ctx.caller.agent_id
-        await self._answers_fingerprinted(lambda: [spec.text for spec in self._specs(ctx, request)])
         if not self.guard.screens_prompts and not ext.messages:
             # Nothing decides what is sent and no assertion can refuse the request: the inputs
             # are labeled while the upstream call is out (``pending``), or by ``after_call``.
+            self._check_store()
             ctx.state[_UNLABELED] = request
             return request
+        await self._answers_fingerprinted(lambda: self._texts(ctx, request))
         items = self._label_inputs(ctx, request)
         # The prompt sink (a no-op without prompt rules): withheld items are no longer inputs.
         request, items = await screen_request(
@@ -155,14 +157,33 @@ class LabelGuardHook:
         self._inputs_labeled(ctx, request, items)
         return request
 
-    def pending(self, ctx: RequestContext) -> Callable[[], None] | None:
+    def pending(self, ctx: RequestContext) -> Callable[[], Later] | None:
         """The labeling ``before_call`` left for while the upstream call is out, if any."""
-        return partial(self._label_pending, ctx) if _UNLABELED in ctx.state else None
+        return partial(self._label_during, ctx) if _UNLABELED in ctx.state else None
 
-    def _label_pending(self, ctx: RequestContext) -> None:
+    def _label_during(self, ctx: RequestContext) -> Later:
+        """Label the inputs now, unless they could relay an answer still being stored: then
+        what is left, to await once the upstream has answered (``_label_settled``)."""
+        request: ChatCompletionRequest = ctx.state[_UNLABELED]
+        if self.answers.unsettled(lambda: self._texts(ctx, request)):
+            return partial(self._label_settled, ctx)
+        self._label_unlabeled(ctx)
+        return None
+
+    async def _label_settled(self, ctx: RequestContext) -> None:
+        """Label the inputs left unlabeled, once the answers they could relay are stored."""
+        request: ChatCompletionRequest | None = ctx.state.get(_UNLABELED)
+        if request is not None:
+            await self._answers_fingerprinted(lambda: self._texts(ctx, request))
+            self._label_unlabeled(ctx)
+
+    def _label_unlabeled(self, ctx: RequestContext) -> None:
         request: ChatCompletionRequest | None = ctx.state.pop(_UNLABELED, None)
         if request is not None:
             self._inputs_labeled(ctx, request, self._label_inputs(ctx, request))
+
+    def _texts(self, ctx: RequestContext, request: ChatCompletionRequest) -> list[str]:
+        return [spec.text for spec in self._specs(ctx, request)]
 
     def _label_inputs(
         self, ctx: RequestContext, request: ChatCompletionRequest
@@ -250,7 +271,7 @@ class LabelGuardHook:
     async def after_call(
         self, ctx: RequestContext, request: ChatCompletionRequest, response: ChatCompletion
     ) -> GuardedResponse:
-        self._label_pending(ctx)
+        await self._label_settled(ctx)
         call: LLMCall = ctx.state["call"]
         ext: Extension = ctx.state["extension"]
         agent = ctx.caller.agent_id
@@ -290,6 +311,11 @@ class LabelGuardHook:
         self.recorder.admit()
 
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
+        if _UNLABELED in ctx.state:  # the call failed before they were: labeled for the record
+            try:
+                await self._label_settled(ctx)
+            except Exception:
+                log.exception("inputs of failed request %s could not be labeled", ctx.request_id)
         await self.recorder.record(ctx, outcome)
 
     # ------------------------------------------------------------ fingerprinting answers

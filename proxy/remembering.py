@@ -8,8 +8,9 @@ when it comes back as an input: relayed by another agent, or resent with a conve
   answers per transaction as are waiting (a transaction's fixed cost, about 0.3 ms here, is
   then paid once for all of them).
 - Labeling waits (``settled``) for the pending answers it could find: those sharing a
-  fingerprint with its texts, since a match needs one. When the writer falls behind
-  (``max_pending`` answers), everybody waits for all of them.
+  fingerprint with its texts, since a match needs one (``unsettled`` names them, without
+  waiting). When the writer falls behind (``max_pending`` answers), everybody waits for all
+  of them.
 - An answer that ends up not sent is stored all the same (a label is never lowered by that).
 - A failure is kept in ``failure``: the guard then refuses every later request.
 """
@@ -47,16 +48,19 @@ class AnswerFingerprints:
         self._pending[stored] = text
         loop.call_soon(self._enqueue, text, label, agent, stored)
 
-    async def settled(self, texts: Callable[[], list[str]]) -> None:
-        """Once the pending answers that labeling ``texts()`` could find are stored (the
-        texts are asked for only when some answer is pending)."""
+    def unsettled(self, texts: Callable[[], list[str]]) -> list[asyncio.Future[None]]:
+        """The pending answers that labeling ``texts()`` could find (every one when the writer
+        is behind); the texts are asked for only when some answer is pending."""
         if not self._pending:
-            return
+            return []
         if len(self._pending) >= self._max_pending:
-            waits = list(self._pending)
-        else:
-            found, labeled = self._guard.could_reidentify, texts()
-            waits = [stored for stored, answer in self._pending.items() if found(answer, labeled)]
+            return list(self._pending)
+        found, labeled = self._guard.could_reidentify, texts()
+        return [stored for stored, answer in self._pending.items() if found(answer, labeled)]
+
+    async def settled(self, texts: Callable[[], list[str]]) -> None:
+        """Once the pending answers that labeling ``texts()`` could find are stored."""
+        waits = self.unsettled(texts)
         if waits:
             await asyncio.wait(waits)
 

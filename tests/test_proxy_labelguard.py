@@ -174,12 +174,19 @@ def test_an_answer_is_fingerprinted_after_it_leaves_and_before_the_next_labeling
     assert [d["action"] for d in json.loads(raw_b.headers["x-labelgate-decisions"])] == ["deny"]
 
 
+@pytest.mark.parametrize("failing_after", [0.0, 0.5])
 def test_an_answer_that_cannot_be_fingerprinted_stops_the_next_requests(
-    start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
+    start_guarded: StartGuarded,
+    fake_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    failing_after: float,
 ) -> None:
+    """Whether the store has failed before the next request comes, or fails while that
+    request (which relays the answer) waits for it after its upstream call."""
     proxy = start_guarded(passthrough_config(fake_url))
 
     def broken(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(failing_after)
         raise OSError("disk I/O error")
 
     monkeypatch.setattr(proxy.runtime.guard, "remember_many", broken)
@@ -600,8 +607,11 @@ async def test_an_answer_is_fingerprinted_without_waiting_for_the_request_to_end
     answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": PAGE}}]}
     await hook.after_call(ctx, request, answer)  # the answer is about to leave; no finish
     relayed_ctx, relayed = turn(f"A colleague wrote: {PAGE}")
-    await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=10)
+    relayed = await hook.before_call(relayed_ctx, relayed)
+    await asyncio.wait_for(hook.after_call(relayed_ctx, relayed, answer), timeout=10)
     assert store.lookup(PAGE), "the answer was fingerprinted before the next labeling"
+    (item,) = relayed_ctx.state["items"]
+    assert any(p.origin == "fingerprint" for p in item.provenance)
     store.close()
 
 
@@ -638,12 +648,15 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
 
     other_ctx, other = turn("Please list the three largest moons of Jupiter by diameter.")
     await asyncio.wait_for(hook.before_call(other_ctx, other), timeout=0.5)
+    assert hook.pending(other_ctx)() is None  # type: ignore[misc]  # labeled, no wait
     assert store.lookup(PAGE) == [], "the unrelated request did not wait for the store"
 
     relayed_ctx, relayed = turn(f"A colleague wrote: {PAGE}")
-    await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=10)
+    await asyncio.wait_for(hook.before_call(relayed_ctx, relayed), timeout=0.5)  # sent at once
+    later = hook.pending(relayed_ctx)()  # type: ignore[misc]  # while upstream: not labeled
+    assert later is not None and "items" not in relayed_ctx.state
+    await asyncio.wait_for(later(), timeout=10)  # once the upstream answered
     assert store.lookup(PAGE), "the relaying request waited until the answer was stored"
-    hook.pending(relayed_ctx)()  # type: ignore[misc]  # its labeling, done while upstream
     (item,) = relayed_ctx.state["items"]
     assert item.label.to_dict()["integrity"] == "untrusted"  # re-identified as the page
 
@@ -654,6 +667,7 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
     late_ctx, late = turn("What is the boiling point of water at the top of Everest?")
     waited = time.monotonic()
     await hook.before_call(late_ctx, late)
+    await hook.after_call(late_ctx, late, answer)  # labels once the pending answer is stored
     assert time.monotonic() - waited > 0.5
 
     # Closing stores what is still pending before the store may close.
@@ -733,7 +747,9 @@ async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Pat
     async def open_stream(text: str) -> tuple[RequestContext, HeldStream]:
         ctx, request = turn(text, role="tool")  # an untrusted page
         await hook.before_call(ctx, request)
-        hook.pending(ctx)()  # type: ignore[misc]
+        later = hook.pending(ctx)()  # type: ignore[misc]
+        if later is not None:
+            await later()
         held = HeldStream(hold_text=ctx.hold_text)
         hook.stream_opened(ctx, held)
         return ctx, held
@@ -745,7 +761,9 @@ async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Pat
     async def label(text: str) -> Any:
         ctx, request = turn(text)
         await asyncio.wait_for(hook.before_call(ctx, request), timeout=0.5)  # never waits
-        hook.pending(ctx)()  # type: ignore[misc]
+        later = hook.pending(ctx)()  # type: ignore[misc]
+        if later is not None:  # relays an answer being stored: labeled once it is
+            await asyncio.wait_for(later(), timeout=10)
         (item,) = ctx.state["items"]
         return item
 
