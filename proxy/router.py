@@ -182,7 +182,7 @@ async def _paced(chunks: AsyncIterator[Batch], timeout: float) -> AsyncIterator[
         while True:
             # The first batch is awaited in the task that opens the stream, the rest in the
             # response's: the task is looked up each time.
-            waiting, asked = asyncio.current_task(), loop.time()
+            waiting, asked = asyncio.current_task(loop), loop.time()
             try:
                 batch = await anext(iterator)
             except StopAsyncIteration:

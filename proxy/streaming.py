@@ -76,6 +76,7 @@ def _merge_function(into: dict[str, str], part: dict[str, Any]) -> None:
 
 class HeldStream:
     def __init__(self, *, hold_text: bool = False) -> None:
+        self._hold_text = hold_text
         self.held_keys = (*_HELD_DELTA_KEYS, "content") if hold_text else _HELD_DELTA_KEYS
         self.envelope: dict[str, Any] = {}
         self.choices: dict[int, _Choice] = {}
@@ -92,15 +93,25 @@ class HeldStream:
         passed: list[dict[str, Any]] = []
         held_any = False
         for raw in choices:
-            choice = self.choices.setdefault(raw.get("index", 0), _Choice())
+            index = raw.get("index", 0)
+            choice = self.choices.get(index)
+            if choice is None:
+                choice = self.choices[index] = _Choice()
             delta = raw.get("delta") or {}
+            content = delta.get("content")
             choice.role = delta.get("role") or choice.role
-            if delta.get("content"):
-                choice.text.append(delta["content"])
+            if content:
+                choice.text.append(content)
             if delta.get("refusal"):
                 choice.refusal.append(delta["refusal"])
-            if not (raw.get("finish_reason") or any(delta.get(k) for k in self.held_keys)):
-                choice.sent.append(delta.get("content") or "")
+            # A text delta (the bulk of a stream) is tested without a loop over the held keys.
+            if not (
+                raw.get("finish_reason")
+                or delta.get("tool_calls")
+                or delta.get("function_call")
+                or (content and self._hold_text)
+            ):
+                choice.sent.append(content or "")
                 passed.append(raw)
                 continue
             held_any = True

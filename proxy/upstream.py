@@ -208,13 +208,13 @@ async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
     pending = b""
     try:
         async for data in pieces:
-            *lines, pending = (pending + data).split(b"\n")
+            *lines, pending = (pending + data if pending else data).split(b"\n")
             batch = WireBatch()
-            early = True
+            early = len(lines) > 2  # more than one event (a data line and a blank) to split
             for line in lines:
-                field = _data(line)
-                if field is None:
+                if not line.startswith(b"data:"):  # comments, event names, blank separators
                     continue
+                field = line[5:].strip()
                 try:
                     event = _event(field)
                 except UpstreamError:
