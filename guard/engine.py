@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict
 from guard.fingerprint.store import (
     FingerprintStore,
     LookupOptions,
-    StoreBase,
     TextMeta,
     text_entry,
     text_fingerprint_set,
@@ -205,7 +204,7 @@ class Guard:
 
         Bottom-labeled text is not stored: re-identifying it could never change a label.
         """
-        if self.fingerprints is None or not self._worth_storing(text, label):
+        if self.fingerprints is None or not self.worth_remembering(text, label):
             return None
         return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
 
@@ -219,21 +218,18 @@ class Guard:
         entries = [
             text_entry(text, label, store.params, meta=TextMeta(kind=kind, source=source))
             for text, label, source in texts
-            if self._worth_storing(text, label)
+            if self.worth_remembering(text, label)
         ]
         return store.add_many(entries) if entries else 0
 
-    def _worth_storing(self, text: str, label: Label) -> bool:
-        return bool(text.strip()) and not label.flows_to(self.lattice.bottom)
-
-    def needs_remembering(self, text: str, label: Label) -> bool:
-        """Would ``remember`` store anything? False when it is known to be a no-op (nothing to
-        store, or the same text with the same label is stored), so callers can skip the
-        thread hop; True when unsure."""
-        store = self.fingerprints
-        if store is None or not self._worth_storing(text, label):
-            return False
-        return not (isinstance(store, StoreBase) and store.stored_id(text, label) is not None)
+    def worth_remembering(self, text: str, label: Label) -> bool:
+        """Would ``remember`` store anything, were the text new? (A fingerprint store, text
+        that is not blank, a label above the bottom.) Cheap: nothing is fingerprinted."""
+        return (
+            self.fingerprints is not None
+            and bool(text.strip())
+            and not label.flows_to(self.lattice.bottom)
+        )
 
     def could_reidentify(self, stored: str, texts: Iterable[str]) -> bool:
         """Could labeling ``texts`` find ``stored`` (once it is stored)? False only when they

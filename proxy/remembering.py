@@ -4,9 +4,9 @@ An answer is fingerprinted with its label once its verdict is in, so that it kee
 when it comes back as an input: relayed by another agent, or resent with a conversation.
 
 - Registering an answer (``add``) is all that happens before it leaves; its text is
-  fingerprinted at the loop's next turn, and stored by one writer thread, in order, as many
-  answers per transaction as are waiting (a transaction's fixed cost, about 0.3 ms here, is
-  then paid once for all of them).
+  fingerprinted and stored by one writer thread, in order, as many answers per transaction
+  as are waiting (a transaction's fixed cost, about 0.3 ms here, is then paid once for all
+  of them). An answer stored lately (the same text with the same label) needs no thread.
 - Labeling waits (``settled``) for the pending answers it could find: those sharing a
   fingerprint with its texts, since a match needs one (``unsettled`` names them, without
   waiting). When the writer falls behind (``max_pending`` answers), everybody waits for all
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -29,6 +30,8 @@ from guard.labels import Label
 log = logging.getLogger("labelgate.proxy")
 
 _Queued = tuple[str, Label, str, "asyncio.Future[None]"]
+_LATELY = 1024  # answers known to be stored, by (text, label), up to this size
+_LATELY_CHARS = 32_768
 
 
 class AnswerFingerprints:
@@ -37,6 +40,7 @@ class AnswerFingerprints:
         self._max_pending = max_pending
         self._pending: dict[asyncio.Future[None], str] = {}  # settled when stored, with text
         self._queue: list[_Queued] = []
+        self._lately: OrderedDict[tuple[str, Label], None] = OrderedDict()  # stored lately
         self._writing = False
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="labelgate-fingerprints")
         self.failure: BaseException | None = None
@@ -78,9 +82,12 @@ class AnswerFingerprints:
 
     def _enqueue(self, text: str, label: Label, agent: str, stored: asyncio.Future[None]) -> None:
         try:
-            # Nothing to write when the same text with the same label is stored (an answer
-            # often comes again): then no thread either.
-            needed = self._guard.needs_remembering(text, label)
+            # Nothing is fingerprinted here, on the loop: the writer thread does that. What is
+            # not worth storing, or was stored lately (an answer often comes again), needs no
+            # thread at all.
+            needed = (text, label) not in self._lately and self._guard.worth_remembering(
+                text, label
+            )
         except Exception as exc:
             self.fail(exc, 1)
             needed = False
@@ -108,10 +115,19 @@ class AnswerFingerprints:
         error = asyncio.CancelledError() if job.cancelled() else job.exception()
         if error is not None:
             self.fail(error, len(batch))
+        else:
+            self._stored_lately(batch)
         for *_, stored in batch:
             self._stored(stored)
         if self._queue:
             self._write_next()
+
+    def _stored_lately(self, batch: list[_Queued]) -> None:
+        for text, label, *_ in batch:
+            if len(text) <= _LATELY_CHARS:
+                self._lately[(text, label)] = None
+        while len(self._lately) > _LATELY:
+            self._lately.popitem(last=False)  # the oldest: a miss only costs a thread hop
 
     def fail(self, error: BaseException, count: int = 1) -> None:
         """Keep the first failure: the guard refuses every later request."""

@@ -70,16 +70,18 @@ def test_lookup_cache_sees_texts_stored_after_it(guard: Guard) -> None:
 
 
 def test_remembering_a_stored_text_is_skipped_but_new_labels_are_not(guard: Guard) -> None:
+    store = guard.fingerprints
+    assert store is not None
     label = guard.lattice.label("confidential", "trusted", sources=["doc:payroll"])
-    assert guard.needs_remembering(SECRET_TEXT, label)
+    assert guard.worth_remembering(SECRET_TEXT, label)
     stored = guard.remember(SECRET_TEXT, label)
-    assert stored is not None
-    assert not guard.needs_remembering(SECRET_TEXT, label)  # same text, same label: stored
-    assert guard.remember(SECRET_TEXT, label) == stored  # and remember still answers its id
+    assert stored is not None and len(store) == 1
+    assert guard.remember(SECRET_TEXT, label) == stored  # same text, same label: its id
+    assert guard.remember_many([(SECRET_TEXT, label, None)]) == 0 and len(store) == 1
     higher = guard.lattice.label("secret", "trusted", sources=["doc:payroll"])
-    assert guard.needs_remembering(SECRET_TEXT, higher)  # another label is another entry
-    assert not guard.needs_remembering("   ", label)
-    assert not guard.needs_remembering(SECRET_TEXT, guard.lattice.bottom)
+    assert guard.remember_many([(SECRET_TEXT, higher, None)]) == 1  # another label: stored
+    assert not guard.worth_remembering("   ", label)
+    assert not guard.worth_remembering(SECRET_TEXT, guard.lattice.bottom)
 
 
 def test_known_keys_do_not_survive_another_store(tmp_path: Path) -> None:

@@ -615,6 +615,42 @@ async def test_an_answer_is_fingerprinted_without_waiting_for_the_request_to_end
     store.close()
 
 
+async def test_an_answer_stored_lately_needs_no_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answer with the same label comes again: it is not handed to the writer
+    thread a second time; with another label it is."""
+    from guard.engine import Guard
+    from guard.fingerprint import SQLiteFingerprintStore
+    from guard.policy import load_policy
+    from proxy.remembering import AnswerFingerprints
+
+    policy = load_policy(POLICIES / "default.yaml")
+    store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
+    guard = Guard(policy, fingerprints=store)
+    written: list[int] = []
+    remember = guard.remember_many
+
+    def counted(texts: Any, **kwargs: Any) -> int:
+        written.append(len(texts))
+        return remember(texts, **kwargs)
+
+    monkeypatch.setattr(guard, "remember_many", counted)
+    answers = AnswerFingerprints(guard)
+    label = policy.lattice.label("internal", "untrusted")
+    for _ in range(3):
+        answers.add(PAGE, label, "reader")
+        await answers.settled(lambda: [PAGE])
+    assert written == [1] and store.lookup(PAGE)
+    answers.add(PAGE, policy.lattice.label("confidential", "untrusted"), "reader")
+    await answers.settled(lambda: [PAGE])
+    answers.add("   ", label, "reader")  # nothing worth storing: no writer either
+    await answers.settled(lambda: ["   "])
+    assert written == [1, 1]
+    await answers.aclose()
+    store.close()
+
+
 async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerprint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -251,11 +251,6 @@ class StoreBase(ABC):
         that keeps no such memory says False (unsure), never a wrong True."""
         return False
 
-    def stored_id(self, text: str, label: Label) -> str | None:
-        """The id ``add_text(text, label)`` would return, if that text is known to be stored."""
-        text_id = content_id(text_fingerprints(text, self.params), label)
-        return text_id if self.is_stored(text_id) else None
-
     def add(
         self,
         text_id: str,
