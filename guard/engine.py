@@ -126,7 +126,10 @@ class Guard:
         self.lattice = policy.lattice
         self.fingerprints = fingerprints
         self.propagator = propagator
-        self._lookup = lookup or LookupOptions()
+        # The label is the join of every match, and one reason per label says why (with how
+        # many stored texts it stands for): a phrase shared by hundreds of stored answers
+        # would otherwise make hundreds of matches, and of provenance entries.
+        self._lookup = lookup or LookupOptions(one_per_label=True)
         self._cache: OrderedDict[str, Propagation] = OrderedDict()
         self._cache_size = cache_size
 

@@ -375,3 +375,23 @@ def test_entries_are_normalised_to_sorted_unique() -> None:
     store = memory_store()
     store.add_many([entry])
     assert store.lookup(PAYROLL)[0].containment == 1.0
+
+
+def test_one_match_per_label_stands_for_the_others(store: SQLiteFingerprintStore) -> None:
+    """A passage shared by many stored texts (a preamble): with ``one_per_label`` the best
+    match of each label comes back, saying how many more it stands for."""
+    preamble = prose(900, 40)
+    for i in range(5):
+        store.add_text(f"{preamble} {prose(i, 40)}", SECRET, text_id=f"secret-{i}")
+    for i in range(2):
+        store.add_text(f"{preamble} {prose(10 + i, 40)}", WEB, text_id=f"web-{i}")
+    query = f"{preamble} {prose(2, 40)}"  # all of secret-2, the preamble of the others
+    every = store.lookup(query)
+    assert len(every) == 7 and every[0].text_id == "secret-2"
+    grouped = store.lookup(query, options=LookupOptions(one_per_label=True))
+    assert [(m.text_id, m.label, m.also) for m in grouped] == [
+        ("secret-2", SECRET, 4),
+        (every[[m.label for m in every].index(WEB)].text_id, WEB, 1),
+    ]
+    assert "and 4 more stored texts with this label" in grouped[0].provenance().detail
+    assert LATTICE.join_all(m.label for m in grouped) == LATTICE.join_all(m.label for m in every)

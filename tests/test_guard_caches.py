@@ -94,3 +94,24 @@ def test_known_keys_do_not_survive_another_store(tmp_path: Path) -> None:
         assert not b.is_stored(text_id)  # unsure means "store it", never a skipped write
         assert b.add_text(SECRET_TEXT, label) == text_id
         assert len(b) == 1
+
+
+def test_a_phrase_shared_by_many_stored_texts_gives_one_reason_per_label(guard: Guard) -> None:
+    """Hundreds of stored answers sharing a preamble must not make hundreds of provenance
+    entries (and audit rows) for every text that uses it: one per label, with a count."""
+    store = guard.fingerprints
+    assert store is not None
+    label = guard.lattice.label("confidential", "trusted", sources=["agent:writer"])
+    preamble = (
+        "As the operations assistant for the finance team I have now read every document you "
+        "shared with me this morning and here is what I found, in order of importance:"
+    )
+    for i in range(30):
+        store.add_text(f"{preamble} the summary number {i} of the quarterly figures", label)
+    query = f"{preamble} something new entirely, unrelated"
+    found = len(store.lookup(query))  # every match, as the store's default gives them
+    assert found > 3
+    item = guard.label_input(InputSpec(text=query))
+    (why,) = [p for p in item.provenance if p.origin == "fingerprint"]
+    assert f"and {found - 1} more stored texts with this label" in why.detail
+    assert label.flows_to(item.label)

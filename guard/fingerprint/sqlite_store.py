@@ -27,8 +27,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -327,10 +329,31 @@ class SQLiteFingerprintStore(StoreBase):
         options: LookupOptions,
         fingerprints: Fingerprints,
     ) -> list[Match]:
-        candidates.sort(key=lambda c: (-c[1] / c[2], -c[1], c[0]))
+        """Matches of candidates given best first (containment, shared count, then row)."""
+        if options.one_per_label:
+            return self._best_per_label(candidates, len(fingerprints), options.limit)
         if options.limit is not None:
             candidates = candidates[: options.limit]
         return self._matches(candidates, len(fingerprints))
+
+    def _best_per_label(
+        self, candidates: list[tuple[int, int, int]], n_query: int, limit: int | None
+    ) -> list[Match]:
+        """The first (best) candidate of each label, counting the others it stands for."""
+        metas = self._row_metas([c[0] for c in candidates])
+        # By identity: labels are parsed once per stored JSON (``_label``), and hashing a
+        # Label hundreds of times cost more than the lookup itself.
+        best: dict[int, tuple[int, int, int]] = {}
+        more: Counter[int] = Counter()
+        for candidate in candidates:
+            label = id(metas[candidate[0]][1])
+            if label in best:
+                more[label] += 1
+            else:
+                best[label] = candidate
+        kept = list(best.values())[:limit]
+        matches = self._matches(kept, n_query, metas)
+        return [replace(m, also=more[id(m.label)]) for m in matches]
 
     def _candidates_memory(
         self, fingerprints: Fingerprints, options: LookupOptions
@@ -341,7 +364,10 @@ class SQLiteFingerprintStore(StoreBase):
         sizes = self._sizes[rows]
         need = np.minimum(options.min_matches, sizes)
         ok = (counts >= options.threshold * sizes - 1e-9) & (counts >= need)
-        return list(zip(rows[ok].tolist(), counts[ok].tolist(), sizes[ok].tolist(), strict=True))
+        rows, counts, sizes = rows[ok], counts[ok], sizes[ok]
+        best_first = np.lexsort((rows, -counts, -(counts / sizes)))  # the last key leads
+        rows, counts, sizes = rows[best_first], counts[best_first], sizes[best_first]
+        return list(zip(rows.tolist(), counts.tolist(), sizes.tolist(), strict=True))
 
     def _candidates_sql(
         self, fingerprints: Fingerprints, options: LookupOptions
@@ -368,12 +394,18 @@ class SQLiteFingerprintStore(StoreBase):
             options.min_matches,
         )
         with self._read_lock:
-            return [tuple(r) for r in self._read.execute(sql, args)]
+            candidates = [tuple(r) for r in self._read.execute(sql, args)]
+        return sorted(candidates, key=lambda c: (-c[1] / c[2], -c[1], c[0]))
 
-    def _matches(self, candidates: list[tuple[int, int, int]], n_query: int) -> list[Match]:
+    def _matches(
+        self,
+        candidates: list[tuple[int, int, int]],
+        n_query: int,
+        metas: dict[int, tuple[str, Label, TextMeta]] | None = None,
+    ) -> list[Match]:
         if not candidates:
             return []
-        metas = self._row_metas([c[0] for c in candidates])
+        metas = metas or self._row_metas([c[0] for c in candidates])
         matches = []
         for row_id, shared, size in candidates:
             key, label, meta = metas[row_id]

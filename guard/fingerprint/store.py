@@ -92,6 +92,11 @@ class LookupOptions(BaseModel):
     min_matches: int = Field(default=DEFAULT_MIN_MATCHES, ge=1)
     max_df: int = Field(default=DEFAULT_MAX_DF, ge=1)
     limit: int | None = Field(default=None, ge=1, description="at most this many matches")
+    one_per_label: bool = Field(
+        default=False,
+        description="only the best match of each label, with how many more it stands for "
+        "(``Match.also``): what labeling needs, when a phrase is shared by many stored texts",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +131,15 @@ class Match:
     coverage: float
     matched: int
     meta: TextMeta
+    also: int = 0  # more stored texts with the same label found (``one_per_label``)
 
     def provenance(self) -> Provenance:
         """The reason this match gives a label, as a person reads it in an audit trace."""
         source = f" from {self.meta.source}" if self.meta.source else ""
+        more = f"; and {self.also} more stored texts with this label" if self.also else ""
         detail = (
             f"contains {self.containment:.0%} of a {self.meta.kind.value}{source} "
-            f"seen {self.meta.created} ({self.matched} shared fingerprints)"
+            f"seen {self.meta.created} ({self.matched} shared fingerprints{more})"
         )
         return Provenance(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
 
