@@ -153,9 +153,13 @@ class GrowingText:
         self._tail: list[str] = []  # the last k - 1 of those words
         self._words = 0
         self._hashes: set[int] = set()
+        self._seen = -1  # the length of the text at the last call
 
     def hashes(self, text: str) -> set[int]:
         """The k-gram hashes of ``text``, which extends the text of the previous call."""
+        if len(text) == self._seen:  # nothing added (the text only grows): nothing to hash
+            return self._hashes
+        self._seen = len(text)
         cut = max(text.rfind(space, self._done) for space in " \n\t\r")
         if cut > self._done:
             words = normalise(text[self._done : cut])
