@@ -262,10 +262,6 @@ class SQLiteFingerprintStore(StoreBase):
             self._known = set()  # a miss only costs the write transaction it used to
         self._known.update(keys)
 
-    def is_stored(self, text_id: str) -> bool:
-        """Known (from memory, without reading SQLite) to be stored; False when unsure."""
-        return text_id in self._known
-
     def _insert(
         self, conn: sqlite3.Connection, batch: list[Entry]
     ) -> tuple[np.ndarray, np.ndarray, Fingerprints]:

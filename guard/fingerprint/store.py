@@ -253,11 +253,6 @@ class StoreBase(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def is_stored(self, text_id: str) -> bool:
-        """True when ``text_id`` is known to be stored without asking the backend; a backend
-        that keeps no such memory says False (unsure), never a wrong True."""
-        return False
-
     def add(
         self,
         text_id: str,
