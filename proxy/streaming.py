@@ -32,12 +32,25 @@ def sse(data: Any) -> bytes:
 
 
 class _Choice:
-    __slots__ = ("calls", "finish", "function_call", "logprobs", "refusal", "role", "sent", "text")
+    __slots__ = (
+        "calls",
+        "finish",
+        "function_call",
+        "joined",
+        "logprobs",
+        "refusal",
+        "role",
+        "sent",
+        "streamed",
+        "text",
+    )
 
     def __init__(self) -> None:
         self.role = "assistant"
         self.text: list[str] = []
         self.sent: list[str] = []  # the text already streamed to the client
+        self.streamed = ""  # the first ``joined`` pieces of ``sent``, joined (``sent_texts``)
+        self.joined = 0
         self.refusal: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.function_call: dict[str, str] | None = None
@@ -65,6 +78,15 @@ class _Choice:
         if self.function_call:
             message["function_call"] = self.function_call
         return message
+
+
+def _streamed(choice: _Choice) -> str:
+    """Its text streamed so far, joining only the pieces added since the last call: every
+    labeling while the stream is on asks, once per item (guard.inflight)."""
+    if choice.joined < len(choice.sent):
+        choice.streamed += "".join(choice.sent[choice.joined :])
+        choice.joined = len(choice.sent)
+    return choice.streamed
 
 
 def _merge_function(into: dict[str, str], part: dict[str, Any]) -> None:
@@ -127,7 +149,7 @@ class HeldStream:
 
     def sent_texts(self) -> list[str]:
         """Each choice's text streamed so far (before any verdict), in index order."""
-        return ["".join(c.sent) for _, c in sorted(self.choices.items())]
+        return [_streamed(c) for _, c in sorted(self.choices.items())]
 
     def assembled(self) -> dict[str, Any]:
         """The whole answer as a non-streamed ChatCompletion body, for the guard."""

@@ -204,3 +204,15 @@ async def test_the_fingerprint_store_has_postings_only_when_asked(
     with sqlite3.connect(tmp_path / "fingerprints.db") as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     assert ("fingerprints" in tables) is bool(asked)
+
+
+def test_held_stream_says_what_each_choice_has_streamed_so_far() -> None:
+    held = HeldStream()
+    held.feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]})
+    held.feed({"choices": [{"index": 1, "delta": {"content": "Other"}}]})
+    assert held.sent_texts() == ["Hel", "Other"]
+    held.feed({"choices": [{"index": 0, "delta": {"content": "lo"}}]})
+    call = {"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}
+    held.feed({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})  # held, not sent
+    assert held.sent_texts() == ["Hello", "Other"]
+    assert held.sent_texts() == ["Hello", "Other"]  # asked again, nothing new
