@@ -322,7 +322,7 @@ SOURCES = """sources:
     label: {confidentiality: public}
   - id: peers
     kind: agent_message
-    agent: "re:peer-\\\\d+"
+    source: "re:peer-\\\\d+"
     label: {sources: [peer]}
 """
 
@@ -340,10 +340,15 @@ def test_source_rules_by_tool_url_agent_glob_and_regex() -> None:
     hr = policy.label_source(SourceContext(kind="tool_result", tool="hr_lookup"))
     assert [p.rule for p in hr.provenance] == ["hr-db"]  # stop: later rules not consulted
     assert hr.label.categories == frozenset({"pii"}) and hr.label.integrity.name == "trusted"
-    peer = policy.label_source(SourceContext(kind="agent_message", agent="peer-12"))
+    # an agent message's author is its source; the reader (agent) is not where it came from
+    peer = policy.label_source(
+        SourceContext(kind="agent_message", source="peer-12", agent="reader-1")
+    )
     assert peer.label.sources == frozenset({"peer", "agent:peer-12"})
     assert peer.label.integrity.name == "untrusted"  # the kind's default, refined by the rule
-    other = policy.label_source(SourceContext(kind="agent_message", agent="peer-x"))
+    unnamed = policy.label_source(SourceContext(kind="agent_message", agent="reader-1"))
+    assert unnamed.label.sources == frozenset({"agent:unnamed"})
+    other = policy.label_source(SourceContext(kind="agent_message", source="peer-x"))
     assert other.provenance[0].origin is LabelOrigin.DEFAULT
 
 

@@ -24,9 +24,11 @@ class SourceContext(BaseModel):
 
     kind: SourceKind
     tool: str | None = None
-    source: str | None = Field(default=None, description="Retrieval source name.")
+    source: str | None = Field(
+        default=None, description="Retrieval source name; an agent message's author."
+    )
     url: str | None = None
-    agent: str | None = Field(default=None, description="The agent that sent or received it.")
+    agent: str | None = Field(default=None, description="The agent about to read it.")
     role: str | None = None
 
 

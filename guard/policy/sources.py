@@ -26,17 +26,21 @@ _SELECTORS = ("tool", "source", "url", "agent", "role")
 
 
 def auto_sources(ctx: SourceContext) -> list[str]:
-    """Provenance tags derived from the context itself: ``tool:``, ``web:``, ``doc:``..."""
+    """Provenance tags derived from the context itself: ``tool:``, ``web:``, ``doc:``...
+
+    An agent message's ``source`` is its author (``agent:AUTHOR``; ``agent:unnamed`` when the
+    caller did not say): tags name where a text came from, never ``ctx.agent``, the agent
+    about to read it."""
     tags: list[str] = []
     if ctx.tool:
         tags.append(f"tool:{ctx.tool}")
     if ctx.url:
         host = urlsplit(ctx.url).hostname
         tags.append(f"web:{host}" if host else f"url:{ctx.url}")
-    if ctx.source:
+    if ctx.kind.value == "agent_message":
+        tags.append(f"agent:{ctx.source or 'unnamed'}")
+    elif ctx.source:
         tags.append(f"doc:{ctx.source}")
-    if ctx.kind.value == "agent_message" and ctx.agent:
-        tags.append(f"agent:{ctx.agent}")
     if ctx.kind.value == "message" and ctx.role:
         tags.append(f"role:{ctx.role}")
     return tags
