@@ -212,9 +212,9 @@ async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
             batch = WireBatch()
             early = len(lines) > 2  # more than one event (a data line and a blank) to split
             for line in lines:
-                if not line.startswith(b"data:"):  # comments, event names, blank separators
+                field = _data(line)
+                if field is None:
                     continue
-                field = line[5:].strip()
                 try:
                     event = _event(field)
                 except UpstreamError:

@@ -69,7 +69,8 @@ def _gather_positions(lo: Int64s, hi: Int64s) -> tuple[Int64s, Int64s]:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """Sorted packed keys with a prefix table over their top bits."""
+    """Sorted packed keys, with a prefix table over their top bits (``starts``) or, for the
+    small recent run, none (found by binary search)."""
 
     keys: UInt64s
     starts: npt.NDArray[np.uint32] | Int64s | None  # None: found by binary search

@@ -143,8 +143,9 @@ class GrowingText:
     A text written from what had been streamed shares its fingerprints with the finished text
     only among these (or, by chance, with text still to come). Complete words are hashed once,
     up to the last ASCII whitespace (a safe cut for ``normalise``); the words after it are
-    hashed again at each call, since the last of them may be unfinished, and their k-grams
-    kept too (a stale one can only make a relay look likelier: no copy of the set per call).
+    hashed again at each call that brings more text, since the last of them may be
+    unfinished, and their k-grams kept too (a stale one can only make a relay look likelier:
+    no copy of the set per call). A call with nothing added returns the set as it is.
     """
 
     def __init__(self, params: WinnowParams = DEFAULT_PARAMS) -> None:
