@@ -25,6 +25,7 @@ from guard.fingerprint.store import (
     TextMeta,
     text_entry,
     text_fingerprint_set,
+    text_word_kgrams,
 )
 from guard.inflight import TextInFlight
 from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
@@ -236,14 +237,15 @@ class Guard:
 
     def could_reidentify(self, stored: str, texts: Iterable[str]) -> bool:
         """Could labeling ``texts`` find ``stored`` (once it is stored)? False only when they
-        share no fingerprint with it, since a match needs shared fingerprints: then nobody
-        labeling ``texts`` need wait for ``stored`` to be written. Both are fingerprinted
-        through the cache that labeling uses, so the winnowing is not done twice."""
+        share no word k-gram with it: a match needs shared fingerprints, which are hashes of
+        shared k-grams. Then nobody labeling ``texts`` need wait for ``stored`` to be written.
+        The test compares words, not fingerprints: it runs on the event loop, for every
+        request while an answer is being stored, and winnowing both cost ten times as much."""
         store = self.fingerprints
         if store is None or not stored.strip():
             return False
-        mine = text_fingerprint_set(stored, store.params)
-        return any(not mine.isdisjoint(text_fingerprint_set(t, store.params)) for t in texts)
+        mine = text_word_kgrams(stored, store.params)
+        return any(not mine.isdisjoint(text_word_kgrams(t, store.params)) for t in texts)
 
     # ---------------------------------------------------------------- the prompt sink
 

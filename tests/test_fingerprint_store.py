@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from guard.fingerprint import (
     WinnowParams,
     content_id,
     fingerprint,
+    memindex,
 )
 from guard.fingerprint.memindex import MemoryIndex
 from guard.items import ItemKind, LabelOrigin
@@ -366,6 +368,80 @@ def test_memory_index_finds_a_fingerprint_held_in_every_run() -> None:
     rows, counts = index.lookup(shared, max_df=5)
     assert rows.tolist() == holders and counts.tolist() == [len(shared)] * 3
     assert index.lookup(shared, max_df=2)[0].tolist() == []  # in more rows than max_df
+
+
+def _plain_lookup(
+    postings: dict[int, set[int]], query: np.ndarray, max_df: int
+) -> tuple[list[int], list[int]]:
+    """The reference: rows and shared counts from a plain dict of fingerprint -> rows."""
+    shared: Counter[int] = Counter()
+    for fp in query.tolist():
+        if len(postings.get(fp, ())) <= max_df:
+            shared.update(postings.get(fp, ()))
+    rows = sorted(shared)
+    return rows, [shared[row] for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("few", "few_found"),
+    [(0, 0), (64, 0), (64, 16), (10**6, 10**6)],
+    ids=["vectors", "filter-in-python", "default", "all-python"],
+)
+def test_memory_index_answers_as_a_plain_inverted_index(
+    monkeypatch: pytest.MonkeyPatch, few: int, few_found: int
+) -> None:
+    """Every way a lookup can run (vectors, Python loops, with the presence filter before
+    either) gives what a plain dict gives, while rows are appended through all three runs,
+    the packing widens and the presence filter grows."""
+    monkeypatch.setattr(memindex, "FEW", few)
+    monkeypatch.setattr(memindex, "FEW_FOUND", few_found)
+    rng = np.random.default_rng(7)
+    pool = rng.integers(-(2**63), 2**63 - 1, size=400, dtype=np.int64)  # shared by many rows
+    index = MemoryIndex(merge_fraction=0.5, min_delta=64, recent_limit=25)
+    postings: dict[int, set[int]] = defaultdict(set)
+    first_bits = index._runs.presence.bits
+    for n in range(2200):
+        row = n if n < 2000 else n + (1 << 21)  # forces a repack
+        fresh = rng.integers(-(2**63), 2**63 - 1, size=16, dtype=np.int64)
+        hashes = np.unique(np.concatenate([fresh, rng.choice(pool, size=3)]))
+        index.append(hashes, np.full(len(hashes), row, dtype=np.int32))
+        for fp in hashes.tolist():
+            postings[fp].add(row)
+        if n % 100 == 99:
+            stored = np.array(list(postings), dtype=np.int64)
+            for size in (1, 5, 14, 30, 63, 200):
+                query = np.unique(
+                    np.concatenate(
+                        [
+                            rng.choice(stored, size=size // 2 + 1),
+                            rng.integers(-(2**63), 2**63 - 1, size=size // 2, dtype=np.int64),
+                        ]
+                    )
+                )
+                for max_df in (2, 1000):
+                    rows, counts = index.lookup(query, max_df)
+                    assert (rows.tolist(), counts.tolist()) == _plain_lookup(
+                        postings, query, max_df
+                    )
+    assert index._runs.presence.bits > first_bits  # it grew
+    assert index.compared_bits < 64 - 20  # repacked
+
+
+def test_presence_filter_drops_fingerprints_in_no_stored_text() -> None:
+    """A query of fingerprints no stored text holds mostly has its bits clear: the filter
+    keeps about one in 32 to 64 of them, and every stored one."""
+    rng = np.random.default_rng(3)
+    index = MemoryIndex()
+    stored = rng.integers(-(2**63), 2**63 - 1, size=30_000, dtype=np.int64)
+    index.load(stored, np.repeat(np.arange(1000, dtype=np.int32), 30))
+    presence = index._runs.presence
+    biased = memindex._biased(np.unique(stored))
+    assert presence.possible(biased).all()
+    assert presence.possible_few([int(b) for b in biased[:50]]) == biased[:50].tolist()
+    strangers = memindex._biased(rng.integers(-(2**63), 2**63 - 1, size=20_000, dtype=np.int64))
+    kept = presence.possible(strangers).mean()
+    assert kept < 1 / 30
+    assert len(presence.possible_few([int(b) for b in strangers])) == round(kept * 20_000)
 
 
 def test_entries_are_normalised_to_sorted_unique() -> None:

@@ -19,6 +19,7 @@ from guard.fingerprint.winnow import (
     kgram_hashes,
     normalise,
     winnow,
+    word_kgrams,
 )
 
 TEXT = (
@@ -216,3 +217,29 @@ def test_a_growing_text_holds_every_k_gram_of_what_has_come(
         every = set(kgram_hashes(normalise(so_far), k).view(np.int64).tolist())
         assert every <= growing.hashes(so_far)
     assert set(fingerprint(text, params).tolist()) <= growing.hashes(text)
+
+
+small_words = st.sampled_from(["a", "b", "c", "d", "e", "f"])  # few words: many shared runs
+
+
+@given(
+    st.lists(small_words, max_size=30),
+    st.lists(small_words, max_size=30),
+    st.sampled_from([1, 2, 3, 5]),
+    st.sampled_from([1, 3, 8]),
+)
+@settings(max_examples=500, deadline=None)
+def test_texts_sharing_a_fingerprint_share_a_word_kgram(
+    left: list[str], right: list[str], k: int, w: int
+) -> None:
+    """The cheap test ``Guard.could_reidentify`` uses: whenever two texts share a fingerprint,
+    they share a word k-gram (and when they share none, no fingerprint either)."""
+    params = WinnowParams(k=k, w=w)
+    shared_fingerprint = bool(
+        set(fingerprint(" ".join(left), params).tolist())
+        & set(fingerprint(" ".join(right), params).tolist())
+    )
+    shared_kgram = bool(word_kgrams(left, k) & word_kgrams(right, k))
+    assert shared_kgram or not shared_fingerprint
+    if shared_kgram and len(left) >= k and len(right) >= k:  # a shared k-gram hashes alike
+        assert set(kgram_hashes(left, k).tolist()) & set(kgram_hashes(right, k).tolist())

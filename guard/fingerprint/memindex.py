@@ -21,6 +21,9 @@ search of ~25 dependent cache misses. The recent run, small and rebuilt at every
 none: a binary search over a few thousand keys stays in cache, and building the table was
 most of an append's cost.
 
+A presence filter (``_Presence``, a one-hash Bloom filter) drops the query fingerprints no
+posting can hold before any run is searched; small queries run as Python loops (``FEW``).
+
 Thread-safety: one writer at a time (callers serialise ``load``/``append``), any number of
 readers. A reader takes the current :class:`_Runs` snapshot with one attribute read (atomic in
 CPython) and never sees a half-built index; a writer builds new arrays, then publishes them.
@@ -28,7 +31,10 @@ CPython) and never sees a half-built index; a writer builds new arrays, then pub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +44,16 @@ Int32s = npt.NDArray[np.int32]
 UInt64s = npt.NDArray[np.uint64]
 
 _SIGN = np.uint64(1 << 63)
+_NONE = np.empty(0, dtype=np.int32)
+_NONE.flags.writeable = False
+_BIAS = 1 << 63  # the Python-int form of ``_biased``: a signed hash plus 2**63
+# Up to FEW query fingerprints, a lookup filters them (``_Presence``) in a Python loop, and
+# when at most FEW_FOUND remain, searches for them in Python loops over memoryviews of the
+# arrays: a prompt's dozen fingerprints took ~80 numpy calls (~2 us each) in the three runs.
+FEW = 64
+FEW_FOUND = 16
 _MIN_ROW_BITS = 20  # packing changes only past a million rows, and then at every doubling
+_MAX_PRESENCE_BITS = 30  # 128 MiB: reached at 32 million postings (about 700,000 texts)
 
 
 def _biased(hashes: Int64s) -> UInt64s:
@@ -76,6 +91,14 @@ class _Run:
     starts: npt.NDArray[np.uint32] | Int64s | None  # None: found by binary search
     shift: np.uint64
     row_bits: int
+    # The same arrays, read element by element as Python ints (``find_few``)
+    key_view: memoryview = field(init=False, repr=False, compare=False)
+    start_view: memoryview | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_view", memoryview(self.keys))
+        starts = None if self.starts is None else memoryview(self.starts)
+        object.__setattr__(self, "start_view", starts)
 
     @classmethod
     def build(cls, keys: UInt64s, row_bits: int, *, table: bool = True) -> _Run:
@@ -114,6 +137,27 @@ class _Run:
         rows = (keys[same] & np.uint64((1 << self.row_bits) - 1)).astype(np.int32)
         return owner[same], rows
 
+    def find_few(self, query: list[int]) -> list[tuple[int, int]]:
+        """``find`` for a few (biased) fingerprints given as ints: (index in query, row)."""
+        keys, rb = self.key_view, self.row_bits
+        mask, found = (1 << rb) - 1, []
+        if self.start_view is None:
+            n = len(keys)
+            for i, q in enumerate(query):
+                top = q >> rb
+                j = bisect_left(keys, top << rb)
+                while j < n and keys[j] >> rb == top:
+                    found.append((i, keys[j] & mask))
+                    j += 1
+            return found
+        starts, shift = self.start_view, int(self.shift)
+        for i, q in enumerate(query):
+            top, bucket = q >> rb, q >> shift
+            for j in range(starts[bucket], starts[bucket + 1]):
+                if keys[j] >> rb == top:
+                    found.append((i, keys[j] & mask))
+        return found
+
     def _search(self, query: UInt64s) -> tuple[Int64s, Int32s]:
         """``find`` by binary search: each fingerprint's postings are the keys between its
         bits with row 0 and with every row bit set."""
@@ -136,10 +180,62 @@ class _Run:
 
 
 @dataclass(frozen=True, slots=True)
+class _Presence:
+    """One bit per slot of a fingerprint's compared bits, set once a posting holds a
+    fingerprint of that slot: a Bloom filter with one hash, and no false negatives. Most of a
+    new text's fingerprints are in no stored text; a lookup drops those for a few vector
+    operations, and a text sharing none with the store costs no search at all.
+
+    ``bits`` is a power of two, 32 to 64 per posting up to 2**30 bits (32 million postings),
+    so a fingerprint in no stored text finds its bit set less than once in 32."""
+
+    flags: npt.NDArray[np.uint8]  # little bit order: slot s is bit s % 8 of byte s // 8
+    view: memoryview  # the same bytes, read as Python ints (``possible_few``)
+    row_bits: int
+
+    @classmethod
+    def of(cls, keys: Iterable[UInt64s], row_bits: int, postings: int) -> _Presence:
+        """For these packed keys, sized for ``postings``."""
+        bits = 1 << min(_MAX_PRESENCE_BITS, max(20, (32 * postings).bit_length()))
+        flags = np.zeros(bits // 8, dtype=np.uint8)
+        presence = cls(flags, memoryview(flags), row_bits)
+        for some in keys:
+            presence.add(some)
+        return presence
+
+    @property
+    def bits(self) -> int:
+        return len(self.flags) * 8
+
+    def add(self, keys: UInt64s) -> None:
+        """Set the bits of packed keys (in place: a reader seeing one early only searches)."""
+        slots = (keys >> np.uint64(self.row_bits)) & np.uint64(self.bits - 1)
+        bit = np.left_shift(1, slots & np.uint64(7), dtype=np.uint8, casting="unsafe")
+        np.bitwise_or.at(self.flags, (slots >> np.uint64(3)).astype(np.intp), bit)
+
+    def possible(self, biased: UInt64s) -> npt.NDArray[np.bool_]:
+        """Which (biased) fingerprints may have postings."""
+        slots = (biased >> np.uint64(self.row_bits)) & np.uint64(self.bits - 1)
+        byte = self.flags[(slots >> np.uint64(3)).astype(np.intp)]
+        return ((byte >> (slots & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
+
+    def possible_few(self, biased: list[int]) -> list[int]:
+        """``possible`` of a few fingerprints given as ints: the ones that may have postings."""
+        flags, rb, mask = self.view, self.row_bits, self.bits - 1
+        kept = []
+        for q in biased:
+            slot = (q >> rb) & mask
+            if flags[slot >> 3] >> (slot & 7) & 1:
+                kept.append(q)
+        return kept
+
+
+@dataclass(frozen=True, slots=True)
 class _Runs:
     main: _Run
     delta: _Run
     recent: _Run
+    presence: _Presence
 
     @property
     def all(self) -> tuple[_Run, _Run, _Run]:
@@ -156,8 +252,8 @@ class MemoryIndex:
     def __init__(
         self, merge_fraction: float = 0.125, min_delta: int = 1 << 20, recent_limit: int = 1 << 14
     ) -> None:
-        empty = _Run.empty(_MIN_ROW_BITS)
-        self._runs = _Runs(empty, empty, _Run.empty(_MIN_ROW_BITS, table=False))
+        empty, recent = _Run.empty(_MIN_ROW_BITS), _Run.empty(_MIN_ROW_BITS, table=False)
+        self._runs = _Runs(empty, empty, recent, _Presence.of([], _MIN_ROW_BITS, 0))
         self._merge_fraction = merge_fraction
         self._min_delta = min_delta
         self._recent_limit = recent_limit
@@ -167,7 +263,8 @@ class MemoryIndex:
 
     @property
     def nbytes(self) -> int:
-        return sum(run.nbytes for run in self._runs.all)
+        runs = self._runs
+        return sum(run.nbytes for run in runs.all) + runs.presence.flags.nbytes
 
     @property
     def compared_bits(self) -> int:
@@ -178,7 +275,8 @@ class MemoryIndex:
         """Replace the index with these postings (at open)."""
         bits = _row_bits(int(rows.max()) if len(rows) else 0)
         main = _Run.build(np.sort(_pack(hashes, rows, bits)), bits)
-        self._runs = _Runs(main, _Run.empty(bits), _Run.empty(bits, table=False))
+        presence = _Presence.of([main.keys], bits, len(main.keys))
+        self._runs = _Runs(main, _Run.empty(bits), _Run.empty(bits, table=False), presence)
 
     def append(self, hashes: Int64s, rows: Int32s) -> None:
         """Add postings; one writer at a time."""
@@ -186,32 +284,61 @@ class MemoryIndex:
         bits = runs.main.row_bits
         if len(rows) and int(rows.max()) >= 1 << bits:  # rows outgrew the packing: widen it
             bits = _row_bits(int(rows.max()))
-            runs = _Runs(*(run.repacked(bits) for run in runs.all))
+            repacked = [run.repacked(bits) for run in runs.all]
+            keys_of = [run.keys for run in repacked]
+            runs = _Runs(*repacked, _Presence.of(keys_of, bits, len(self)))
         main, delta = runs.main, runs.delta
-        recent = runs.recent.merged(np.sort(_pack(hashes, rows, bits)), table=False)
+        keys = np.sort(_pack(hashes, rows, bits))
+        postings = len(self) + len(keys)
+        if 32 * postings > runs.presence.bits and runs.presence.bits < 1 << _MAX_PRESENCE_BITS:
+            presence = _Presence.of([*(run.keys for run in runs.all), keys], bits, postings)
+        else:
+            presence = runs.presence
+            presence.add(keys)  # before the keys can be found
+        recent = runs.recent.merged(keys, table=False)
         if len(recent.keys) > self._recent_limit:
             delta, recent = delta.merged(recent.keys), _Run.empty(bits, table=False)
         if len(delta.keys) > max(self._min_delta, self._merge_fraction * len(main.keys)):
             main, delta = main.merged(delta.keys), _Run.empty(bits)
-        self._runs = _Runs(main, delta, recent)
+        self._runs = _Runs(main, delta, recent, presence)
 
     def lookup(self, query: Int64s, max_df: int) -> tuple[Int32s, Int32s]:
         """(rows, shared fingerprint counts) for rows sharing any of the unique ``query`` hashes.
 
         Fingerprints held by more than ``max_df`` rows are skipped as boilerplate.
         """
-        biased = _biased(query)
-        found = [run.find(biased) for run in self._runs.all if len(run.keys)]
+        runs = self._runs  # one snapshot: a writer publishes a new one
+        if len(query) <= FEW:
+            few = runs.presence.possible_few([q + _BIAS for q in query.tolist()])
+            if len(few) <= FEW_FOUND:
+                return self._lookup_few(runs, few, max_df) if few else (_NONE, _NONE)
+            biased = np.array(few, dtype=np.uint64)
+        else:
+            biased = _biased(query)
+            biased = biased[runs.presence.possible(biased)]
+        found = [run.find(biased) for run in runs.all if len(run.keys) and len(biased)]
         if not found:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
         owner = np.concatenate([o for o, _ in found])
         rows = np.concatenate([r for _, r in found])
         if len(rows) == 0:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
-        df = np.bincount(owner, minlength=len(query))
+        df = np.bincount(owner, minlength=len(biased))
         found = np.sort(rows[df[owner] <= max_df])
         if len(found) == 0:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
         starts = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1])))
         counts = np.diff(np.append(starts, len(found))).astype(np.int32)
         return found[starts], counts
+
+    @staticmethod
+    def _lookup_few(runs: _Runs, biased: list[int], max_df: int) -> tuple[Int32s, Int32s]:
+        """``lookup`` of a few (biased) fingerprints, by ``find_few``."""
+        found = [hit for run in runs.all if len(run.keys) for hit in run.find_few(biased)]
+        df = Counter(i for i, _ in found)
+        shared = Counter(row for i, row in found if df[i] <= max_df)
+        rows = sorted(shared)
+        return (
+            np.array(rows, dtype=np.int32),
+            np.array([shared[row] for row in rows], dtype=np.int32),
+        )

@@ -326,6 +326,8 @@ class SQLiteFingerprintStore(StoreBase):
         fingerprints: Fingerprints,
     ) -> list[Match]:
         """Matches of candidates given best first (containment, shared count, then row)."""
+        if not candidates:
+            return []
         if options.one_per_label:
             return self._best_per_label(candidates, len(fingerprints), options.limit)
         if options.limit is not None:
@@ -357,6 +359,8 @@ class SQLiteFingerprintStore(StoreBase):
         """(row, shared, n_fingerprints) of rows passing the thresholds."""
         assert self._index is not None
         rows, counts = self._index.lookup(fingerprints, options.max_df)
+        if len(rows) == 0:  # the usual answer for a new text: no need to rank nothing
+            return []
         sizes = self._sizes[rows]
         need = np.minimum(options.min_matches, sizes)
         ok = (counts >= options.threshold * sizes - 1e-9) & (counts >= need)

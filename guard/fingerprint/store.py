@@ -24,7 +24,14 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams, fingerprint
+from guard.fingerprint.winnow import (
+    DEFAULT_PARAMS,
+    Fingerprints,
+    WinnowParams,
+    fingerprint,
+    normalise,
+    word_kgrams,
+)
 from guard.items import ItemKind, LabelOrigin, Provenance
 from guard.labels import Label, LabelKey, label_key
 
@@ -62,6 +69,19 @@ def text_fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
     if len(text) > _CACHED_TEXT_CHARS:
         return frozenset(fingerprint(text, params).tolist())
     return _cached_fingerprint_set(text, params)
+
+
+@lru_cache(maxsize=1024)
+def _cached_word_kgrams(text: str, k: int) -> frozenset[tuple[str, ...]]:
+    return frozenset(word_kgrams(normalise(text), k))
+
+
+def text_word_kgrams(text: str, params: WinnowParams) -> frozenset[tuple[str, ...]]:
+    """``word_kgrams`` of the text's words, cached like ``text_fingerprints``: the test of
+    whether two texts could share a fingerprint (see ``Guard.could_reidentify``)."""
+    if len(text) > _CACHED_TEXT_CHARS:
+        return frozenset(word_kgrams(normalise(text), params.k))
+    return _cached_word_kgrams(text, params.k)
 
 
 def _now() -> str:
