@@ -54,6 +54,7 @@ FEW = 64
 FEW_FOUND = 16
 _MIN_ROW_BITS = 20  # packing changes only past a million rows, and then at every doubling
 _MAX_PRESENCE_BITS = 30  # 128 MiB: reached at 32 million postings (about 700,000 texts)
+_CHUNK = 1 << 20
 
 
 def _biased(hashes: Int64s) -> UInt64s:
@@ -209,9 +210,12 @@ class _Presence:
 
     def add(self, keys: UInt64s) -> None:
         """Set the bits of packed keys (in place: a reader seeing one early only searches)."""
-        slots = (keys >> np.uint64(self.row_bits)) & np.uint64(self.bits - 1)
-        bit = np.left_shift(1, slots & np.uint64(7), dtype=np.uint8, casting="unsafe")
-        np.bitwise_or.at(self.flags, (slots >> np.uint64(3)).astype(np.intp), bit)
+        for start in range(0, len(keys), _CHUNK):  # bounded temporaries when loading millions
+            slots = (keys[start : start + _CHUNK] >> np.uint64(self.row_bits)) & np.uint64(
+                self.bits - 1
+            )
+            bit = np.left_shift(1, slots & np.uint64(7), dtype=np.uint8, casting="unsafe")
+            np.bitwise_or.at(self.flags, (slots >> np.uint64(3)).astype(np.intp), bit)
 
     def possible(self, biased: UInt64s) -> npt.NDArray[np.bool_]:
         """Which (biased) fingerprints may have postings."""
@@ -316,17 +320,17 @@ class MemoryIndex:
         else:
             biased = _biased(query)
             biased = biased[runs.presence.possible(biased)]
-        found = [run.find(biased) for run in runs.all if len(run.keys) and len(biased)]
+        found = [run.find(biased) for run in runs.all if len(run.keys)] if len(biased) else []
         if not found:
-            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+            return _NONE, _NONE
         owner = np.concatenate([o for o, _ in found])
         rows = np.concatenate([r for _, r in found])
         if len(rows) == 0:
-            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+            return _NONE, _NONE
         df = np.bincount(owner, minlength=len(biased))
         found = np.sort(rows[df[owner] <= max_df])
         if len(found) == 0:
-            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+            return _NONE, _NONE
         starts = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1])))
         counts = np.diff(np.append(starts, len(found))).astype(np.int32)
         return found[starts], counts
