@@ -6,6 +6,9 @@ Targets, each its own process, all in front of the same fake upstream (``tests/f
 - ``guard off``: ``labelgate serve`` with ``guard: {enabled: false}`` (plain pass-through);
 - ``guard on``: ``labelgate serve`` as shipped (default policy, SQLite fingerprints, audit
   writer, sqlite span exporter);
+- ``forwarder``: the floor (``forwarder.py``): a raw ASGI hop under uvicorn with the
+  proxy's HTTP client and nothing else, answering a stream once the upstream's first event
+  has come, as the gateway does; sequential runs only;
 - ``litellm``: LiteLLM's own proxy (``litellm --config``), when ``litellm[proxy]`` is
   installed (skipped with a message otherwise), with a master key, its local cost map and no
   telemetry.
@@ -43,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +160,13 @@ def _start_labelgate(
     env = {"PYTHONPATH": f"{root}:{root / 'tests'}"}  # ``root``: this tree or ``--base``
     proc = _spawn([*args, "--log-level", "warning"], work / f"{config.stem}.log", env)
     return Target(name, f"http://127.0.0.1:{port}", proc, "/readyz")
+
+
+def _start_forwarder(work: Path, fake: Target) -> Target:
+    port = _free_port()
+    script = str(Path(__file__).with_name("forwarder.py"))
+    proc = _spawn([sys.executable, script, fake.base, str(port)], work / "forwarder.log")
+    return Target("forwarder", f"http://127.0.0.1:{port}", proc, "/")
 
 
 def _start_litellm(work: Path, fake: Target) -> Target | None:
@@ -313,8 +323,20 @@ def _sequential_table(title: str, runs: dict[str, Sample], stream: bool) -> None
             line += f"  {added:>14}"
         print(line + f"   {s.errors}")
     _ratios(runs, lambda s, b: _p50(s.total) - _p50(b.total), "added p50")
+    _over_floor(runs, lambda s: _p50(s.total), "added p50")
     if stream:
         _ratios(runs, lambda s, b: _p50(s.first) - _p50(b.first), "added TTFT p50")
+        _over_floor(runs, lambda s: _p50(s.first), "added TTFT p50")
+
+
+def _over_floor(runs: dict[str, Sample], p50: Callable[[Sample], float], what: str) -> None:
+    """How much of the added latency is the hop itself (the forwarder's), how much ours."""
+    if "forwarder" not in runs:
+        return
+    floor = p50(runs["forwarder"]) - p50(runs["direct"])
+    for name in ("guard off", "guard on"):
+        ours = p50(runs[name]) - p50(runs["direct"])
+        print(f"  {what}: {name} = forwarder {floor:+.2f} + {ours - floor:+.2f} ms")
 
 
 def _ratios(runs: dict[str, Sample], added: object, what: str) -> None:
@@ -339,6 +361,8 @@ def _concurrency_table(
     print(f"{'target':<11}{cols}  best req/s at p99<={bound_ms:g} ms")
     best: dict[str, float] = {}
     for name, by_level in runs.items():
+        if not by_level:
+            continue  # not in the concurrency runs (the forwarder)
         line = f"{name:<11}"
         best[name] = 0.0
         for c in levels:
@@ -368,6 +392,7 @@ def _servers(work: Path, with_litellm: bool, base: Path | None) -> Iterator[list
         targets.append(_start_labelgate("guard off", work, fake, {"enabled": False}))
         state = str(work / "state")
         targets.append(_start_labelgate("guard on", work, fake, {"state_dir": state}))
+        targets.append(_start_forwarder(work, fake))
         if base is not None:  # the same server from another checkout, e.g. before a change
             base_state = {"state_dir": str(work / "base-state")}
             targets.append(_start_labelgate("base on", work, fake, base_state, base.resolve()))
@@ -413,11 +438,12 @@ async def _run(args: argparse.Namespace, targets: list[Target], work: Path) -> N
                 print("\n(time budget spent: concurrency runs cut short)")
                 break
             conc: dict[str, dict[int, Sample]] = {t.name: {} for t in targets}
+            measured = [t for t in targets if t.name != "forwarder"]
             for c in levels:
-                for t in targets:
+                for t in measured:
                     conc[t.name][c] = Sample()
                 for k in range(2):  # each window in two halves, the targets in both orders
-                    for t in _in_turn(targets, k):
+                    for t in _in_turn(measured, k):
                         half = await closed_loop(session, t.url, c, args.seconds / 2, stream)
                         conc[t.name][c].add(half)
             _concurrency_table(
