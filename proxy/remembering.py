@@ -7,9 +7,9 @@ when it comes back as an input: relayed by another agent, or resent with a conve
   fingerprinted and stored by one writer thread, in order, as many answers per transaction
   as are waiting (a transaction's fixed cost, about 0.3 ms here, is then paid once for all
   of them). An answer stored lately (the same text with the same label) needs no thread.
-- Labeling waits (``settled``) for the pending answers it could find: those sharing a
-  fingerprint with its texts, since a match needs one (``unsettled`` names them, without
-  waiting). When the writer falls behind (``max_pending`` answers), everybody waits for all
+- Labeling waits (``settled``) for the pending answers it could find: those sharing a word
+  k-gram with its texts, since a match needs a shared fingerprint, the hash of one
+  (``Guard.could_reidentify``; ``unsettled`` names them, without waiting). When the writer falls behind (``max_pending`` answers), everybody waits for all
   of them.
 - An answer that ends up not sent is stored all the same (a label is never lowered by that).
 - A failure is kept in ``failure``: the guard then refuses every later request.
