@@ -301,3 +301,82 @@ async def test_failed_pending_work_fails_closed_and_discards_what_came() -> None
         await _during(PendingHook(broken), _ctx(), call(), discard)  # type: ignore[arg-type]
     assert (caught.value.status, caught.value.type) == (500, "guard_error")
     assert discarded == ["opened stream"]
+
+
+class LaterHook:
+    """A hook whose pending work leaves something to await once the upstream has answered
+    (as the label guard does for inputs that could relay an answer still being stored)."""
+
+    def __init__(self, later: Callable[[], Any]) -> None:
+        self.later = later
+
+    def pending(self, ctx: RequestContext) -> Callable[[], Callable[[], Any]]:
+        return lambda: self.later
+
+
+async def test_work_left_for_later_runs_after_the_answer_and_before_it_is_returned() -> None:
+    import asyncio
+
+    from proxy.app import _during
+
+    events: list[str] = []
+
+    async def call() -> str:
+        await asyncio.sleep(0.01)
+        events.append("answered")
+        return "answer"
+
+    async def later() -> None:
+        events.append("labeled")
+
+    assert await _during(LaterHook(later), _ctx(), call()) == "answer"  # type: ignore[arg-type]
+    assert events == ["answered", "labeled"]
+
+
+async def test_work_left_for_later_that_fails_closes_what_came_and_fails_closed() -> None:
+    from proxy.app import _during
+    from proxy.errors import ProxyError
+
+    discarded: list[str] = []
+
+    async def call() -> str:
+        return "opened stream"
+
+    async def discard(result: str) -> None:
+        discarded.append(result)
+
+    async def later() -> None:
+        raise OSError("an earlier answer could not be stored")
+
+    with pytest.raises(ProxyError) as caught:
+        await _during(LaterHook(later), _ctx(), call(), discard)  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.type) == (500, "guard_error")
+    assert discarded == ["opened stream"]
+
+
+async def test_a_client_leaving_while_work_waits_closes_what_came() -> None:
+    """Cancelled (the client left) while the work left for later waits (for an answer still
+    being stored): the opened stream is closed, and the cancel goes on."""
+    import asyncio
+
+    from proxy.app import _during
+
+    discarded: list[str] = []
+    waiting = asyncio.Event()
+
+    async def call() -> str:
+        return "opened stream"
+
+    async def discard(result: str) -> None:
+        discarded.append(result)
+
+    async def later() -> None:
+        waiting.set()
+        await asyncio.sleep(60)
+
+    task = asyncio.ensure_future(_during(LaterHook(later), _ctx(), call(), discard))  # type: ignore[arg-type]
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert discarded == ["opened stream"]
