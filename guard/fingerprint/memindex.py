@@ -182,24 +182,27 @@ class _Run:
 
 @dataclass(frozen=True, slots=True)
 class _Presence:
-    """One bit per slot of a fingerprint's compared bits, set once a posting holds a
-    fingerprint of that slot: a Bloom filter with one hash, and no false negatives. Most of a
-    new text's fingerprints are in no stored text; a lookup drops those for a few vector
-    operations, and a text sharing none with the store costs no search at all.
+    """One bit per slot of a fingerprint's top bits, set once a posting holds a fingerprint of
+    that slot: a Bloom filter with one hash, and no false negatives. Most of a new text's
+    fingerprints are in no stored text; a lookup drops those for a few vector operations, and
+    a text sharing none with the store costs no search at all.
 
     ``bits`` is a power of two, 32 to 64 per posting up to 2**30 bits (32 million postings),
-    so a fingerprint in no stored text finds its bit set less than once in 32."""
+    so a fingerprint in no stored text finds its bit set less than once in 32. The slot is the
+    top ``log2(bits)`` bits (at most 30), which a packed key keeps (rows are int32: at most 32
+    row bits), whatever its packing: sorted keys give sorted slots, and setting their bits
+    needs one OR per byte touched, no scattered writes."""
 
     flags: npt.NDArray[np.uint8]  # little bit order: slot s is bit s % 8 of byte s // 8
     view: memoryview  # the same bytes, read as Python ints (``possible_few``)
-    row_bits: int
+    shift: int  # slot = value >> shift
 
     @classmethod
-    def of(cls, keys: Iterable[UInt64s], row_bits: int, postings: int) -> _Presence:
-        """For these packed keys, sized for ``postings``."""
-        bits = 1 << min(_MAX_PRESENCE_BITS, max(20, (32 * postings).bit_length()))
-        flags = np.zeros(bits // 8, dtype=np.uint8)
-        presence = cls(flags, memoryview(flags), row_bits)
+    def of(cls, keys: Iterable[UInt64s], postings: int) -> _Presence:
+        """For these sorted packed keys, sized for ``postings``."""
+        log2 = min(_MAX_PRESENCE_BITS, max(20, (32 * postings).bit_length()))
+        flags = np.zeros((1 << log2) // 8, dtype=np.uint8)
+        presence = cls(flags, memoryview(flags), 64 - log2)
         for some in keys:
             presence.add(some)
         return presence
@@ -209,29 +212,25 @@ class _Presence:
         return len(self.flags) * 8
 
     def add(self, keys: UInt64s) -> None:
-        """Set the bits of packed keys (in place: a reader seeing one early only searches)."""
+        """Set the bits of sorted packed keys (in place: a reader seeing one early only
+        searches); one OR per byte touched."""
         for start in range(0, len(keys), _CHUNK):  # bounded temporaries when loading millions
-            slots = (keys[start : start + _CHUNK] >> np.uint64(self.row_bits)) & np.uint64(
-                self.bits - 1
-            )
+            slots = keys[start : start + _CHUNK] >> np.uint64(self.shift)
+            byte = (slots >> np.uint64(3)).astype(np.intp)
             bit = np.left_shift(1, slots & np.uint64(7), dtype=np.uint8, casting="unsafe")
-            np.bitwise_or.at(self.flags, (slots >> np.uint64(3)).astype(np.intp), bit)
+            first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+            self.flags[byte[first]] |= np.bitwise_or.reduceat(bit, first)
 
     def possible(self, biased: UInt64s) -> npt.NDArray[np.bool_]:
         """Which (biased) fingerprints may have postings."""
-        slots = (biased >> np.uint64(self.row_bits)) & np.uint64(self.bits - 1)
+        slots = biased >> np.uint64(self.shift)
         byte = self.flags[(slots >> np.uint64(3)).astype(np.intp)]
         return ((byte >> (slots & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
 
     def possible_few(self, biased: list[int]) -> list[int]:
         """``possible`` of a few fingerprints given as ints: the ones that may have postings."""
-        flags, rb, mask = self.view, self.row_bits, self.bits - 1
-        kept = []
-        for q in biased:
-            slot = (q >> rb) & mask
-            if flags[slot >> 3] >> (slot & 7) & 1:
-                kept.append(q)
-        return kept
+        flags, shift = self.view, self.shift
+        return [q for q in biased if flags[q >> shift >> 3] >> (q >> shift & 7) & 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +256,7 @@ class MemoryIndex:
         self, merge_fraction: float = 0.125, min_delta: int = 1 << 20, recent_limit: int = 1 << 14
     ) -> None:
         empty, recent = _Run.empty(_MIN_ROW_BITS), _Run.empty(_MIN_ROW_BITS, table=False)
-        self._runs = _Runs(empty, empty, recent, _Presence.of([], _MIN_ROW_BITS, 0))
+        self._runs = _Runs(empty, empty, recent, _Presence.of([], 0))
         self._merge_fraction = merge_fraction
         self._min_delta = min_delta
         self._recent_limit = recent_limit
@@ -279,7 +278,7 @@ class MemoryIndex:
         """Replace the index with these postings (at open)."""
         bits = _row_bits(int(rows.max()) if len(rows) else 0)
         main = _Run.build(np.sort(_pack(hashes, rows, bits)), bits)
-        presence = _Presence.of([main.keys], bits, len(main.keys))
+        presence = _Presence.of([main.keys], len(main.keys))
         self._runs = _Runs(main, _Run.empty(bits), _Run.empty(bits, table=False), presence)
 
     def append(self, hashes: Int64s, rows: Int32s) -> None:
@@ -288,14 +287,12 @@ class MemoryIndex:
         bits = runs.main.row_bits
         if len(rows) and int(rows.max()) >= 1 << bits:  # rows outgrew the packing: widen it
             bits = _row_bits(int(rows.max()))
-            repacked = [run.repacked(bits) for run in runs.all]
-            keys_of = [run.keys for run in repacked]
-            runs = _Runs(*repacked, _Presence.of(keys_of, bits, len(self)))
+            runs = _Runs(*(run.repacked(bits) for run in runs.all), runs.presence)
         main, delta = runs.main, runs.delta
         keys = np.sort(_pack(hashes, rows, bits))
         postings = len(self) + len(keys)
         if 32 * postings > runs.presence.bits and runs.presence.bits < 1 << _MAX_PRESENCE_BITS:
-            presence = _Presence.of([*(run.keys for run in runs.all), keys], bits, postings)
+            presence = _Presence.of([*(run.keys for run in runs.all), keys], postings)
         else:
             presence = runs.presence
             presence.add(keys)  # before the keys can be found
