@@ -438,6 +438,8 @@ def test_presence_filter_drops_fingerprints_in_no_stored_text() -> None:
     biased = memindex._biased(np.unique(stored))
     assert presence.possible(biased).all()
     assert presence.possible_few([int(b) for b in biased[:50]]) == biased[:50].tolist()
+    shuffled = memindex._Presence.of([rng.permutation(index._runs.main.keys)], 30_000)
+    assert np.array_equal(shuffled.flags, presence.flags)  # keys in any order set the same bits
     strangers = memindex._biased(rng.integers(-(2**63), 2**63 - 1, size=20_000, dtype=np.int64))
     kept = presence.possible(strangers).mean()
     assert kept < 1 / 30

@@ -199,7 +199,7 @@ class _Presence:
 
     @classmethod
     def of(cls, keys: Iterable[UInt64s], postings: int) -> _Presence:
-        """For these sorted packed keys, sized for ``postings``."""
+        """For these packed keys, sized for ``postings``."""
         log2 = min(_MAX_PRESENCE_BITS, max(20, (32 * postings).bit_length()))
         flags = np.zeros((1 << log2) // 8, dtype=np.uint8)
         presence = cls(flags, memoryview(flags), 64 - log2)
@@ -212,14 +212,15 @@ class _Presence:
         return len(self.flags) * 8
 
     def add(self, keys: UInt64s) -> None:
-        """Set the bits of sorted packed keys (in place: a reader seeing one early only
-        searches); one OR per byte touched."""
+        """Set the bits of packed keys, in place (a reader seeing one early only searches);
+        sorted keys, as every run's are, make one OR per byte touched."""
         for start in range(0, len(keys), _CHUNK):  # bounded temporaries when loading millions
             slots = keys[start : start + _CHUNK] >> np.uint64(self.shift)
             byte = (slots >> np.uint64(3)).astype(np.intp)
             bit = np.left_shift(1, slots & np.uint64(7), dtype=np.uint8, casting="unsafe")
             first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
-            self.flags[byte[first]] |= np.bitwise_or.reduceat(bit, first)
+            # ``.at``: a byte met twice (keys not sorted) keeps the bits of both
+            np.bitwise_or.at(self.flags, byte[first], np.bitwise_or.reduceat(bit, first))
 
     def possible(self, biased: UInt64s) -> npt.NDArray[np.bool_]:
         """Which (biased) fingerprints may have postings."""
