@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -649,6 +650,27 @@ async def test_an_answer_stored_lately_needs_no_writer(
     assert written == [1, 1]
     await answers.aclose()
     store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+async def test_the_writer_thread_runs_at_the_lowest_priority(tmp_path: Path) -> None:
+    """Storing answers is background work: the writer thread, and it alone, is niced."""
+    import os
+    import threading
+
+    from guard.engine import Guard
+    from guard.policy import load_policy
+    from proxy.remembering import WRITER_NICENESS, AnswerFingerprints
+
+    answers = AnswerFingerprints(Guard(load_policy(POLICIES / "default.yaml")))
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = niceness()
+    assert answers._writer.submit(niceness).result() == max(mine, WRITER_NICENESS)
+    assert niceness() == mine
+    await answers.aclose()
 
 
 async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerprint(
