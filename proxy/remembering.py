@@ -44,11 +44,11 @@ def _background() -> None:
     """The writer thread's work is background work: it takes the CPU time that handling
     requests leaves. Linux gives each thread its own nice value (``setpriority`` with the
     thread's id). Measured side by side in the bench (new prompts, each request right after
-    the last, so the previous answer is stored while the next request is handled): -0.4 ms
-    at the median non-streamed, -0.5 to -0.9 ms for the first streamed token, and no loss of
-    throughput with 8 or 32 clients. Not SCHED_IDLE, as the audit process: this thread
-    shares the GIL with the event loop, and an idle-class thread put off while holding it
-    stalls the loop (the p99s went up)."""
+    the last, so the previous answer is stored while the next request is handled): -0.1 to
+    -0.4 ms at the median non-streamed, -0.2 to -0.9 ms for the first streamed token, and no
+    loss of throughput with 8 or 32 clients (docs/performance.md, round 8). Not SCHED_IDLE,
+    as the audit process: this thread shares the GIL with the event loop, and an idle-class
+    thread put off while holding it stalls the loop (the p99s went up)."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
