@@ -188,7 +188,7 @@ def _chunk(
 
 
 def _closing_deltas(choice: _Choice, message: dict[str, Any]) -> list[dict[str, Any]]:
-    sent = "".join(choice.sent)
+    sent = _streamed(choice)
     content = message.get("content") or ""
     if not content.startswith(sent):
         raise GuardEditError("the guard changed text that was already streamed")

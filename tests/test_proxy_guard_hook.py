@@ -282,7 +282,31 @@ async def test_pending_work_runs_after_the_request_is_sent_and_before_the_answer
     assert events == ["sent", "labeled", "answered"]
 
 
-async def test_failed_pending_work_fails_closed_and_discards_what_came() -> None:
+class LaterHook:
+    """A hook whose pending work leaves something to await once the upstream has answered
+    (as the label guard does for inputs that could relay an answer still being stored)."""
+
+    def __init__(self, later: Callable[[], Any]) -> None:
+        self.later = later
+
+    def pending(self, ctx: RequestContext) -> Callable[[], Callable[[], Any]]:
+        return lambda: self.later
+
+
+def _broken_now() -> None:
+    raise OSError("fingerprint store is gone")
+
+
+async def _broken_later() -> None:
+    raise OSError("an earlier answer could not be stored")
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [PendingHook(_broken_now), LaterHook(_broken_later)],
+    ids=["while-the-call-is-out", "left-for-after-the-answer"],
+)
+async def test_failed_pending_work_fails_closed_and_discards_what_came(hook: object) -> None:
     from proxy.app import _during
     from proxy.errors import ProxyError
 
@@ -294,24 +318,10 @@ async def test_failed_pending_work_fails_closed_and_discards_what_came() -> None
     async def discard(result: str) -> None:
         discarded.append(result)
 
-    def broken() -> None:
-        raise OSError("fingerprint store is gone")
-
     with pytest.raises(ProxyError) as caught:
-        await _during(PendingHook(broken), _ctx(), call(), discard)  # type: ignore[arg-type]
+        await _during(hook, _ctx(), call(), discard)  # type: ignore[arg-type]
     assert (caught.value.status, caught.value.type) == (500, "guard_error")
     assert discarded == ["opened stream"]
-
-
-class LaterHook:
-    """A hook whose pending work leaves something to await once the upstream has answered
-    (as the label guard does for inputs that could relay an answer still being stored)."""
-
-    def __init__(self, later: Callable[[], Any]) -> None:
-        self.later = later
-
-    def pending(self, ctx: RequestContext) -> Callable[[], Callable[[], Any]]:
-        return lambda: self.later
 
 
 async def test_work_left_for_later_runs_after_the_answer_and_before_it_is_returned() -> None:
@@ -331,27 +341,6 @@ async def test_work_left_for_later_runs_after_the_answer_and_before_it_is_return
 
     assert await _during(LaterHook(later), _ctx(), call()) == "answer"  # type: ignore[arg-type]
     assert events == ["answered", "labeled"]
-
-
-async def test_work_left_for_later_that_fails_closes_what_came_and_fails_closed() -> None:
-    from proxy.app import _during
-    from proxy.errors import ProxyError
-
-    discarded: list[str] = []
-
-    async def call() -> str:
-        return "opened stream"
-
-    async def discard(result: str) -> None:
-        discarded.append(result)
-
-    async def later() -> None:
-        raise OSError("an earlier answer could not be stored")
-
-    with pytest.raises(ProxyError) as caught:
-        await _during(LaterHook(later), _ctx(), call(), discard)  # type: ignore[arg-type]
-    assert (caught.value.status, caught.value.type) == (500, "guard_error")
-    assert discarded == ["opened stream"]
 
 
 async def test_a_client_leaving_while_work_waits_closes_what_came() -> None:

@@ -403,8 +403,7 @@ class SQLiteFingerprintStore(StoreBase):
         n_query: int,
         metas: dict[int, tuple[str, Label, TextMeta]] | None = None,
     ) -> list[Match]:
-        if not candidates:
-            return []
+        """Candidates (never none: ``_ranked`` returns early) as matches, in order."""
         metas = metas or self._row_metas([c[0] for c in candidates])
         matches = []
         for row_id, shared, size in candidates:
