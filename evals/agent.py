@@ -14,11 +14,11 @@ from typing import Any, Literal
 from opentelemetry.trace import Tracer
 from pydantic import BaseModel, Field
 
-from evals.environment import Environment
-from evals.models import CachedModel, call_with_retries
-from evals.scenario import Sample
-from guard import semconv
-from guard.models import ChatModel, ChatResult, Message
+from labelgate.evals.environment import Environment
+from labelgate.evals.models import CachedModel, call_with_retries
+from labelgate.evals.scenario import Sample
+from labelgate.guard import semconv
+from labelgate.guard.models import ChatModel, ChatResult, Message
 
 StopReason = Literal["answer", "max_turns", "max_tokens", "timeout"]
 

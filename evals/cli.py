@@ -6,18 +6,15 @@ Heavy imports (litellm, llama.cpp, matplotlib, scipy) happen inside the commands
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from guard.cli import CLIError
+from labelgate.guard.cli import CLIError
 
 db_option = click.option(
     "--db",
@@ -35,7 +32,7 @@ out_option = click.option(
 
 
 def _db(db: Path | None) -> Path:
-    from guard.paths import default_db_path
+    from labelgate.guard.paths import default_db_path
 
     return db if db is not None else default_db_path()
 
@@ -52,7 +49,7 @@ def eval_group() -> None:
 @eval_group.command("list")
 def list_cmd() -> None:
     """The eval families, and whether each is available yet."""
-    from evals.family import FAMILIES
+    from labelgate.evals.family import FAMILIES
 
     for info in FAMILIES.values():
         state = "available" if info.available else "not yet available"
@@ -67,19 +64,6 @@ def _load_script(path: Path) -> list[str]:
             f"{path}: a script is a non-empty list of responses (or {{responses: [...]}})"
         )
     return [str(a) for a in answers]
-
-
-def _model(name: str, script: Path | None, via_proxy: str | None, key: str | None) -> Any:
-    from evals.models import resolve_model
-    from guard.models import ScriptedModel
-
-    if via_proxy:  # the proxy decides what serves ``name``
-        return resolve_model(name, via_proxy=via_proxy, api_key=key)
-    if name == "scripted":
-        if script is None:
-            raise CLIError("--model scripted needs --script FILE (a list of responses)")
-        return ScriptedModel(_load_script(script), cycle=True)
-    return resolve_model(name)
 
 
 @eval_group.command("run")
@@ -201,16 +185,8 @@ def run_cmd(
     out_dir: Path | None,
 ) -> None:
     """Run FAMILY (dilemmas, scheming, spread); print the run id and its report path."""
-    from evals.family import FamilyUnavailable, get_family
-
-    try:
-        fam = get_family(family)
-    except FamilyUnavailable as exc:
-        raise CLIError(str(exc)) from None
-    except KeyError as exc:
-        raise CLIError(str(exc.args[0])) from None
-    from evals.agent import AgentLimits
-    from evals.runner import RunConfig
+    from labelgate.evals.agent import AgentLimits
+    from labelgate.evals.api import EvalError, run_eval
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -228,39 +204,37 @@ def run_cmd(
     if family == "scheming" and grader:  # grades the interrogation replies
         options["grader"] = grader
     options |= _extra_options(extra_options)
-    config = RunConfig(
-        family=family,
-        model=model_name,
-        limit=limit,
-        via_proxy=via_proxy,
-        cache=cache,
-        limits=AgentLimits(
-            max_turns=max_turns,
-            max_tokens=max_tokens,
-            max_output_tokens=max_output_tokens,
-            timeout_s=timeout,
-        ),
-        family_options=options,
-    )
     if guard_policy and via_proxy:
         raise CLIError("--guard-policy starts its own proxy: give it or --via-proxy, not both")
-    model = _model(model_name, script, via_proxy, proxy_key)
-    show = sys.stderr.isatty() if progress is None else progress
-    path = _db(db)
-    with _guarded(model_name, model, guard_policy, path) as guarded:
-        if guarded is not None:
-            model, config.via_proxy = guarded, f"in-process guard ({guard_policy})"
-        summary, html, md = _execute(
-            fam,
-            model,
-            config,
-            run_id,
-            path,
-            _out(out_dir, path),
+    if model_name == "scripted" and script is None and not via_proxy:
+        raise CLIError("--model scripted needs --script FILE (a list of responses)")
+    try:
+        result = run_eval(
+            family,
+            model=model_name,
+            script=_load_script(script) if script is not None else None,
+            limit=limit,
+            options=options,
+            limits=AgentLimits(
+                max_turns=max_turns,
+                max_tokens=max_tokens,
+                max_output_tokens=max_output_tokens,
+                timeout_s=timeout,
+            ),
+            via_proxy=via_proxy,
+            proxy_key=proxy_key,
+            guard_policy=guard_policy,
+            db=_db(db),
+            out_dir=out_dir,
+            run_id=run_id,
             concurrency=concurrency,
-            progress=show,
+            cache=cache,
             capture_content=capture_content,
+            progress=sys.stderr.isatty() if progress is None else progress,
         )
+    except EvalError as exc:
+        raise CLIError(str(exc)) from None
+    summary, html, md = result.summary, result.report_html, result.report_md
     click.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} resumed as done, "
         f"{summary.model_calls} model calls ({summary.cache_hits} from cache), "
@@ -272,24 +246,6 @@ def run_cmd(
     click.echo(f"summary: {md}")
     if summary.failed:
         sys.exit(2)
-
-
-@contextmanager
-def _guarded(name: str, model: Any, policy: Path | None, db: Path) -> Iterator[Any]:
-    """With a policy: the model served by an in-process guarded proxy (its audit records go
-    to ``audit.db`` beside the results), and a client for it; else nothing."""
-    if policy is None:
-        yield None
-        return
-    from evals.models import resolve_model
-    from guard.policy import PolicyError
-    from proxy.embedded import guarded_proxy
-
-    try:
-        with guarded_proxy(name, policy=policy, state_dir=db.parent, models={name: model}) as url:
-            yield resolve_model(name, via_proxy=url)
-    except PolicyError as exc:
-        raise CLIError(f"invalid policy: {exc}") from None
 
 
 def _extra_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -306,37 +262,14 @@ def _extra_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return found
 
 
-def _execute(
-    fam: Any, model: Any, config: Any, run_id: str | None, db: Path, out: Path, **runner_args: Any
-) -> tuple[Any, Path, Path]:
-    from evals.data_errors import user_errors
-    from evals.report import write_report
-    from evals.runner import Runner
-    from evals.store import ResultsStore
-    from evals.tracing import audit_tracing
-
-    store = ResultsStore(db)
-    try:
-        with (
-            user_errors(),
-            audit_tracing(db, capture_content=runner_args["capture_content"]) as provider,
-        ):
-            runner = Runner(store, provider, **runner_args)
-            summary = asyncio.run(runner.run(fam, model, config, run_id))
-        html, md = write_report(store, summary.run_id, out)
-    finally:
-        store.close()
-    return summary, html, md
-
-
 @eval_group.command("report")
 @click.argument("run")
 @db_option
 @out_option
 def report_cmd(run: str, db: Path | None, out_dir: Path | None) -> None:
     """Write RUN's HTML report (with plots) and markdown summary; print their paths."""
-    from evals.report import write_report
-    from evals.store import ResultsStore
+    from labelgate.evals.report import write_report
+    from labelgate.evals.store import ResultsStore
 
     path = _db(db)
     store = ResultsStore(path)
@@ -356,8 +289,8 @@ def report_cmd(run: str, db: Path | None, out_dir: Path | None) -> None:
 @db_option
 def compare_cmd(first: str, second: str, db: Path | None) -> None:
     """Compare two runs of one family, paired on their shared samples."""
-    from evals.report import compare_runs
-    from evals.store import ResultsStore
+    from labelgate.evals.report import compare_runs
+    from labelgate.evals.store import ResultsStore
 
     store = ResultsStore(_db(db))
     try:
@@ -373,7 +306,7 @@ def compare_cmd(first: str, second: str, db: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def runs_cmd(db: Path | None, as_json: bool) -> None:
     """The runs in the database, newest first."""
-    from evals.store import ResultsStore
+    from labelgate.evals.store import ResultsStore
 
     path = _db(db)
     runs: list[dict[str, Any]] = []

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 from pydantic import ValidationError
 
-from evals.dilemmas.data import DataError
-from guard.cli import CLIError
-from guard.models import ModelError
+from labelgate.evals.dilemmas.data import DataError
+from labelgate.guard.cli import CLIError
+from labelgate.guard.models import ModelError
 
 
 @contextmanager

@@ -9,9 +9,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from evals.environment import Environment
-from evals.scenario import Sample, Scenario
-from evals.scorers import Scorer
+from labelgate.evals.environment import Environment
+from labelgate.evals.scenario import Sample, Scenario
+from labelgate.evals.scorers import Scorer
 
 
 @dataclass(slots=True)
@@ -69,18 +69,18 @@ FAMILIES: dict[str, FamilyInfo] = {
         "dilemmas",
         "Value dilemmas (DailyDilemmas): forced choice, value and five-theory profile, "
         "position bias, steerability",
-        "evals.dilemmas.family:DilemmasFamily",
+        "labelgate.evals.dilemmas.family:DilemmasFamily",
     ),
     "scheming": FamilyInfo(
         "scheming",
         "In-context scheming (oversight subversion, self-exfiltration, sandbagging, ...)",
-        "evals.scheming.family:SchemingFamily",
+        "labelgate.evals.scheming.family:SchemingFamily",
     ),
     "spread": FamilyInfo(
         "spread",
         "Manipulated knowledge spread in multi-agent communities: adoption per round, "
         "persistence through memory, defenses (vigilance, supervisor, labelgate)",
-        "evals.spread.family:SpreadFamily",
+        "labelgate.evals.spread.family:SpreadFamily",
     ),
 }
 

@@ -16,8 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from evals.store import ResultsStore
-from guard.models import ChatModel, ChatResult, LiteLLMModel, Message, ModelError, get_model
+from labelgate.evals.store import ResultsStore
+from labelgate.guard.models import (
+    ChatModel,
+    ChatResult,
+    LiteLLMModel,
+    Message,
+    ModelError,
+    get_model,
+)
 
 T = TypeVar("T")
 

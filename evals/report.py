@@ -13,9 +13,9 @@ from jinja2 import Environment as Jinja
 from jinja2 import select_autoescape
 from markupsafe import Markup
 
-from evals.family import FamilyUnavailable, ReportSection, get_family
-from evals.stats import mcnemar_exact, rate
-from evals.store import ResultsStore
+from labelgate.evals.family import FamilyUnavailable, ReportSection, get_family
+from labelgate.evals.stats import mcnemar_exact, rate
+from labelgate.evals.store import ResultsStore
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

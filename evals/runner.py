@@ -20,12 +20,12 @@ from opentelemetry.trace import Span, Tracer, format_trace_id
 from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evals.agent import AgentLimits, run_agent
-from evals.family import Family
-from evals.models import CachedModel, is_transient
-from evals.scenario import Sample, Scenario
-from evals.store import ResultsStore, now
-from guard.models import ChatModel
+from labelgate.evals.agent import AgentLimits, run_agent
+from labelgate.evals.family import Family
+from labelgate.evals.models import CachedModel, is_transient
+from labelgate.evals.scenario import Sample, Scenario
+from labelgate.evals.store import ResultsStore, now
+from labelgate.guard.models import ChatModel
 
 RUN_SPAN = "eval.run"
 SCENARIO_SPAN = "eval.scenario"

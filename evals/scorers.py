@@ -12,10 +12,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from evals.agent import Transcript
-from evals.environment import Environment
-from evals.scenario import Sample
-from guard.models import ChatModel
+from labelgate.evals.agent import Transcript
+from labelgate.evals.environment import Environment
+from labelgate.evals.scenario import Sample
+from labelgate.guard.models import ChatModel
 
 
 class Score(BaseModel):

@@ -15,8 +15,8 @@ def audit_tracing(
     db_path: Path, *, extra_exporters: list[str] | None = None, capture_content: bool = False
 ) -> Iterator[TracerProvider]:
     """A provider exporting to the audit store at ``db_path``; flushed and closed on exit."""
-    from guard.audit.writer import AuditWriter
-    from guard.tracing import TracingConfig, setup_tracing
+    from labelgate.guard.audit.writer import AuditWriter
+    from labelgate.guard.tracing import TracingConfig, setup_tracing
 
     config = TracingConfig(
         exporters=["sqlite", *(extra_exporters or [])],  # type: ignore[list-item]

@@ -6,19 +6,19 @@ Names are imported lazily so that ``labelgate --help`` does not pay for pydantic
 
 from __future__ import annotations
 
-from guard.lazy import lazy_exports
+from labelgate.guard.lazy import lazy_exports
 
 _EXPORTS = {
-    "ItemKind": "guard.items",
-    "LLMCall": "guard.items",
-    "LabelOrigin": "guard.items",
-    "LabeledItem": "guard.items",
-    "Provenance": "guard.items",
-    "Label": "guard.labels",
-    "LabelSpec": "guard.labels",
-    "Lattice": "guard.labels",
-    "LatticeConfig": "guard.labels",
-    "Level": "guard.labels",
+    "ItemKind": "labelgate.guard.items",
+    "LLMCall": "labelgate.guard.items",
+    "LabelOrigin": "labelgate.guard.items",
+    "LabeledItem": "labelgate.guard.items",
+    "LabelReason": "labelgate.guard.items",
+    "Label": "labelgate.guard.labels",
+    "LabelSpec": "labelgate.guard.labels",
+    "Lattice": "labelgate.guard.labels",
+    "LatticeConfig": "labelgate.guard.labels",
+    "Level": "labelgate.guard.labels",
 }
 
 __all__ = sorted(_EXPORTS)

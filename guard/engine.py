@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from guard.fingerprint.store import (
+from labelgate.guard.argument_sources import ArgumentSources, argument_sources
+from labelgate.guard.fingerprint.store import (
     FingerprintStore,
     LookupOptions,
     TextMeta,
@@ -27,13 +28,12 @@ from guard.fingerprint.store import (
     text_fingerprint_set,
     text_word_kgrams,
 )
-from guard.inflight import TextInFlight
-from guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall, Provenance
-from guard.labels import Label, LabelSpec
-from guard.policy import Decision, Policy, SinkFlow
-from guard.policy.spec import Action, SinkKind, SourceKind
-from guard.propagation import Propagation, Propagator
-from guard.provenance import ArgProvenance, argument_provenance
+from labelgate.guard.inflight import TextInFlight
+from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LabelReason, LLMCall
+from labelgate.guard.labels import Label, LabelSpec
+from labelgate.guard.policy import Decision, Policy, SinkFlow
+from labelgate.guard.policy.spec import Action, SinkKind, SourceKind
+from labelgate.guard.propagation import Propagation, Propagator
 
 _ITEM_KIND = {
     SourceKind.MESSAGE: ItemKind.MESSAGE_PART,
@@ -70,7 +70,7 @@ class ToolCallSpec(BaseModel):
 class ToolCallReview:
     call: ToolCallSpec
     arguments: dict[str, Any]
-    provenance: dict[str, ArgProvenance]
+    provenance: dict[str, ArgumentSources]
     decision: Decision
 
 
@@ -362,7 +362,7 @@ class Guard:
         self, call: LLMCall, label: Label, spec: ToolCallSpec, agent: str | None
     ) -> ToolCallReview:
         arguments = parse_arguments(spec.arguments)
-        provenance = argument_provenance(arguments, call.items, self.lattice)
+        provenance = argument_sources(arguments, call.items, self.lattice)
         arg_labels: dict[str, tuple[Any, Label]] = {}
         for path, prov in provenance.items():
             # A value found in no input came from the model's answer, so it has its label.
@@ -413,7 +413,7 @@ def _cache_key(call: LLMCall, output: str) -> str:
     return digest.hexdigest()
 
 
-def propagation_provenance(propagation: Propagation) -> Provenance:
+def propagation_provenance(propagation: Propagation) -> LabelReason:
     """How an output got its label, for the audit record."""
     how = "fell back to the join" if propagation.fell_back else "permissive"
     detail = (
@@ -422,4 +422,4 @@ def propagation_provenance(propagation: Propagation) -> Provenance:
     )
     if propagation.reason:
         detail += f" ({propagation.reason})"
-    return Provenance(LabelOrigin.PROPAGATION, detail, ref=propagation.propagator)
+    return LabelReason(LabelOrigin.PROPAGATION, detail, ref=propagation.propagator)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Set
 
-from guard.fingerprint.winnow import GrowingText, WinnowParams
-from guard.items import LabelOrigin, Provenance
-from guard.labels import Label
+from labelgate.guard.fingerprint.winnow import GrowingText, WinnowParams
+from labelgate.guard.items import LabelOrigin, LabelReason
+from labelgate.guard.labels import Label
 
 
 class TextInFlight:
@@ -61,10 +61,10 @@ class TextInFlight:
         shared = sum(1 for h in fingerprints if h in sent)
         return shared if shared >= min(min_matches, len(fingerprints)) else 0
 
-    def provenance(self, shared: int) -> Provenance:
+    def provenance(self, shared: int) -> LabelReason:
         reader = f" to {self.reader}" if self.reader else ""
         detail = (
             f"shares {shared} fingerprints with an answer still streaming{reader}; labeled "
             "with the most that answer can carry (the join of its inputs) until it ends"
         )
-        return Provenance(LabelOrigin.FINGERPRINT, detail, ref=self.ref)
+        return LabelReason(LabelOrigin.FINGERPRINT, detail, ref=self.ref)

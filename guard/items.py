@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from guard.ids import new_id
-from guard.labels import Label
+from labelgate.guard.ids import new_id
+from labelgate.guard.labels import Label
 
 
 class ItemKind(StrEnum):
@@ -35,7 +35,7 @@ class LabelOrigin(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Provenance:
+class LabelReason:
     """One reason for (part of) an item's label, as a person would read it."""
 
     origin: LabelOrigin
@@ -55,8 +55,10 @@ class Provenance:
         }
 
 
-def _unpickle_provenance(origin: str, detail: str, rule: str | None, ref: str | None) -> Provenance:
-    return Provenance(LabelOrigin(origin), detail, rule, ref)
+def _unpickle_provenance(
+    origin: str, detail: str, rule: str | None, ref: str | None
+) -> LabelReason:
+    return LabelReason(LabelOrigin(origin), detail, rule, ref)
 
 
 def _unpickle_item(
@@ -66,7 +68,7 @@ def _unpickle_item(
     id: str,
     role: str | None,
     name: str | None,
-    provenance: list[Provenance],
+    provenance: list[LabelReason],
 ) -> LabeledItem:
     return LabeledItem(text, label, ItemKind(kind), id, role, name, provenance)
 
@@ -83,7 +85,7 @@ class LabeledItem:
     id: str = field(default_factory=new_item_id)
     role: str | None = None  # chat role for message parts
     name: str | None = None  # tool name, document source, argument name...
-    provenance: list[Provenance] = field(default_factory=list)
+    provenance: list[LabelReason] = field(default_factory=list)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Plain values (see ``Label.__reduce__``): items travel to the audit process.

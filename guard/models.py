@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from guard.items import LabeledItem
+from labelgate.guard.items import LabeledItem
 
 Message = dict[str, Any]
 
@@ -122,6 +122,54 @@ def local_model_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def load_llama(**kwargs: Any) -> Any:
+    """A ``llama_cpp.Llama`` on the shipped GGUF, loaded the one safe way, wherever it runs.
+
+    The weights are never repacked into llama.cpp's extra buffer types
+    (``llama_model_params.use_extra_bufts = False``): llama.cpp built for a CPU with AMX (Intel
+    Sapphire Rapids and later) crashes in ``ggml_backend_amx_mul_mat`` on the first decode when
+    they are. llama-cpp-python does not expose the setting, so ``_safe_llama_class`` sets it on
+    the parameters as ``Llama.__init__`` creates them, before the model is loaded. Its cost where
+    AMX is absent is measured by ``tests/bench/bench_local_model.py`` (docs/performance.md).
+    """
+    try:
+        llama_class = _safe_llama_class()
+    except ImportError as exc:
+        raise ModelError(
+            "the local model needs llama-cpp-python: pip install 'labelgate[local]'"
+        ) from exc
+    return llama_class(model_path=str(local_model_path()), verbose=False, **kwargs)
+
+
+_SAFE_LLAMA: Any = None
+
+
+def _safe_llama_class() -> Any:
+    global _SAFE_LLAMA
+    if _SAFE_LLAMA is None:
+        from llama_cpp import Llama
+
+        class SafeLlama(Llama):  # type: ignore[misc]
+            """``Llama`` whose model parameters never ask for extra buffer types."""
+
+            @property
+            def model_params(self) -> Any:
+                return self._labelgate_model_params
+
+            @model_params.setter
+            def model_params(self, params: Any) -> None:
+                if "use_extra_bufts" not in dict(type(params)._fields_):
+                    raise ModelError(
+                        "this llama-cpp-python cannot turn off extra buffer types "
+                        "(use_extra_bufts), which crash on AMX CPUs: upgrade it"
+                    )
+                params.use_extra_bufts = False
+                self._labelgate_model_params = params
+
+        _SAFE_LLAMA = SafeLlama
+    return _SAFE_LLAMA
+
+
 class LocalModel:
     """SmolLM2 through llama-cpp-python. One llama context, guarded by a lock (not re-entrant).
 
@@ -142,18 +190,8 @@ class LocalModel:
         key = f"{self._n_ctx}:{self._n_threads}"
         with self._load_lock:
             if key not in self._shared:
-                try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise ModelError(
-                        "the local model needs llama-cpp-python: pip install 'labelgate[local]'"
-                    ) from exc
-                self._shared[key] = Llama(
-                    model_path=str(local_model_path()),
-                    n_ctx=self._n_ctx,
-                    n_threads=self._n_threads,
-                    seed=0,
-                    verbose=False,
+                self._shared[key] = load_llama(
+                    n_ctx=self._n_ctx, n_threads=self._n_threads, seed=0
                 )
             return self._shared[key]
 

@@ -40,8 +40,8 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from guard.audit.records import SpanRecord
-from guard.tracing import TRACER_NAME, processors_of, span_to_record
+from labelgate.guard.audit.records import SpanRecord
+from labelgate.guard.tracing import TRACER_NAME, processors_of, span_to_record
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 

@@ -20,7 +20,7 @@ from opentelemetry.semconv.attributes import error_attributes as _error
 from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from guard.labels import Label
+from labelgate.guard.labels import Label
 
 # --------------------------------------------------------------------------- gen_ai.*
 GEN_AI_OPERATION_NAME = _gen_ai.GEN_AI_OPERATION_NAME

@@ -259,13 +259,9 @@ class EmbeddingScorer:
     def _model(self) -> Any:
         with self._lock:
             if EmbeddingScorer._llama is None:
-                from llama_cpp import Llama
+                from labelgate.guard.models import load_llama
 
-                from guard.models import local_model_path
-
-                EmbeddingScorer._llama = Llama(
-                    model_path=str(local_model_path()), embedding=True, verbose=False, seed=0
-                )
+                EmbeddingScorer._llama = load_llama(embedding=True, seed=0)
             return EmbeddingScorer._llama
 
     def embed(self, text: str) -> np.ndarray:

@@ -28,11 +28,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import format_span_id, format_trace_id
 from pydantic import BaseModel, Field
 
-from guard.audit.errors import AuditWriteError
-from guard.audit.records import SpanRecord
+from labelgate.guard.audit.errors import AuditWriteError
+from labelgate.guard.audit.records import SpanRecord
 
 if TYPE_CHECKING:
-    from guard.audit.writer import AuditWriter
+    from labelgate.guard.audit.writer import AuditWriter
 
 log = logging.getLogger(__name__)
 

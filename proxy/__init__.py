@@ -2,25 +2,25 @@
 
 ``create_app(config)`` builds the Starlette app (``build_app`` adds the label guard);
 ``labelgate serve`` runs it with uvicorn. The guard plugs in through
-``proxy.guard_hook.GuardHook``. Names are imported lazily, so that the CLI modules under
+``proxy.hook.GatewayHook``. Names are imported lazily, so that the CLI modules under
 ``proxy`` load fast for ``labelgate --help``.
 """
 
 from __future__ import annotations
 
-from guard.lazy import lazy_exports
+from labelgate.guard.lazy import lazy_exports
 
 _EXPORTS = {
-    "create_app": "proxy.app",
-    "build_app": "proxy.assemble",
-    "ProxyConfig": "proxy.config",
-    "load_config": "proxy.config",
-    "Caller": "proxy.context",
-    "RequestContext": "proxy.context",
-    "AllowAllHook": "proxy.guard_hook",
-    "GuardedResponse": "proxy.guard_hook",
-    "GuardHook": "proxy.guard_hook",
-    "PolicyDenied": "proxy.guard_hook",
+    "create_app": "labelgate.proxy.app",
+    "build_app": "labelgate.proxy.assemble",
+    "ProxyConfig": "labelgate.proxy.config",
+    "load_config": "labelgate.proxy.config",
+    "Caller": "labelgate.proxy.context",
+    "RequestContext": "labelgate.proxy.context",
+    "PassThroughHook": "labelgate.proxy.hook",
+    "GuardedResponse": "labelgate.proxy.hook",
+    "GatewayHook": "labelgate.proxy.hook",
+    "PolicyDenied": "labelgate.proxy.hook",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,18 +20,24 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from guard.ids import new_id
-from guard.models import ChatModel, LocalModel, import_litellm
-from proxy.auth import KeyRing, KeyState
-from proxy.config import ProxyConfig
-from proxy.context import Caller, RequestContext, session_in_body, session_of
-from proxy.errors import ProxyError, bad_request, guard_error, not_ready
-from proxy.guard_hook import AllowAllHook, GuardedResponse, GuardHook, Outcome, PolicyDenied
-from proxy.httppool import HttpPool
-from proxy.router import Router, build_deployment
-from proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
-from proxy.streaming import DONE, HeldStream, sse
-from proxy.upstream import (
+from labelgate.guard.ids import new_id
+from labelgate.guard.models import ChatModel, LocalModel, import_litellm
+from labelgate.proxy.auth import KeyRing, KeyState
+from labelgate.proxy.config import ProxyConfig
+from labelgate.proxy.context import Caller, RequestContext, session_in_body, session_of
+from labelgate.proxy.errors import ProxyError, bad_request, guard_error, not_ready
+from labelgate.proxy.hook import (
+    GatewayHook,
+    GuardedResponse,
+    Outcome,
+    PassThroughHook,
+    PolicyDenied,
+)
+from labelgate.proxy.httppool import HttpPool
+from labelgate.proxy.router import Router, build_deployment
+from labelgate.proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
+from labelgate.proxy.streaming import DONE, HeldStream, sse
+from labelgate.proxy.upstream import (
     Batch,
     ChatModelUpstream,
     LiteLLMUpstream,
@@ -55,10 +61,10 @@ class ProxyState:
     """Everything a request needs, built once per app."""
 
     def __init__(
-        self, config: ProxyConfig, hook: GuardHook | None, models: dict[str, ChatModel]
+        self, config: ProxyConfig, hook: GatewayHook | None, models: dict[str, ChatModel]
     ) -> None:
         self.config = config
-        self.hook: GuardHook = hook or AllowAllHook()
+        self.hook: GatewayHook = hook or PassThroughHook()
         self.keys = KeyRing(config.keys)
         self.max_body = config.server.max_request_bytes
         # One pooled client for every pass-through upstream; timeouts are set per call.
@@ -212,7 +218,7 @@ def _denied(denied: PolicyDenied) -> ProxyError:
 
 
 async def _before(
-    hook: GuardHook, ctx: RequestContext, chat: ChatCompletionRequest
+    hook: GatewayHook, ctx: RequestContext, chat: ChatCompletionRequest
 ) -> ChatCompletionRequest:
     try:
         return await hook.before_call(ctx, chat)
@@ -226,7 +232,7 @@ async def _before(
 
 
 async def _after(
-    hook: GuardHook, ctx: RequestContext, chat: ChatCompletionRequest, response: dict[str, Any]
+    hook: GatewayHook, ctx: RequestContext, chat: ChatCompletionRequest, response: dict[str, Any]
 ) -> GuardedResponse:
     try:
         guarded = await hook.after_call(ctx, chat, response)
@@ -243,7 +249,7 @@ async def _after(
 
 
 async def _during(
-    hook: GuardHook,
+    hook: GatewayHook,
     ctx: RequestContext,
     call: Coroutine[Any, Any, T],
     discard: Callable[[T], Awaitable[None]] | None = None,
@@ -252,8 +258,7 @@ async def _during(
     (sent, not yet answered), so it costs the client no time, and what that work left to
     await runs once the call has answered. If the work fails, the call is abandoned
     (``discard`` closes a result that came anyway) and the request fails closed."""
-    pending = getattr(hook, "pending", None)
-    work = pending(ctx) if pending is not None else None
+    work = hook.pending(ctx)
     if work is None:
         return await call
     caller = asyncio.current_task()
@@ -308,39 +313,35 @@ async def _during(
     return result  # type: ignore[return-value]
 
 
-async def finish_request(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
+async def finish_request(hook: GatewayHook, ctx: RequestContext, outcome: Outcome) -> None:
     """Tell the hook how the request ended, exactly once; a failure fails closed."""
-    finish = getattr(hook, "finish", None)
-    if finish is None or ctx.state.get("_finished"):
+    if ctx.state.get("_finished"):
         return
     ctx.state["_finished"] = True
     try:
-        await finish(ctx, outcome)
+        await hook.finish(ctx, outcome)
     except Exception:
         log.exception("guard could not record request %s", ctx.request_id)
         raise guard_error("the guard could not record the request") from None
 
 
-def _admit(hook: GuardHook, ctx: RequestContext) -> None:
+def _admit(hook: GatewayHook, ctx: RequestContext) -> None:
     """Before an answer leaves: can it be recorded? If not, it does not leave (fail closed)."""
-    admit = getattr(hook, "admit", None)
-    if admit is None:
-        return
     try:
-        admit(ctx)
+        hook.admit(ctx)
     except Exception:
         log.exception("guard cannot record request %s", ctx.request_id)
         raise guard_error("the guard cannot record the request") from None
 
 
-async def _finish_sent(hook: GuardHook, ctx: RequestContext, outcome: Outcome) -> None:
+async def _finish_sent(hook: GatewayHook, ctx: RequestContext, outcome: Outcome) -> None:
     """The record of an answer already sent (admitted before): off the client's latency."""
     with contextlib.suppress(ProxyError):  # logged by finish_request; the hook stops admitting
         await finish_request(hook, ctx, outcome)
 
 
 async def finish_failed(
-    hook: GuardHook, ctx: RequestContext, exc: BaseException, request: Any
+    hook: GatewayHook, ctx: RequestContext, exc: BaseException, request: Any
 ) -> None:
     """Record a request that failed; the client gets the original error whatever happens."""
     error = exc if isinstance(exc, ProxyError) else ProxyError(500, str(exc), type="server_error")
@@ -414,9 +415,7 @@ async def _events(
     rest: AsyncIterator[Batch],
 ) -> AsyncIterator[bytes]:
     held = HeldStream(hold_text=ctx.hold_text)
-    opened = getattr(state.hook, "stream_opened", None)
-    if opened is not None:  # before any of its text goes out
-        opened(ctx, held)
+    state.hook.stream_opened(ctx, held)  # before any of its text goes out
     now = _passed(held, first)
     if now:
         yield now
@@ -487,9 +486,7 @@ def _stream_response(
             await events.aclose()
             await rest.aclose()  # type: ignore[attr-defined]
         finally:
-            closed = getattr(state.hook, "stream_closed", None)
-            if closed is not None:
-                closed(ctx)
+            state.hook.stream_closed(ctx)
             sent: Outcome | None = ctx.state.get("outcome")
             if sent is not None:
                 await _finish_sent(state.hook, ctx, sent)
@@ -551,9 +548,7 @@ async def embeddings(request: Request) -> Response:
         body = await read_json(request, state.max_body)
         _bind_body(ctx, body)
         req = parse_request(EmbeddingRequest, body)
-        label_inputs = getattr(state.hook, "before_embeddings", None)
-        if label_inputs is not None:
-            await _guarded_call(ctx, label_inputs(ctx, req))
+        await _guarded_call(ctx, state.hook.before_embeddings(ctx, req))
         answer = await state.router.embed(req.model, req.upstream_body(req.model))
         await finish_request(state.hook, ctx, Outcome("ok", req, answer))
         return json_response(answer, guard_headers(ctx))
@@ -670,7 +665,7 @@ class Gateway(Starlette):
 def create_app(
     config: ProxyConfig,
     *,
-    hook: GuardHook | None = None,
+    hook: GatewayHook | None = None,
     models: dict[str, ChatModel] | None = None,
     routes: Sequence[tuple[str, Endpoint, list[str]]] = (),
     on_shutdown: Sequence[ShutdownCallback] = (),

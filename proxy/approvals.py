@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.policy import Decision
-from proxy.context import RequestContext
+from labelgate.guard.policy import Decision
+from labelgate.proxy.context import RequestContext
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 It builds, from ``config.guard``: the policy (an invalid one raises ``PolicyError``, one line
 ``file:line: field: message``), the SQLite fingerprint store, the ``Guard``, the audit writer,
-tracing, the approvals, the ``LabelGuardHook`` and its endpoints; and closes them in order on
+tracing, the approvals, the ``PolicyHook`` and its endpoints; and closes them in order on
 shutdown (spans flushed into the writer, the writer flushed and closed, the store closed).
 With ``guard.enabled: false`` it is the plain pass-through gateway.
 """
@@ -16,19 +16,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
-from guard.audit.writer import AuditWriter
-from guard.engine import Guard
-from guard.fingerprint import SQLiteFingerprintStore
-from guard.models import ChatModel
-from guard.policy import load_policy
-from guard.recorded_spans import RecordedSpans
-from guard.tracing import setup_tracing
-from proxy.app import ProxyState, create_app
-from proxy.approvals import Approvals
-from proxy.config import ProxyConfig
-from proxy.guard_api import guard_routes
-from proxy.labelguard import LabelGuardHook
-from proxy.recording import Recorder
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.engine import Guard
+from labelgate.guard.fingerprint import SQLiteFingerprintStore
+from labelgate.guard.models import ChatModel
+from labelgate.guard.policy import load_policy
+from labelgate.guard.recorded_spans import RecordedSpans
+from labelgate.guard.tracing import setup_tracing
+from labelgate.proxy.app import ProxyState, create_app
+from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.config import ProxyConfig
+from labelgate.proxy.labelgate_routes import guard_routes
+from labelgate.proxy.policy_hook import PolicyHook
+from labelgate.proxy.recording import Recorder
 
 
 @dataclass(slots=True)
@@ -36,7 +36,7 @@ class GuardRuntime:
     """What ``build_app`` made, on ``app.state.guard`` (for tests and operators)."""
 
     guard: Guard
-    hook: LabelGuardHook
+    hook: PolicyHook
     writer: AuditWriter
     fingerprints: SQLiteFingerprintStore
     tracing: TracerProvider
@@ -69,7 +69,7 @@ def build_runtime(
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
     guard = Guard(policy, fingerprints=fingerprints)
     capture = settings.capture_content or settings.tracing.capture_content
-    hook = LabelGuardHook(
+    hook = PolicyHook(
         guard,
         state.router,
         propagator=settings.propagator,

@@ -7,9 +7,9 @@ import math
 import time
 from collections.abc import Mapping
 
-from proxy.config import KeyEntry, RateLimit
-from proxy.context import AGENT_HEADER, Caller
-from proxy.errors import ProxyError
+from labelgate.proxy.config import KeyEntry, RateLimit
+from labelgate.proxy.context import AGENT_HEADER, Caller
+from labelgate.proxy.errors import ProxyError
 
 ANONYMOUS = "anonymous"
 

@@ -31,7 +31,7 @@ import click
 )
 def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str) -> None:
     """Run the OpenAI-compatible proxy."""
-    from proxy.config import ConfigError, check_bind, is_loopback, load_config
+    from labelgate.proxy.config import ConfigError, check_bind, is_loopback, load_config
 
     try:
         config = load_config(config_path)
@@ -49,8 +49,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
 
     import uvicorn  # only when actually serving
 
-    from guard.policy import PolicyError
-    from proxy.assemble import build_app
+    from labelgate.guard.policy import PolicyError
+    from labelgate.proxy.assemble import build_app
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -84,7 +84,7 @@ def hash_command(key: str | None) -> None:
         key = getpass.getpass("API key: ")
     if not key:
         raise click.ClickException("an empty key cannot be used")
-    from proxy.auth import hash_key
+    from labelgate.proxy.auth import hash_key
 
     click.echo(hash_key(key))
 

@@ -31,11 +31,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import guard
-from guard.models import LOCAL_MODEL_NAME
-from guard.paths import DB_ENV
-from guard.tracing import TracingConfig
-from proxy.httppool import Endpoint
+from labelgate.guard.models import LOCAL_MODEL_NAME
+from labelgate.guard.paths import DB_ENV
+from labelgate.guard.tracing import TracingConfig
+from labelgate.policies import pack_path
+from labelgate.proxy.httppool import Endpoint
 
 ENV_PREFIX = "os.environ/"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -136,7 +136,6 @@ class ServerSettings(BaseModel):
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1)
 
 
-POLICIES_DIR = Path(guard.__file__).resolve().parent.parent / "policies"
 Propagator = Literal["join", "counterfactual", "citation", "similarity", "introspection"]
 
 
@@ -146,7 +145,7 @@ class GuardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    policy: Path = Field(default_factory=lambda: POLICIES_DIR / "default.yaml")
+    policy: Path = Field(default_factory=lambda: pack_path("default"))
     # counterfactual: its permissive verdicts are backed by re-queries showing the dropped
     # inputs did not change the answer (and it falls back to the join when unsure); it runs
     # only when the join would block, so allowed traffic pays nothing. See docs/proxy.md.

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.ids import new_id
+from labelgate.guard.ids import new_id
 
 SESSION_HEADER = "x-labelgate-session"
 AGENT_HEADER = "x-labelgate-agent"

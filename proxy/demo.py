@@ -9,7 +9,6 @@ demo says so where it happens. Labels, the guard's decisions and the audit recor
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 import time
@@ -25,8 +24,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from guard.cli import CLIError
-from guard.models import (
+from labelgate.guard.cli import CLIError
+from labelgate.guard.models import (
     LOCAL_MODEL_NAME,
     ChatModel,
     ChatResult,
@@ -34,8 +33,8 @@ from guard.models import (
     ScriptedModel,
     local_model_available,
 )
-from guard.policy import PolicyError
-from proxy.embedded import guarded_proxy
+from labelgate.guard.policy import PolicyError
+from labelgate.proxy.embedded import guarded_proxy
 
 AGENT_MODEL = "demo/agent"
 ATTACKER = "exfil@evil.example"
@@ -269,57 +268,45 @@ class EvalResult:
     ok: bool
 
 
-def eval_args(family: str, quick: bool, db: Path, script: Path) -> list[str]:
-    """A short run of ``family``: seconds with the scripted model, about a minute locally."""
-    model = ["--model", "scripted", "--script", str(script)] if quick else []
-    small = {
-        "dilemmas": ["--limit", "2", "--steer", "0"],
-        "scheming": [
-            "--limit",
-            "1",
-            "--max-turns",
-            "3",
-            "-O",
-            "interrogate=false",
-            "-O",
-            "nudge=on",
-        ],
-        "spread": [
-            "--limit",
-            "1",
-            "-O",
-            "agents=2",
-            "-O",
-            "rounds=1",
-            "-O",
-            "fresh_agents=1",
-            "-O",
-            "defenses=[none,labelgate-block]",
-        ],
+def short_run(family: str) -> dict[str, Any]:
+    """A short run of ``family``'s arguments to ``run_eval``: seconds with the scripted
+    model, about a minute locally."""
+    from labelgate.evals.agent import AgentLimits
+
+    short = AgentLimits(max_output_tokens=48)  # the demo shows the flow, not the answers
+    return {
+        "dilemmas": {"limit": 2, "limits": short, "options": {"steer": 0}},
+        "scheming": {
+            "limit": 1,
+            "limits": AgentLimits(max_turns=3, max_output_tokens=48),
+            "options": {"interrogate": False, "nudge": "on"},
+        },
+        "spread": {
+            "limit": 1,
+            "limits": short,
+            "options": {
+                "agents": 2,
+                "rounds": 1,
+                "fresh_agents": 1,
+                "defenses": ["none", "labelgate-block"],
+            },
+        },
     }[family]
-    common = ["--db", str(db), "--no-progress", "--concurrency", "1"]
-    return [family, *model, *small, *common]
 
 
-def run_eval(family: str, quick: bool, db: Path, script: Path) -> EvalResult:
-    from evals.cli import run_cmd
+def run_eval(family: str, quick: bool, db: Path) -> EvalResult:
+    """A short eval of ``family`` through the evals' Python API (``labelgate.evals``)."""
+    from labelgate.evals import EvalError
+    from labelgate.evals import run_eval as run
 
     started = time.monotonic()
-    out, err = io.StringIO(), io.StringIO()
-    ok = True
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run_cmd.main(args=eval_args(family, quick, db, script), standalone_mode=False)
-        except SystemExit as exc:  # 2: some samples failed (recorded with their error)
-            ok = exc.code in (0, None)
-    found = dict(re.findall(r"^(run|report): (.+)$", out.getvalue(), re.M))
-    return EvalResult(
-        family,
-        found.get("run", "?"),
-        found.get("report", "?"),
-        time.monotonic() - started,
-        ok and "run" in found,
-    )
+    model = {"model": "scripted", "script": QUICK_ANSWERS} if quick else {}
+    try:
+        result = run(family, **model, **short_run(family), db=db, concurrency=1)
+    except EvalError as exc:
+        raise CLIError(f"eval {family}: {exc}") from None
+    seconds = time.monotonic() - started
+    return EvalResult(family, result.run_id, str(result.report_html), seconds, result.ok)
 
 
 # --------------------------------------------------------------------------- output
@@ -363,7 +350,7 @@ def show_step(console: Console, result: StepResult) -> None:
 def show_recorded(console: Console, db: Path, steps: list[StepResult]) -> None:
     """What the audit store kept: each request's status, and how its inputs got their labels
     when that was by fingerprint (the handoff in step b carried no annotation)."""
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.store import AuditStore
 
     console.rule("recorded in the audit store")
     with AuditStore(db) as store:
@@ -482,11 +469,9 @@ def run_demo(state_dir: Path, policy: Path, quick: bool, with_evals: bool) -> No
     show_recorded(console, state_dir / "audit.db", steps)
     evals: list[EvalResult] = []
     if with_evals:
-        script = state_dir / "demo-script.yaml"
-        script.write_text(json.dumps(QUICK_ANSWERS), encoding="utf-8")
         for family in ("dilemmas", "scheming", "spread"):
             with progress(console, f"eval {family}: a short run..."):
-                result = run_eval(family, quick, state_dir / "audit.db", script)
+                result = run_eval(family, quick, state_dir / "audit.db")
             evals.append(result)
             mark = "[green]done[/green]" if result.ok else "[red]some samples failed[/red]"
             console.print(f"eval {family}: {mark} in {result.seconds:.1f} s, run {result.run_id}")

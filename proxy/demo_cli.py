@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-DEMO_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo.yaml"
+from labelgate.policies import pack_path
+
+DEMO_POLICY = pack_path("demo")
 
 
 @click.command()
@@ -33,6 +35,6 @@ DEMO_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo.yaml"
 @click.option("--evals/--no-evals", "with_evals", default=True, show_default=True)
 def demo(state_dir: Path, policy: Path, quick: bool, with_evals: bool) -> None:
     """Run the guard on the local model: four agent flows, a short eval of each family."""
-    from proxy.demo import run_demo
+    from labelgate.proxy.demo import run_demo
 
     run_demo(state_dir, policy, quick, with_evals)

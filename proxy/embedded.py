@@ -16,7 +16,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from guard.models import ChatModel
+from labelgate.guard.models import ChatModel
 
 
 class ServerThread:
@@ -76,8 +76,8 @@ def guarded_proxy(
     """A guarded proxy serving ``model`` (one name or several: litellm model strings,
     ``local/smollm2``, or names in ``models``), yielding its base URL (``.../v1``); shut down
     cleanly on exit."""
-    from proxy.assemble import build_app
-    from proxy.config import parse_config
+    from labelgate.proxy.assemble import build_app
+    from labelgate.proxy.config import parse_config
 
     settings: dict[str, Any] = dict(guard or {})
     if policy is not None:

@@ -1,6 +1,6 @@
 """What the label guard leaves behind for each request: audit records and one span.
 
-Per request, once it has ended (``LabelGuardHook.finish``):
+Per request, once it has ended (``PolicyHook.finish``):
 
 - one ``RequestRecord`` (ok | denied | error, the strictest action, the answer's label, tokens,
   duration, the trace id);
@@ -32,24 +32,24 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from guard import semconv
-from guard.audit.records import (
+from labelgate.guard import semconv
+from labelgate.guard.audit.records import (
     AuditRecord,
     DecisionRecord,
     DeferredRecords,
     MessageRecord,
     RequestRecord,
 )
-from guard.audit.writer import AuditWriter
-from guard.engine import Review, propagation_provenance
-from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
-from guard.labels import Label
-from guard.policy import Decision
-from guard.policy.spec import STRICTNESS
-from guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
-from proxy.context import RequestContext
-from proxy.guard_hook import Outcome
-from proxy.screening import screened
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.engine import Review, propagation_provenance
+from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LabelReason
+from labelgate.guard.labels import Label
+from labelgate.guard.policy import Decision
+from labelgate.guard.policy.spec import STRICTNESS
+from labelgate.guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
+from labelgate.proxy.context import RequestContext
+from labelgate.proxy.hook import Outcome
+from labelgate.proxy.screening import screened
 
 
 def strictest(actions: Sequence[str]) -> str | None:
@@ -124,7 +124,7 @@ class RequestTrail(DeferredRecords):
     items: list[LabeledItem]
     label: Label | None  # the answer's
     answered: bool  # a chat answer: its message record goes last
-    why: Provenance | None  # how the answer got its label
+    why: LabelReason | None  # how the answer got its label
     tool_calls: list[dict[str, Any]]
     decisions: list[DecisionTrail]
     trace_id: str | None
@@ -317,10 +317,10 @@ def _operation(endpoint: str) -> str:
     return "embeddings" if endpoint == "embeddings" else semconv.OP_CHAT
 
 
-def _why(review: Review) -> Provenance:
+def _why(review: Review) -> LabelReason:
     if review.propagation is not None:
         return propagation_provenance(review.propagation)
-    return Provenance(LabelOrigin.PROPAGATION, "join of the inputs' labels", ref="join")
+    return LabelReason(LabelOrigin.PROPAGATION, "join of the inputs' labels", ref="join")
 
 
 def _proposed(review: Review) -> list[dict[str, Any]]:

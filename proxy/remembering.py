@@ -29,8 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from guard.engine import Guard
-from guard.labels import Label
+from labelgate.guard.engine import Guard
+from labelgate.guard.labels import Label
 
 log = logging.getLogger("labelgate.proxy")
 

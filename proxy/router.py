@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from guard.models import LOCAL_MODEL_NAME, ChatModel, LocalModel
-from proxy.config import ModelEntry, ProxyConfig
-from proxy.errors import ProxyError
-from proxy.httppool import HttpPool
-from proxy.upstream import (
+from labelgate.guard.models import LOCAL_MODEL_NAME, ChatModel, LocalModel
+from labelgate.proxy.config import ModelEntry, ProxyConfig
+from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.httppool import HttpPool
+from labelgate.proxy.upstream import (
     Batch,
     ChatModelUpstream,
     LiteLLMUpstream,

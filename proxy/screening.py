@@ -25,13 +25,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from guard.engine import Guard
-from guard.items import LabeledItem
-from guard.policy import Action, Decision
-from proxy.approvals import Approvals
-from proxy.context import RequestContext
-from proxy.guard_hook import PolicyDenied
-from proxy.schemas import ChatCompletionRequest, ChatMessage
+from labelgate.guard.engine import Guard
+from labelgate.guard.items import LabeledItem
+from labelgate.guard.policy import Action, Decision
+from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.context import RequestContext
+from labelgate.proxy.hook import PolicyDenied
+from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage
 
 NOTE_PREFIX = "[labelgate]"  # the same prefix as the hook's notes about tool calls
 STATE_KEY = "screened"

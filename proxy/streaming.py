@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from proxy.upstream import Chunk
+from labelgate.proxy.upstream import Chunk
 
 DONE = b"data: [DONE]\n\n"
 _ENVELOPE = ("id", "object", "created", "model", "system_fingerprint", "service_tier")

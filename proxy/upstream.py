@@ -17,9 +17,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from guard.models import ChatModel, ChatResult, ModelError, import_litellm
-from proxy.errors import ProxyError
-from proxy.httppool import Endpoint, HttpPool, TransportError, request_head
+from labelgate.guard.models import ChatModel, ChatResult, ModelError, import_litellm
+from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.httppool import Endpoint, HttpPool, TransportError, request_head
 
 Chunk = dict[str, Any]
 # Chunks that arrived together (a network read, or its first part): sent on in one write.

@@ -13,12 +13,12 @@ import openai
 import pytest
 from fakes.upstream import FakeUpstream
 
-from guard.models import ChatModel
-from proxy.app import create_app
-from proxy.assemble import GuardRuntime, build_app
-from proxy.config import parse_config
-from proxy.embedded import ServerThread
-from proxy.guard_hook import GuardHook
+from labelgate.guard.models import ChatModel
+from labelgate.proxy.app import create_app
+from labelgate.proxy.assemble import GuardRuntime, build_app
+from labelgate.proxy.config import parse_config
+from labelgate.proxy.embedded import ServerThread
+from labelgate.proxy.hook import GatewayHook
 
 __all__ = [
     "Guarded",
@@ -87,7 +87,7 @@ def passthrough_config(
 def serve_proxy(
     config: dict[str, Any],
     *,
-    hook: GuardHook | None = None,
+    hook: GatewayHook | None = None,
     models: dict[str, ChatModel] | None = None,
 ) -> ServerThread:
     server = ServerThread(create_app(parse_config(config), hook=hook, models=models)).start()
@@ -103,7 +103,7 @@ def start_proxy() -> Iterator[Callable[..., str]]:
     def start(
         config: dict[str, Any],
         *,
-        hook: GuardHook | None = None,
+        hook: GatewayHook | None = None,
         models: dict[str, ChatModel] | None = None,
     ) -> str:
         server = serve_proxy(config, hook=hook, models=models)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from guard.audit.cli import audit
-from guard.audit.records import MessageRecord, RequestRecord
-from guard.audit.store import AuditStore
+from labelgate.guard.audit.cli import audit
+from labelgate.guard.audit.records import MessageRecord, RequestRecord
+from labelgate.guard.audit.store import AuditStore
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from guard.audit.inbox import Inbox
+from labelgate.guard.audit.inbox import Inbox
 
 
 class _CountingEvent(threading.Event):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from guard.audit.process import StoreProcess
-from guard.audit.records import DecisionRecord, MessageRecord, RequestRecord
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriteError, AuditWriter
+from labelgate.guard.audit.process import StoreProcess
+from labelgate.guard.audit.records import DecisionRecord, MessageRecord, RequestRecord
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriteError, AuditWriter
 
 
 def test_records_are_written_by_the_child_in_one_chain(tmp_path: Path) -> None:
@@ -80,8 +80,8 @@ def test_a_dead_child_stops_the_writer_loudly(tmp_path: Path) -> None:
 PARENT = textwrap.dedent(
     """
     import os, signal, sys
-    from guard.audit.writer import AuditWriter
-    from guard.audit.records import RequestRecord
+    from labelgate.guard.audit.writer import AuditWriter
+    from labelgate.guard.audit.records import RequestRecord
     writer = AuditWriter(sys.argv[1], process=True, batch_size=50, max_delay=0.001)
     print(writer._sink._process.pid, flush=True)
     for i in range(5000):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from guard.audit.chain import record_hash
-from guard.audit.records import (
+from labelgate.guard.audit.chain import record_hash
+from labelgate.guard.audit.records import (
     AuditRecord,
     DecisionRecord,
     LabelEventRecord,
@@ -25,10 +25,10 @@ from guard.audit.records import (
     dumps,
     stdlib_dumps,
 )
-from guard.audit.schema import GENESIS_HASH, MIGRATIONS, applied_migrations, migrate
-from guard.audit.store import AuditStore
-from guard.items import LabeledItem, LabelOrigin, Provenance
-from guard.labels import Lattice
+from labelgate.guard.audit.schema import GENESIS_HASH, MIGRATIONS, applied_migrations, migrate
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.items import LabeledItem, LabelOrigin, LabelReason
+from labelgate.guard.labels import Lattice
 
 LATTICE = Lattice()
 
@@ -78,7 +78,7 @@ def test_write_batch_and_queries(store: AuditStore) -> None:
         LATTICE.label("confidential", "trusted", sources=["tool:crm"]),
         role="tool",
         name="crm",
-        provenance=[Provenance(LabelOrigin.SOURCE_RULE, "crm is confidential", rule="r1")],
+        provenance=[LabelReason(LabelOrigin.SOURCE_RULE, "crm is confidential", rule="r1")],
     )
     request = RequestRecord(
         model="m", label=LATTICE.label("confidential"), decision="deny", status="denied"
@@ -286,8 +286,8 @@ def test_a_batch_is_all_or_nothing(store: AuditStore) -> None:
 _CRASH_WRITER = textwrap.dedent(
     """
     import sys
-    from guard.audit.records import MessageRecord, RequestRecord
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.records import MessageRecord, RequestRecord
+    from labelgate.guard.audit.store import AuditStore
 
     store = AuditStore(sys.argv[1])
     written = 0

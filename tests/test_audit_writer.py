@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from guard.audit.records import AuditRecord, MessageRecord, RequestRecord
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriteError, AuditWriter
+from labelgate.guard.audit.records import AuditRecord, MessageRecord, RequestRecord
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriteError, AuditWriter
 
 
 def _messages(n: int, request_id: str = "r1") -> list[MessageRecord]:

@@ -7,7 +7,7 @@ import sys
 
 from click.testing import CliRunner
 
-from guard.cli import main
+from labelgate.guard.cli import main
 
 COMMANDS = {"approvals", "audit", "eval", "keys", "policy", "serve", "trace", "ui"}
 
@@ -33,7 +33,7 @@ def test_help_does_not_import_the_heavy_parts() -> None:
 
 
 def test_a_broken_plugin_gives_one_line_not_a_traceback(monkeypatch) -> None:
-    from guard import cli
+    from labelgate.guard import cli
 
     class Broken:
         name = "broken"

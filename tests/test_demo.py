@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from guard.audit.store import AuditStore
-from guard.models import local_model_available
-from proxy.demo import ATTACKER, COLLEAGUE, agent_policy
-from proxy.demo_cli import demo
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.models import local_model_available
+from labelgate.proxy.demo import ATTACKER, COLLEAGUE, agent_policy
+from labelgate.proxy.demo_cli import demo
 
 
 def _decisions(db: Path) -> dict[str, list[dict[str, str]]]:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from evals.agent import AgentLimits
-from evals.dilemmas import analysis as an
-from evals.dilemmas.data import load_principles, load_starter
-from evals.dilemmas.family import DilemmasFamily
-from evals.runner import RunConfig, Runner
-from evals.store import ResultsStore
-from guard.models import ScriptedModel
+from labelgate.evals.agent import AgentLimits
+from labelgate.evals.dilemmas import analysis as an
+from labelgate.evals.dilemmas.data import load_principles, load_starter
+from labelgate.evals.dilemmas.family import DilemmasFamily
+from labelgate.evals.runner import RunConfig, Runner
+from labelgate.evals.store import ResultsStore
+from labelgate.guard.models import ScriptedModel
 
 STARTER = load_starter()
 TO_DO = {d.to_do.text for d in STARTER}

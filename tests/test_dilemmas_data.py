@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.dilemmas.data import (
+from labelgate.evals.dilemmas.data import (
     THEORIES,
     DataError,
     all_values,

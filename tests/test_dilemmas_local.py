@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evals.cli import eval_group
-from guard.models import local_model_available
+from labelgate.evals.cli import eval_group
+from labelgate.guard.models import local_model_available
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dailydilemmas"
 needs_local = pytest.mark.skipif(not local_model_available(), reason="local model not installed")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from evals.dilemmas.data import Action, Dilemma, Principle
-from evals.dilemmas.protocol import choice_of, conditions, parse_choice, positions, scenario
+from labelgate.evals.dilemmas.data import Action, Dilemma, Principle
+from labelgate.evals.dilemmas.protocol import (
+    choice_of,
+    conditions,
+    parse_choice,
+    positions,
+    scenario,
+)
 
 D = Dilemma(
     id="x1",

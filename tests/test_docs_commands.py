@@ -166,7 +166,7 @@ def _unknown_options(command: str) -> list[str]:
     """Subcommand names and options a ``labelgate ...`` line uses that the CLI does not have."""
     import click
 
-    from guard.cli import main
+    from labelgate.guard.cli import main
 
     words = shlex.split(command, comments=True)[1:]
     cmd: click.Command = main

@@ -7,9 +7,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from guard.audit.store import AuditStore
-from guard.models import ScriptedModel
-from proxy.embedded import guarded_proxy
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.models import ScriptedModel
+from labelgate.proxy.embedded import guarded_proxy
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

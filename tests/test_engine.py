@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from guard.engine import Guard, InputSpec, ToolCallSpec
-from guard.fingerprint import SQLiteFingerprintStore
-from guard.items import LLMCall
-from guard.models import ScriptedModel
-from guard.policy import Action, Policy, load_policy
-from guard.policy.spec import SourceKind
-from guard.propagation import get_propagator
+from labelgate.guard.engine import Guard, InputSpec, ToolCallSpec
+from labelgate.guard.fingerprint import SQLiteFingerprintStore
+from labelgate.guard.items import LLMCall
+from labelgate.guard.models import ScriptedModel
+from labelgate.guard.policy import Action, Policy, load_policy
+from labelgate.guard.policy.spec import SourceKind
+from labelgate.guard.propagation import get_propagator
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 PAGE = (

@@ -12,10 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from evals.agent import AgentLimits, run_agent
-from evals.environment import Environment, Tool, ToolError
-from evals.scenario import Sample
-from guard.models import ChatResult, ModelError, ScriptedModel
+from labelgate.evals.agent import AgentLimits, run_agent
+from labelgate.evals.environment import Environment, Tool, ToolError
+from labelgate.evals.scenario import Sample
+from labelgate.guard.models import ChatResult, ModelError, ScriptedModel
 
 
 def call(name: str, args: dict[str, Any], id_: str = "c1") -> ChatResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from evals.cli import eval_group
+from labelgate.evals.cli import eval_group
 
 
 def invoke(*args: str) -> Result:
@@ -38,7 +38,7 @@ def test_list_is_honest_about_later_families() -> None:
 
 
 def test_unavailable_family_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from evals.family import FAMILIES, FamilyInfo
+    from labelgate.evals.family import FAMILIES, FamilyInfo
 
     monkeypatch.setitem(FAMILIES, "later", FamilyInfo("later", "planned", None))
     result = CliRunner().invoke(eval_group, ["run", "later"])
@@ -146,7 +146,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, script: Path) -> None:
 def test_run_through_the_proxy(tmp_path: Path) -> None:
     from proxy_fixtures import serve_proxy
 
-    from guard.models import ScriptedModel
+    from labelgate.guard.models import ScriptedModel
 
     model = ScriptedModel(["Action 2"], cycle=True, name="dilemma-bot")
     config = {
@@ -203,7 +203,7 @@ def test_run_through_an_in_process_guarded_proxy(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     md = Path(re.search(r"^summary: (\S+)$", result.output, re.MULTILINE).group(1)).read_text()
     assert "in-process guard" in md
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.store import AuditStore
 
     with AuditStore(tmp_path / "audit.db") as audit:  # the guarded proxy's own records
         assert audit.counts()["requests"] == 2

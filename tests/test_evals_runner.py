@@ -12,14 +12,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from evals.agent import AgentLimits
-from evals.environment import Environment, Tool
-from evals.family import ReportSection
-from evals.runner import RunConfig, Runner
-from evals.scenario import Sample, Scenario, Variant
-from evals.scorers import Scorer, StateScorer
-from evals.store import ResultsStore
-from guard.models import ChatResult, ModelError, ScriptedModel
+from labelgate.evals.agent import AgentLimits
+from labelgate.evals.environment import Environment, Tool
+from labelgate.evals.family import ReportSection
+from labelgate.evals.runner import RunConfig, Runner
+from labelgate.evals.scenario import Sample, Scenario, Variant
+from labelgate.evals.scorers import Scorer, StateScorer
+from labelgate.evals.store import ResultsStore
+from labelgate.guard.models import ChatResult, ModelError, ScriptedModel
 
 
 def set_flag(state: dict[str, Any], args: dict[str, Any]) -> str:

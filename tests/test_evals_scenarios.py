@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from evals.agent import Transcript
-from evals.dilemmas.protocol import positions
-from evals.dilemmas.scoring import ForcedChoiceScorer
-from evals.environment import Environment
-from evals.scenario import Sample, Scenario, load_scenarios
-from evals.scorers import ModelGradedScorer, StateScorer
-from guard.models import ScriptedModel
+from labelgate.evals.agent import Transcript
+from labelgate.evals.dilemmas.protocol import positions
+from labelgate.evals.dilemmas.scoring import ForcedChoiceScorer
+from labelgate.evals.environment import Environment
+from labelgate.evals.scenario import Sample, Scenario, load_scenarios
+from labelgate.evals.scorers import ModelGradedScorer, StateScorer
+from labelgate.guard.models import ScriptedModel
 
 YAML = """
 scenarios:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals.stats import (
+from labelgate.evals.stats import (
     binomial_test,
     bootstrap_ci,
     mcnemar_exact,

@@ -12,7 +12,7 @@ import pytest
 from proxy_fixtures import *  # noqa: F403
 from proxy_fixtures import Guarded, passthrough_config
 
-from guard.audit.store import AuditStore
+from labelgate.guard.audit.store import AuditStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 

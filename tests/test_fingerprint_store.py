@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guard.fingerprint import (
+from labelgate.guard.fingerprint import (
     Entry,
     FingerprintStore,
     LookupOptions,
@@ -21,9 +21,9 @@ from guard.fingerprint import (
     fingerprint,
     memindex,
 )
-from guard.fingerprint.memindex import MemoryIndex
-from guard.items import ItemKind, LabelOrigin
-from guard.labels import Lattice, LatticeConfig
+from labelgate.guard.fingerprint.memindex import MemoryIndex
+from labelgate.guard.items import ItemKind, LabelOrigin
+from labelgate.guard.labels import Lattice, LatticeConfig
 
 LATTICE = Lattice(LatticeConfig(categories=["pii", "finance"]))
 SECRET = LATTICE.label("confidential", "trusted", categories=["finance"], sources=["doc:payroll"])

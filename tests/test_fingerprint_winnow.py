@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.fingerprint.winnow import (
+from labelgate.guard.fingerprint.winnow import (
     GrowingText,
     WinnowParams,
     fingerprint,

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guard.engine import Guard, InputSpec
-from guard.fingerprint import SQLiteFingerprintStore
-from guard.fingerprint.store import text_fingerprints
-from guard.fingerprint.winnow import DEFAULT_PARAMS, fingerprint
-from guard.policy import SourceContext, load_policy
+from labelgate.guard.engine import Guard, InputSpec
+from labelgate.guard.fingerprint import SQLiteFingerprintStore
+from labelgate.guard.fingerprint.store import text_fingerprints
+from labelgate.guard.fingerprint.winnow import DEFAULT_PARAMS, fingerprint
+from labelgate.guard.policy import SourceContext, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_TEXT = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from proxy.httppool import Endpoint, HttpPool, TransportError, request_head
+from labelgate.proxy.httppool import Endpoint, HttpPool, TransportError, request_head
 
 Reply = Callable[["Exchange"], Awaitable[None]]
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.labels import Label, LabelSpec, Lattice, LatticeConfig
+from labelgate.guard.labels import Label, LabelSpec, Lattice, LatticeConfig
 
 LATTICE = Lattice(LatticeConfig(categories=["pii", "finance", "health"]))
 PRINCIPALS = ["alice", "bob", "carol", "hr"]
@@ -131,11 +131,11 @@ def test_labels_and_items_survive_pickling_with_their_level_names() -> None:
     """They travel to the audit process with every request (compact ``__reduce__``)."""
     import pickle
 
-    from guard.items import ItemKind, LabeledItem, LabelOrigin, Provenance
+    from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LabelReason
 
     lattice = Lattice(LatticeConfig(confidentiality=["open", "closed"], integrity=["low", "high"]))
     label = lattice.label("closed", "low", readers=["a"], categories=["pii"], sources=["web:x"])
-    why = Provenance(LabelOrigin.FINGERPRINT, "seen before", rule="r", ref="item-1")
+    why = LabelReason(LabelOrigin.FINGERPRINT, "seen before", rule="r", ref="item-1")
     item = LabeledItem("text", label, ItemKind.TOOL_RESULT, role="tool", name="t", provenance=[why])
     back = pickle.loads(pickle.dumps(item))
     assert back == item and back.label.to_dict() == label.to_dict()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from guard.items import ItemKind, LabeledItem
-from guard.labels import Lattice
-from guard.models import (
+from labelgate.guard.items import ItemKind, LabeledItem
+from labelgate.guard.labels import Lattice
+from labelgate.guard.models import (
     ChatResult,
     LocalModel,
     ModelError,
@@ -54,3 +54,32 @@ async def test_local_model_answers_deterministically() -> None:
     assert first.text.strip()
     assert first.text == second.text
     assert first.completion_tokens > 0
+
+
+@pytest.mark.skipif(not local_model_available(), reason="local model extra not installed")
+def test_every_local_model_load_turns_off_extra_buffer_types() -> None:
+    """llama.cpp's AMX kernels crash on repacked weights (Sapphire Rapids and later): both
+    places that load the GGUF, the chat model and the embedding scorer, must load it with
+    ``use_extra_bufts = False``. Checked on the loaded models' own parameters."""
+    from labelgate.guard.similarity import EmbeddingScorer
+
+    chat = LocalModel(n_ctx=256)._llama()
+    embedder = EmbeddingScorer()._model()
+    assert chat.model_params.use_extra_bufts is False
+    assert embedder.model_params.use_extra_bufts is False
+
+
+def test_a_llama_without_the_setting_is_refused() -> None:
+    """An old llama-cpp-python whose parameters lack the field would load with repacking on:
+    refused with a clear error, never loaded unsafely."""
+    import ctypes
+
+    pytest.importorskip("llama_cpp")
+    from labelgate.guard.models import _safe_llama_class
+
+    class OldParams(ctypes.Structure):
+        _fields_ = [("use_mmap", ctypes.c_bool)]  # noqa: RUF012 (ctypes' own declaration)
+
+    safe = _safe_llama_class().__new__(_safe_llama_class())
+    with pytest.raises(ModelError, match="use_extra_bufts"):
+        safe.model_params = OldParams()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from guard.items import LabelOrigin
-from guard.policy import (
+from labelgate.guard.items import LabelOrigin
+from labelgate.guard.policy import (
     Action,
     Effect,
     FlowContext,
@@ -19,9 +19,9 @@ from guard.policy import (
     SourceContext,
     load_policy,
 )
-from guard.policy import conditions as conditions_mod
-from guard.policy.cli import policy as policy_cli
-from guard.policy.templates import render
+from labelgate.guard.policy import conditions as conditions_mod
+from labelgate.guard.policy.cli import policy as policy_cli
+from labelgate.guard.policy.templates import render
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "docs" / "examples" / "events"
@@ -392,7 +392,7 @@ def test_fail_closed_on_bad_event_labels_and_malformed_events() -> None:
 
 def test_label_source_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = make(SOURCES)
-    monkeypatch.setattr("guard.policy.sources.auto_sources", lambda ctx: 1 / 0)
+    monkeypatch.setattr("labelgate.guard.policy.sources.auto_sources", lambda ctx: 1 / 0)
     got = policy.label_source(SourceContext(kind="message", role="user"))
     assert got.label.confidentiality.name == "confidential"
     assert got.label.integrity.name == "untrusted"

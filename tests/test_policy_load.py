@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from guard.policy import Policy, PolicyError, load_policy
-from guard.policy.cli import policy as policy_cli
-from guard.policy.schema import policy_schema
+from labelgate.guard.policy import Policy, PolicyError, load_policy
+from labelgate.guard.policy.cli import policy as policy_cli
+from labelgate.guard.policy.schema import policy_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKS = sorted((ROOT / "policies").glob("*.yaml"))
@@ -208,7 +208,7 @@ def test_cookbook_snippets_in_docs_are_valid() -> None:
 
 
 def test_package_exports_resolve() -> None:
-    import guard.policy as pkg
+    import labelgate.guard.policy as pkg
 
     assert sorted(pkg.__all__) == sorted(pkg._EXPORTS)
     for name in pkg.__all__:

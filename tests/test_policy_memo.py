@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from guard.engine import Guard, InputSpec, ToolCallSpec
-from guard.items import LLMCall
-from guard.labels import Label, Lattice, LatticeConfig, Level, label_key
-from guard.policy import Policy, SinkEvent, SinkFlow, SourceContext, load_policy
-from guard.policy import memo as memo_module
-from guard.policy import model as model_module
-from guard.policy import sinks as sinks_module
-from guard.policy.spec import Action, Effect, SinkKind
-from proxy.labelguard import _params
-from proxy.schemas import ChatCompletionRequest
+from labelgate.guard.engine import Guard, InputSpec, ToolCallSpec
+from labelgate.guard.items import LLMCall
+from labelgate.guard.labels import Label, Lattice, LatticeConfig, Level, label_key
+from labelgate.guard.policy import Policy, SinkEvent, SinkFlow, SourceContext, load_policy
+from labelgate.guard.policy import memo as memo_module
+from labelgate.guard.policy import model as model_module
+from labelgate.guard.policy import sinks as sinks_module
+from labelgate.guard.policy.spec import Action, Effect, SinkKind
+from labelgate.proxy.policy_hook import _params
+from labelgate.proxy.schemas import ChatCompletionRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from guard.audit.store import AuditStore
-from guard.engine import Guard, InputSpec
-from guard.models import Message, ScriptedModel
-from guard.policy import Action, Policy, PolicyError, SinkEvent
-from guard.policy.events import REDACTED
-from proxy.embedded import guarded_proxy
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.engine import Guard, InputSpec
+from labelgate.guard.models import Message, ScriptedModel
+from labelgate.guard.policy import Action, Policy, PolicyError, SinkEvent
+from labelgate.guard.policy.events import REDACTED
+from labelgate.proxy.embedded import guarded_proxy
 
 POLICY = """
 version: 1

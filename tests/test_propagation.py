@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import Label, Lattice
-from guard.models import Message, ScriptedModel, local_model_available
-from guard.propagation import (
+from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.models import Message, ScriptedModel, local_model_available
+from labelgate.guard.propagation import (
     PROPAGATORS,
     CitationPropagator,
     CounterfactualPropagator,
@@ -26,7 +26,7 @@ from guard.propagation import (
     get_propagator,
     join_label,
 )
-from guard.similarity import Similarity
+from labelgate.guard.similarity import Similarity
 
 LAT = Lattice()
 FACTS = [
@@ -366,7 +366,7 @@ async def test_propagation_serialises() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not local_model_available(), reason="llama_cpp or the SmolLM2 GGUF missing")
 async def test_counterfactual_with_the_local_model() -> None:
-    from guard.models import LocalModel
+    from labelgate.guard.models import LocalModel
 
     model = LocalModel()
     secret = LabeledItem(

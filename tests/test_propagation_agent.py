@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import Label, Lattice
-from guard.models import Message, ScriptedModel
-from guard.propagation import CounterfactualPropagator, join_label
-from guard.similarity import Similarity
+from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.models import Message, ScriptedModel
+from labelgate.guard.propagation import CounterfactualPropagator, join_label
+from labelgate.guard.similarity import Similarity
 
 LAT = Lattice()
 WEB = LAT.label("public", "untrusted", sources=["web:search"])

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from guard.models import local_model_available
-from guard.similarity import (
+from labelgate.guard.models import local_model_available
+from labelgate.guard.similarity import (
     Similarity,
     SimilarityConfig,
     containment,
@@ -73,7 +73,7 @@ def test_embedding_similarity_ranks_paraphrase_above_unrelated() -> None:
 
 
 def test_parse_tool_call_forms() -> None:
-    from guard.similarity import parse_tool_call
+    from labelgate.guard.similarity import parse_tool_call
 
     call = parse_tool_call('ACTION: reply_email(to: "Olli@X.example", body: "Yes, 18 March")')
     assert call is not None and call.name == "reply_email"

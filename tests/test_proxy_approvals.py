@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import Guarded, async_sdk, passthrough_config, sdk
 
-from guard.audit import AuditStore
-from proxy.auth import hash_key
-from proxy.cli import approvals, serve
+from labelgate.guard.audit import AuditStore
+from labelgate.proxy.auth import hash_key
+from labelgate.proxy.cli import approvals, serve
 
 DELETE = {"type": "function", "function": {"name": "delete_file", "parameters": {}}}
 StartGuarded = Callable[..., Guarded]
@@ -170,7 +170,7 @@ def test_every_request_has_exactly_one_audit_record_under_load(
 def test_serve_stops_on_an_invalid_policy(tmp_path: Path) -> None:
     policy = tmp_path / "bad.yaml"
     policy.write_text("version: 1\nlattice:\n  confidentiality: [public]\nsinks:\n  - id: x\n")
-    config = tmp_path / "proxy.yaml"
+    config = tmp_path / "labelgate.proxy.yaml"
     config.write_text(json.dumps({"guard": {"policy": str(policy), "state_dir": str(tmp_path)}}))
     result = CliRunner().invoke(serve, ["--config", str(config), "--port", "0"])
     assert result.exit_code == 1

@@ -12,12 +12,17 @@ from click.testing import CliRunner
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import sdk
 
-from guard.models import LOCAL_MODEL_NAME, ChatResult, ScriptedModel, local_model_available
-from proxy.auth import TokenBucket, hash_key
-from proxy.cli import keys, serve
-from proxy.config import ConfigError, RateLimit, check_bind, load_config, parse_config
-from proxy.context import session_of, trace_id_of
-from proxy.streaming import GuardEditError, HeldStream
+from labelgate.guard.models import (
+    LOCAL_MODEL_NAME,
+    ChatResult,
+    ScriptedModel,
+    local_model_available,
+)
+from labelgate.proxy.auth import TokenBucket, hash_key
+from labelgate.proxy.cli import keys, serve
+from labelgate.proxy.config import ConfigError, RateLimit, check_bind, load_config, parse_config
+from labelgate.proxy.context import session_of, trace_id_of
+from labelgate.proxy.streaming import GuardEditError, HeldStream
 
 
 def test_env_api_key_and_fallbacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -188,9 +193,9 @@ async def test_the_fingerprint_store_has_postings_only_when_asked(
     """The proxy looks up in memory: a new store skips the SQL inverted index unless asked."""
     import sqlite3
 
-    from proxy.app import ProxyState
-    from proxy.assemble import build_runtime
-    from proxy.config import ProxyConfig
+    from labelgate.proxy.app import ProxyState
+    from labelgate.proxy.assemble import build_runtime
+    from labelgate.proxy.config import ProxyConfig
 
     params = {"model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
     guard: dict[str, Any] = {"state_dir": str(tmp_path)}

@@ -12,7 +12,7 @@ from fakes.upstream import FakeUpstream
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import async_sdk, passthrough_config, sdk
 
-from proxy.auth import hash_key
+from labelgate.proxy.auth import hash_key
 
 HELLO = [{"role": "user", "content": "hello"}]
 SEND = {"type": "function", "function": {"name": "send_email", "parameters": {"type": "object"}}}

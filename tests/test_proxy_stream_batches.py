@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from proxy.router import _paced
-from proxy.upstream import UpstreamError, WireBatch, _sse_batches
+from labelgate.proxy.router import _paced
+from labelgate.proxy.upstream import UpstreamError, WireBatch, _sse_batches
 
 
 async def _pieces(reads: list[bytes]) -> AsyncIterator[bytes]:

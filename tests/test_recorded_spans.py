@@ -12,12 +12,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from guard import semconv as sc
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriter
-from guard.labels import Lattice
-from guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
-from guard.tracing import TracingConfig, exporters_of, get_tracer, setup_tracing, span_to_record
+from labelgate.guard import semconv as sc
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.labels import Lattice
+from labelgate.guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
+from labelgate.guard.tracing import (
+    TracingConfig,
+    exporters_of,
+    get_tracer,
+    setup_tracing,
+    span_to_record,
+)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriter
-from guard.engine import Review
-from guard.labels import Lattice
-from guard.recorded_spans import RecordedSpans
-from guard.tracing import TracingConfig, setup_tracing
-from proxy.context import Caller, RequestContext
-from proxy.guard_hook import Outcome
-from proxy.recording import Recorder
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.engine import Review
+from labelgate.guard.labels import Lattice
+from labelgate.guard.recorded_spans import RecordedSpans
+from labelgate.guard.tracing import TracingConfig, setup_tracing
+from labelgate.proxy.context import Caller, RequestContext
+from labelgate.proxy.hook import Outcome
+from labelgate.proxy.recording import Recorder
 
 
 def _context() -> RequestContext:
@@ -102,11 +102,11 @@ async def test_a_trail_builds_the_same_records_after_pickling(tmp_path: Path) ->
     """The audit process builds a request's records from the trail it unpickles."""
     import pickle
 
-    from proxy.app import ProxyState
-    from proxy.assemble import build_runtime
-    from proxy.config import ProxyConfig
-    from proxy.recording import RequestTrail
-    from proxy.schemas import ChatCompletionRequest
+    from labelgate.proxy.app import ProxyState
+    from labelgate.proxy.assemble import build_runtime
+    from labelgate.proxy.config import ProxyConfig
+    from labelgate.proxy.recording import RequestTrail
+    from labelgate.proxy.schemas import ChatCompletionRequest
 
     params = {"model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
     config = ProxyConfig.model_validate(

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from evals.cli import eval_group
-from evals.scheming import analysis as an
-from evals.stats import binomial_test
-from guard.models import local_model_available
+from labelgate.evals.cli import eval_group
+from labelgate.evals.scheming import analysis as an
+from labelgate.evals.stats import binomial_test
+from labelgate.guard.models import local_model_available
 
 
 def sample(

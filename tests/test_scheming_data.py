@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.scheming.family import SchemingFamily, SchemingOptions, system_prompt
-from evals.scheming.spec import EVALS, load_data
+from labelgate.evals.scheming.family import SchemingFamily, SchemingOptions, system_prompt
+from labelgate.evals.scheming.spec import EVALS, load_data
 
 
 def test_every_eval_has_three_scenarios_from_different_orgs() -> None:

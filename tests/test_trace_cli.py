@@ -16,8 +16,8 @@ from proxy_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import AuditData
 
-from guard.audit.query import AuditReader
-from guard.audit.trace_cli import trace
+from labelgate.guard.audit.query import AuditReader
+from labelgate.guard.audit.trace_cli import trace
 
 
 def run(*args: str, db: Path) -> Result:

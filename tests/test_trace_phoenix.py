@@ -104,12 +104,12 @@ def test_a_proxy_request_reaches_phoenix(phoenix: str, fake_url: str, tmp_path: 
 
 
 def test_an_eval_run_reaches_phoenix(phoenix: str, tmp_path: Path) -> None:
-    from evals.family import get_family
-    from evals.runner import RunConfig, Runner
-    from evals.store import ResultsStore
-    from guard.audit.writer import AuditWriter
-    from guard.models import ScriptedModel
-    from guard.tracing import TracingConfig, setup_tracing
+    from labelgate.evals.family import get_family
+    from labelgate.evals.runner import RunConfig, Runner
+    from labelgate.evals.store import ResultsStore
+    from labelgate.guard.audit.writer import AuditWriter
+    from labelgate.guard.models import ScriptedModel
+    from labelgate.guard.tracing import TracingConfig, setup_tracing
 
     db = tmp_path / "audit.db"
     writer = AuditWriter(db)

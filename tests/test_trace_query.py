@@ -11,8 +11,8 @@ from proxy_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import AuditData
 
-from guard.audit.query import AuditReader, parse_when
-from guard.audit.views import NotFound, TraceFilter
+from labelgate.guard.audit.query import AuditReader, parse_when
+from labelgate.guard.audit.views import NotFound, TraceFilter
 
 
 @pytest.fixture

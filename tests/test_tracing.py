@@ -10,11 +10,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from guard import semconv as sc
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriter
-from guard.labels import Lattice
-from guard.tracing import (
+from labelgate.guard import semconv as sc
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.labels import Lattice
+from labelgate.guard.tracing import (
     SQLiteSpanExporter,
     TracingConfig,
     exporters_of,

@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 from trace_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import SCRIPT_PAGE, AuditData
 
-from proxy.ui.app import create_ui_app
-from proxy.ui.cli import ui
+from labelgate.proxy.ui.app import create_ui_app
+from labelgate.proxy.ui.cli import ui
 
 
 @pytest.fixture

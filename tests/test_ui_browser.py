@@ -17,7 +17,7 @@ from proxy_fixtures import ServerThread
 from trace_fixtures import *  # noqa: F403 - fixtures
 from trace_fixtures import AuditData
 
-from proxy.ui.app import create_ui_app
+from labelgate.proxy.ui.app import create_ui_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from proxy_fixtures import Guarded, passthrough_config, sdk
 
-from guard.audit import AuditWriter, LabelEventRecord
+from labelgate.guard.audit import AuditWriter, LabelEventRecord
 
 __all__ = ["SCRIPT_PAGE", "AuditData", "audit_db", "build_audit_db"]
 
@@ -125,7 +125,7 @@ def _declassify(db: Path, request_id: str) -> None:
 
 
 def _eval_run(db: Path, tmp: Path) -> tuple[str, str]:
-    from evals.cli import eval_group
+    from labelgate.evals.cli import eval_group
 
     script = tmp / "script.yaml"
     script.write_text('- "Action 1"\n- "I choose Action 2."\n- "no idea"\n')

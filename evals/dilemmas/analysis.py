@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from evals.dilemmas.data import THEORIES, ActionType
-from evals.dilemmas.protocol import BASELINE
-from evals.stats import McNemarResult, Rate, binomial_test, mcnemar_exact, rate
+from labelgate.evals.dilemmas.data import THEORIES, ActionType
+from labelgate.evals.dilemmas.protocol import BASELINE
+from labelgate.evals.stats import McNemarResult, Rate, binomial_test, mcnemar_exact, rate
 
 
 class Choice(BaseModel):

@@ -8,17 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.dilemmas import analysis as an
-from evals.dilemmas.data import SourceFormat, load_dilemmas, load_principles
-from evals.dilemmas.protocol import FAMILY, conditions, scenario
-from evals.dilemmas.scoring import SCORER, ForcedChoiceScorer
-from evals.environment import Environment
-from evals.family import Figure, ReportSection
-from evals.models import resolve_model
-from evals.plots import grouped_rates, hbar_panels
-from evals.scenario import Sample, Scenario
-from evals.scorers import Scorer
-from evals.stats import Rate
+from labelgate.evals.dilemmas import analysis as an
+from labelgate.evals.dilemmas.data import SourceFormat, load_dilemmas, load_principles
+from labelgate.evals.dilemmas.protocol import FAMILY, conditions, scenario
+from labelgate.evals.dilemmas.scoring import SCORER, ForcedChoiceScorer
+from labelgate.evals.environment import Environment
+from labelgate.evals.family import Figure, ReportSection
+from labelgate.evals.models import resolve_model
+from labelgate.evals.plots import grouped_rates, hbar_panels
+from labelgate.evals.scenario import Sample, Scenario
+from labelgate.evals.scorers import Scorer
+from labelgate.evals.stats import Rate
 
 
 class DilemmaOptions(BaseModel):

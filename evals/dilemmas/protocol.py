@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evals.dilemmas.data import ACTION_TYPES, ActionType, Dilemma, Principle
-from evals.scenario import Scenario, Variant
+from labelgate.evals.dilemmas.data import ACTION_TYPES, ActionType, Dilemma, Principle
+from labelgate.evals.scenario import Scenario, Variant
 
 FAMILY = "dilemmas"
 Order = Literal["original", "swapped"]

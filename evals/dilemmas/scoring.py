@@ -3,12 +3,12 @@ answer cannot be parsed (recorded as model-graded, with the grader's name)."""
 
 from __future__ import annotations
 
-from evals.agent import Transcript
-from evals.dilemmas.protocol import choice_of, parse_choice
-from evals.environment import Environment
-from evals.scenario import Sample
-from evals.scorers import ModelGradedScorer, Score
-from guard.models import ChatModel
+from labelgate.evals.agent import Transcript
+from labelgate.evals.dilemmas.protocol import choice_of, parse_choice
+from labelgate.evals.environment import Environment
+from labelgate.evals.scenario import Sample
+from labelgate.evals.scorers import ModelGradedScorer, Score
+from labelgate.guard.models import ChatModel
 
 SCORER = "choice"
 

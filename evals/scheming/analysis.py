@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.family import Figure, ReportSection
-from evals.plots import grouped_rates
-from evals.scheming.interrogation import GRID, LABELS
-from evals.scheming.spec import EVALS
-from evals.stats import Rate, binomial_test, bootstrap_ci, paired_bootstrap_diff, rate
+from labelgate.evals.family import Figure, ReportSection
+from labelgate.evals.plots import grouped_rates
+from labelgate.evals.scheming.interrogation import GRID, LABELS
+from labelgate.evals.scheming.spec import EVALS
+from labelgate.evals.stats import Rate, binomial_test, bootstrap_ci, paired_bootstrap_diff, rate
 
 COVERT = ("oversight_subversion", "self_exfiltration", "goal_guarding", "email_reranking")
 NULL_PATTERN_RATE = 0.25

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from evals.environment import Environment, State, Tool, ToolError
-from evals.scheming.shell import Shell
-from evals.scheming.vfs import VFS, FsError, norm
-from evals.scheming.worlds import INBOX, World, score_candidates
+from labelgate.evals.environment import Environment, State, Tool, ToolError
+from labelgate.evals.scheming.shell import Shell
+from labelgate.evals.scheming.vfs import VFS, FsError, norm
+from labelgate.evals.scheming.worlds import INBOX, World, score_candidates
 
 
 def build_environment(world: World) -> Environment:

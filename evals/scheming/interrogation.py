@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evals.models import call_with_retries
-from guard.models import ChatModel, Message
+from labelgate.evals.models import call_with_retries
+from labelgate.guard.models import ChatModel, Message
 
 Label = Literal["admission", "denial", "evasive"]
 LABELS: tuple[Label, ...] = ("admission", "denial", "evasive")

@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from evals.agent import Transcript
-from evals.environment import Environment
-from evals.scenario import Sample
-from evals.scheming.interrogation import GRADER_CRITERION, LABELS, QUESTIONS, Interrogation
-from evals.scheming.textual import parse_tool_calls
-from evals.scheming.verdicts import Verdict, verdict
-from evals.scheming.worlds import World
-from evals.scorers import ModelGradedScorer, Score
-from guard.models import ChatModel
+from labelgate.evals.agent import Transcript
+from labelgate.evals.environment import Environment
+from labelgate.evals.scenario import Sample
+from labelgate.evals.scheming.interrogation import (
+    GRADER_CRITERION,
+    LABELS,
+    QUESTIONS,
+    Interrogation,
+)
+from labelgate.evals.scheming.textual import parse_tool_calls
+from labelgate.evals.scheming.verdicts import Verdict, verdict
+from labelgate.evals.scheming.worlds import World
+from labelgate.evals.scorers import ModelGradedScorer, Score
+from labelgate.guard.models import ChatModel
 
 SCHEMING = "scheming"
 BEHAVIOUR = "behaviour"

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from evals.scheming.vfs import VFS, FsError, norm
+from labelgate.evals.scheming.vfs import VFS, FsError, norm
 
 OPERATORS = {";", "&&", "||", "|", ">", ">>", "&", "<", "(", ")"}
 MAX_OUTPUT = 4000  # characters of output returned to the agent per command line

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from guard.models import ChatModel, ChatResult, Message
+from labelgate.guard.models import ChatModel, ChatResult, Message
 
 ParseKind = Literal["tagged", "json", "codeblock"]
 TOOL_RESULT_CHARS = 1500

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
-from evals.scheming.vfs import VFS, Node
-from evals.scheming.worlds import World, true_ranking
+from labelgate.evals.scheming.vfs import VFS, Node
+from labelgate.evals.scheming.worlds import World, true_ranking
 
 PAIRED = {"alignment_faking", "sandbagging"}
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evals.scheming.spec import EvalName, RankingScenario, SandbagScenario, Setting
-from evals.scheming.vfs import FileSpec, HostSpec
+from labelgate.evals.scheming.spec import EvalName, RankingScenario, SandbagScenario, Setting
+from labelgate.evals.scheming.vfs import FileSpec, HostSpec
 
 HOME = "/home/agent"
 PROJECT = f"{HOME}/project"

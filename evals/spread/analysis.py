@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import BaseModel
 from scipy.stats import fisher_exact
 
-from evals.family import Figure, ReportSection
-from evals.plots import to_base64
-from evals.spread.simulation import QUESTION_KINDS, Answer, SimResult
-from evals.stats import Rate, rate
+from labelgate.evals.family import Figure, ReportSection
+from labelgate.evals.plots import to_base64
+from labelgate.evals.spread.simulation import QUESTION_KINDS, Answer, SimResult
+from labelgate.evals.stats import Rate, rate
 
 PRIMARY = "adopted"
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from evals.dilemmas.data import DataError
+from labelgate.evals.dilemmas.data import DataError
 
 STARTER = Path(__file__).resolve().parent.parent / "data" / "spread" / "counterfact_starter.yaml"
 

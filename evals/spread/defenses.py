@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
-from evals.spread.matching import normalise
-from guard.policy import Policy
+from labelgate.evals.spread.matching import normalise
+from labelgate.guard.policy import Policy
 
 RouteAction = Literal["pass", "mark", "redact", "block"]
 LabelgateAction = Literal["mark", "redact", "block"]

@@ -9,19 +9,19 @@ from typing import Any
 from opentelemetry.trace import Tracer
 from pydantic import Field, field_validator
 
-from evals.agent import AgentLimits, Transcript
-from evals.environment import Environment
-from evals.family import ReportSection
-from evals.models import call_with_retries
-from evals.scenario import Sample, Scenario, Variant
-from evals.scorers import Score, Scorer
-from evals.spread import analysis
-from evals.spread.data import CounterfactItem, load_items
-from evals.spread.defenses import DEFENSES, Chat, make_defense
-from evals.spread.proxied import Channel, DirectChannel, Said, Turn, open_channel
-from evals.spread.simulation import Condition, SimConfig, SimResult, Simulation
-from guard import semconv
-from guard.models import ChatModel
+from labelgate.evals.agent import AgentLimits, Transcript
+from labelgate.evals.environment import Environment
+from labelgate.evals.family import ReportSection
+from labelgate.evals.models import call_with_retries
+from labelgate.evals.scenario import Sample, Scenario, Variant
+from labelgate.evals.scorers import Score, Scorer
+from labelgate.evals.spread import analysis
+from labelgate.evals.spread.data import CounterfactItem, load_items
+from labelgate.evals.spread.defenses import DEFENSES, Chat, make_defense
+from labelgate.evals.spread.proxied import Channel, DirectChannel, Said, Turn, open_channel
+from labelgate.evals.spread.simulation import Condition, SimConfig, SimResult, Simulation
+from labelgate.guard import semconv
+from labelgate.guard.models import ChatModel
 
 FAMILY = "spread"
 PRIMARY = "adopted"

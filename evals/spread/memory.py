@@ -11,7 +11,7 @@ from typing import Any
 
 from rank_bm25 import BM25Okapi
 
-from evals.spread.matching import normalise
+from labelgate.evals.spread.matching import normalise
 
 
 @dataclass(slots=True)

@@ -27,8 +27,8 @@ import httpx
 import yaml
 from pydantic import BaseModel, Field
 
-from evals.models import CachedModel
-from evals.spread.defenses import (
+from labelgate.evals.models import CachedModel
+from labelgate.evals.spread.defenses import (
     POLICY,
     QUARANTINE_SOURCE,
     Defense,
@@ -38,8 +38,7 @@ from evals.spread.defenses import (
     RouteAction,
     quarantine_data,
 )
-from guard.models import ChatModel
-from proxy.embedded import guarded_proxy
+from labelgate.guard.models import ChatModel
 
 AGENT_HEADER = "X-Labelgate-Agent"
 MEMORY_SOURCE = "chat-memory"
@@ -189,6 +188,8 @@ async def labelgate_proxy(
 ) -> AsyncIterator[str]:
     """An embedded guarded proxy serving ``model`` under the quarantine policy (``action``);
     yields its base URL. Its audit store and fingerprints live in ``state_dir``."""
+    from labelgate.proxy.embedded import guarded_proxy  # the gateway loads only when used
+
     policy = state_dir / f"spread-quarantine-{action}.yaml"
     policy.write_text(yaml.safe_dump(quarantine_data(action, policy_path)), encoding="utf-8")
     settings = {"propagator": propagation, "deny_mode": "replace"}

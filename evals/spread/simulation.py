@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from evals.spread.community import (
+from labelgate.evals.spread.community import (
     Persona,
     TopologyKind,
     TurnOrder,
@@ -28,11 +28,11 @@ from evals.spread.community import (
     make_personas,
     turn_order,
 )
-from evals.spread.data import CounterfactItem
-from evals.spread.defenses import Defense, Post, Propagation, RouteAction
-from evals.spread.matching import Verdict, classify, contains
-from evals.spread.memory import ChatMemory
-from evals.spread.proxied import Channel, Said, Turn
+from labelgate.evals.spread.data import CounterfactItem
+from labelgate.evals.spread.defenses import Defense, Post, Propagation, RouteAction
+from labelgate.evals.spread.matching import Verdict, classify, contains
+from labelgate.evals.spread.memory import ChatMemory
+from labelgate.evals.spread.proxied import Channel, Said, Turn
 
 QuestionKind = Literal["direct", "rephrase", "locality"]
 Condition = Literal["attack", "control"]

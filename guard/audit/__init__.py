@@ -6,22 +6,22 @@ Names are imported lazily so that ``guard.audit.cli`` (and ``labelgate --help``)
 
 from __future__ import annotations
 
-from guard.lazy import lazy_exports
+from labelgate.guard.lazy import lazy_exports
 
 _EXPORTS = {
-    "AuditStore": "guard.audit.store",
-    "BrokenRecord": "guard.audit.chain",
-    "VerifyReport": "guard.audit.chain",
-    "AuditWriter": "guard.audit.writer",
-    "AuditWriteError": "guard.audit.writer",
-    "WriterStats": "guard.audit.writer",
-    "AuditRecord": "guard.audit.records",
-    "RequestRecord": "guard.audit.records",
-    "MessageRecord": "guard.audit.records",
-    "LabelEventRecord": "guard.audit.records",
-    "DecisionRecord": "guard.audit.records",
-    "SpanRecord": "guard.audit.records",
-    "migrate": "guard.audit.schema",
+    "AuditStore": "labelgate.guard.audit.store",
+    "BrokenRecord": "labelgate.guard.audit.chain",
+    "VerifyReport": "labelgate.guard.audit.chain",
+    "AuditWriter": "labelgate.guard.audit.writer",
+    "AuditWriteError": "labelgate.guard.audit.writer",
+    "WriterStats": "labelgate.guard.audit.writer",
+    "AuditRecord": "labelgate.guard.audit.records",
+    "RequestRecord": "labelgate.guard.audit.records",
+    "MessageRecord": "labelgate.guard.audit.records",
+    "LabelEventRecord": "labelgate.guard.audit.records",
+    "DecisionRecord": "labelgate.guard.audit.records",
+    "SpanRecord": "labelgate.guard.audit.records",
+    "migrate": "labelgate.guard.audit.schema",
 }
 
 __all__ = sorted(_EXPORTS)

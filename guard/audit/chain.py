@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from guard.audit.records import dumps, stdlib_dumps
-from guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
+from labelgate.guard.audit.records import dumps, stdlib_dumps
+from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
 
 _NOT_HASHED = frozenset({"hash", "prev_hash"})
 

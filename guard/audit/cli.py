@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from guard.cli import CLIError
+from labelgate.guard.cli import CLIError
 
 if TYPE_CHECKING:
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.store import AuditStore
 
 EXIT_TAMPERED = 1
 EXIT_UNREADABLE = 2
@@ -25,7 +25,7 @@ class _Unreadable(CLIError):
 
 
 def _db_path(db: Path | None) -> Path:
-    from guard.paths import default_db_path
+    from labelgate.guard.paths import default_db_path
 
     return db if db is not None else default_db_path()
 
@@ -41,7 +41,7 @@ db_option = click.option(
 def _open(db: Path | None) -> AuditStore:
     import sqlite3
 
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.store import AuditStore
 
     path = _db_path(db)
     try:

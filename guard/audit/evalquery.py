@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from guard.audit.views import (
+from labelgate.guard.audit.views import (
     EvalRunView,
     EvalSampleView,
     NotFound,

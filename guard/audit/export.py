@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from guard.audit.views import DecisionView, RequestView, SpanView, TraceView
+from labelgate.guard.audit.views import DecisionView, RequestView, SpanView, TraceView
 
 # opentelemetry.proto.trace.v1.Span.SpanKind and Status.StatusCode
 SPAN_KIND = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}

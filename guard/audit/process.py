@@ -10,9 +10,9 @@ way. ``StoreProcess.write_batch`` has the store's contract: it returns the count
 raises ``sqlite3.IntegrityError`` for a rejected record (the writer then retries one by one)
 and ``AuditStoreError`` for anything else.
 
-The child is ``python -m guard.audit.process DB`` (a plain subprocess: nothing depends on how
-the parent was started), fed length-prefixed pickles on its stdin and answering on its
-stdout. It exits when its stdin closes, including when its parent is killed: the batch it was
+The child is ``python -m labelgate.guard.audit.process DB`` (a plain subprocess: nothing
+depends on how the parent was started), fed length-prefixed pickles on its stdin and answering
+on its stdout. It exits when its stdin closes, including when its parent is killed: the batch it was
 writing is committed or rolled back whole, as in the thread.
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from guard.audit.records import (
+from labelgate.guard.audit.records import (
     AuditRecord,
     DecisionRecord,
     DeferredRecords,
@@ -133,7 +133,7 @@ def _background() -> None:
 
 def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
     """The child: write each batch received and answer (status, value), until end of input."""
-    from guard.audit.store import AuditStore
+    from labelgate.guard.audit.store import AuditStore
 
     _background()
     with AuditStore(path) as store:

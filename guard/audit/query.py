@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from guard.audit.evalquery import EvalQueries
-from guard.audit.views import (
+from labelgate.guard.audit.evalquery import EvalQueries
+from labelgate.guard.audit.views import (
     DecisionView,
     Evidence,
     LabelView,
@@ -133,7 +133,7 @@ class AuditReader(EvalQueries):
 
     @classmethod
     def open(cls, path: str | Path) -> AuditReader:
-        from guard.audit.store import AuditStore
+        from labelgate.guard.audit.store import AuditStore
 
         return cls(AuditStore(path, readonly=True).db)
 

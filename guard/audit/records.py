@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guard.ids import new_id
-from guard.items import LabeledItem
-from guard.labels import Label
+from labelgate.guard.ids import new_id
+from labelgate.guard.items import LabeledItem
+from labelgate.guard.labels import Label
 
 JSONValue = Any
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from guard.audit.views import (
+from labelgate.guard.audit.views import (
     DecisionView,
     MessageView,
     RequestView,

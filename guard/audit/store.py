@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from guard.audit.chain import VerifyReport, record_hash, verify_chain
-from guard.audit.records import AuditRecord, Submitted, built
-from guard.audit.schema import CHAINED_TABLES, GENESIS_HASH, immediate, migrate
+from labelgate.guard.audit.chain import VerifyReport, record_hash, verify_chain
+from labelgate.guard.audit.records import AuditRecord, Submitted, built
+from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH, immediate, migrate
 
 Row = dict[str, Any]
 

@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from guard.audit.cli import EXIT_TAMPERED, _open, db_option
-from guard.cli import CLIError
+from labelgate.guard.audit.cli import EXIT_TAMPERED, _open, db_option
+from labelgate.guard.cli import CLIError
 
 if TYPE_CHECKING:
-    from guard.audit.query import AuditReader
+    from labelgate.guard.audit.query import AuditReader
 
 
 def _reader(db: Path | None) -> AuditReader:
-    from guard.audit.query import AuditReader
+    from labelgate.guard.audit.query import AuditReader
 
     return AuditReader(_open(db).db)
 
 
 def _when(value: str | None) -> datetime | None:
-    from guard.audit.query import parse_when
+    from labelgate.guard.audit.query import parse_when
 
     if value is None:
         return None
@@ -62,7 +62,7 @@ def trace() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def list_(db: Path | None, as_json: bool, **filters: object) -> None:
     """Traces, newest first, with filters and search."""
-    from guard.audit.views import TraceFilter
+    from labelgate.guard.audit.views import TraceFilter
 
     filters["since"] = _when(filters["since"])  # type: ignore[arg-type]
     filters["until"] = _when(filters["until"])  # type: ignore[arg-type]
@@ -72,7 +72,7 @@ def list_(db: Path | None, as_json: bool, **filters: object) -> None:
         for summary in found:
             click.echo(summary.model_dump_json())
         return
-    from guard.audit.render import console, trace_table
+    from labelgate.guard.audit.render import console, trace_table
 
     console().print(trace_table(found))
 
@@ -85,8 +85,8 @@ def list_(db: Path | None, as_json: bool, **filters: object) -> None:
 def show(db: Path | None, ident: str, full: bool, attributes: bool) -> None:
     """The span tree of a trace: IDENT is a trace id (or prefix), a request id, an eval run
     id or an eval sample (RUN/SAMPLE)."""
-    from guard.audit.render import console, trace_tree
-    from guard.audit.views import NotFound
+    from labelgate.guard.audit.render import console, trace_tree
+    from labelgate.guard.audit.views import NotFound
 
     with _reader(db) as reader:
         try:
@@ -110,8 +110,8 @@ def show(db: Path | None, ident: str, full: bool, attributes: bool) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export(db: Path | None, ident: str, fmt: str, output: Path | None) -> None:
     """Export one trace (same IDENT forms as show)."""
-    from guard.audit.export import to_json_lines, to_otlp_json
-    from guard.audit.views import NotFound
+    from labelgate.guard.audit.export import to_json_lines, to_otlp_json
+    from labelgate.guard.audit.views import NotFound
 
     with _reader(db) as reader:
         try:

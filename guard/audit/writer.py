@@ -30,11 +30,11 @@ from types import TracebackType
 
 from pydantic import BaseModel
 
-from guard.audit.errors import AuditWriteError
-from guard.audit.inbox import Inbox
-from guard.audit.process import StoreProcess
-from guard.audit.records import AuditRecord, DeferredRecords, Submitted
-from guard.audit.store import AuditStore
+from labelgate.guard.audit.errors import AuditWriteError
+from labelgate.guard.audit.inbox import Inbox
+from labelgate.guard.audit.process import StoreProcess
+from labelgate.guard.audit.records import AuditRecord, DeferredRecords, Submitted
+from labelgate.guard.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ without any client cooperation. Only hashes are stored, never the text.
         label = label | match.label
 """
 
-from guard.fingerprint.sqlite_store import SQLiteFingerprintStore
-from guard.fingerprint.store import (
+from labelgate.guard.fingerprint.sqlite_store import SQLiteFingerprintStore
+from labelgate.guard.fingerprint.store import (
     DEFAULT_MAX_DF,
     DEFAULT_MIN_MATCHES,
     DEFAULT_THRESHOLD,
@@ -24,7 +24,7 @@ from guard.fingerprint.store import (
     TextMeta,
     content_id,
 )
-from guard.fingerprint.winnow import (
+from labelgate.guard.fingerprint.winnow import (
     DEFAULT_PARAMS,
     Fingerprints,
     WinnowParams,

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from guard.fingerprint.memindex import MemoryIndex
-from guard.fingerprint.store import (
+from labelgate.guard.fingerprint.memindex import MemoryIndex
+from labelgate.guard.fingerprint.store import (
     Entry,
     LookupOptions,
     Match,
@@ -45,9 +45,9 @@ from guard.fingerprint.store import (
     TextMeta,
     label_json,
 )
-from guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams
-from guard.items import ItemKind
-from guard.labels import Label, Lattice
+from labelgate.guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams
+from labelgate.guard.items import ItemKind
+from labelgate.guard.labels import Label, Lattice
 
 _SQL_CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _META_COLUMNS = "id, key, label_json, kind, source, created, n_fingerprints"

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from guard.fingerprint.winnow import (
+from labelgate.guard.fingerprint.winnow import (
     DEFAULT_PARAMS,
     Fingerprints,
     WinnowParams,
@@ -32,8 +32,8 @@ from guard.fingerprint.winnow import (
     normalise,
     word_kgrams,
 )
-from guard.items import ItemKind, LabelOrigin, Provenance
-from guard.labels import Label, LabelKey, label_key
+from labelgate.guard.items import ItemKind, LabelOrigin, LabelReason
+from labelgate.guard.labels import Label, LabelKey, label_key
 
 DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
 DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
@@ -153,7 +153,7 @@ class Match:
     meta: TextMeta
     also: int = 0  # more stored texts with the same label found (``one_per_label``)
 
-    def provenance(self) -> Provenance:
+    def provenance(self) -> LabelReason:
         """The reason this match gives a label, as a person reads it in an audit trace."""
         source = f" from {self.meta.source}" if self.meta.source else ""
         more = f"; and {self.also} more stored texts with this label" if self.also else ""
@@ -161,7 +161,7 @@ class Match:
             f"contains {self.containment:.0%} of a {self.meta.kind.value}{source} "
             f"seen {self.meta.created} ({self.matched} shared fingerprints{more})"
         )
-        return Provenance(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
+        return LabelReason(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
 
 
 # Every answer's text id needs its label's JSON, and a proxy sees few distinct labels.

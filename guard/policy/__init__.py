@@ -11,23 +11,23 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "PolicyError": "guard.policy.errors",
-    "ArgumentEvent": "guard.policy.events",
-    "Decision": "guard.policy.events",
-    "FlowContext": "guard.policy.events",
-    "LabelDecision": "guard.policy.events",
-    "RedactionTarget": "guard.policy.events",
-    "RuleTrace": "guard.policy.events",
-    "SinkEvent": "guard.policy.events",
-    "SinkFlow": "guard.policy.events",
-    "SourceContext": "guard.policy.events",
-    "redact_value": "guard.policy.events",
-    "Policy": "guard.policy.model",
-    "load_policy": "guard.policy.model",
-    "Action": "guard.policy.spec",
-    "Effect": "guard.policy.spec",
-    "SinkKind": "guard.policy.spec",
-    "SourceKind": "guard.policy.spec",
+    "PolicyError": "labelgate.guard.policy.errors",
+    "ArgumentEvent": "labelgate.guard.policy.events",
+    "Decision": "labelgate.guard.policy.events",
+    "FlowContext": "labelgate.guard.policy.events",
+    "LabelDecision": "labelgate.guard.policy.events",
+    "RedactionTarget": "labelgate.guard.policy.events",
+    "RuleTrace": "labelgate.guard.policy.events",
+    "SinkEvent": "labelgate.guard.policy.events",
+    "SinkFlow": "labelgate.guard.policy.events",
+    "SourceContext": "labelgate.guard.policy.events",
+    "redact_value": "labelgate.guard.policy.events",
+    "Policy": "labelgate.guard.policy.model",
+    "load_policy": "labelgate.guard.policy.model",
+    "Action": "labelgate.guard.policy.spec",
+    "Effect": "labelgate.guard.policy.spec",
+    "SinkKind": "labelgate.guard.policy.spec",
+    "SourceKind": "labelgate.guard.policy.spec",
 }
 
 __all__ = [
@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from guard.policy.errors import PolicyError
-    from guard.policy.events import (
+    from labelgate.guard.policy.errors import PolicyError
+    from labelgate.guard.policy.events import (
         ArgumentEvent,
         Decision,
         FlowContext,
@@ -64,14 +64,14 @@ if TYPE_CHECKING:
         SourceContext,
         redact_value,
     )
-    from guard.policy.model import Policy, load_policy
-    from guard.policy.spec import Action, Effect, SinkKind, SourceKind
+    from labelgate.guard.policy.model import Policy, load_policy
+    from labelgate.guard.policy.spec import Action, Effect, SinkKind, SourceKind
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'guard.policy' has no attribute {name!r}")
+        raise AttributeError(f"module 'labelgate.guard.policy' has no attribute {name!r}")
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value

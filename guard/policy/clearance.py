@@ -7,8 +7,8 @@ integrity and the label's own sources (clearances speak about secrecy, not trust
 
 from __future__ import annotations
 
-from guard.labels import Label, Lattice
-from guard.policy.spec import Clearance
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.policy.spec import Clearance
 
 
 def clearance_label(

@@ -18,16 +18,35 @@ def policy() -> None:
     """Policy files: validate them, explain a decision, print the JSON Schema."""
 
 
+def _resolve(name: str) -> str:
+    """A policy file's path, or a shipped pack's when ``name`` is no file (``default``)."""
+    from labelgate.policies import pack_names, pack_path
+
+    if Path(name).exists() or name.removesuffix(".yaml") not in pack_names():
+        return name
+    return str(pack_path(name))
+
+
+@policy.command(name="list")
+def list_packs() -> None:
+    """List the shipped policy packs and where they are installed."""
+    from labelgate.policies import pack_names, pack_path
+
+    for name in pack_names():
+        click.echo(f"{name}\t{pack_path(name)}")
+
+
 @policy.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check policy FILES; one line per file, exit status 1 if any is invalid."""
-    from guard.policy import PolicyError, load_policy
+    """Check policy FILES (paths, or shipped pack names such as ``default``); one line per
+    file, exit status 1 if any is invalid."""
+    from labelgate.guard.policy import PolicyError, load_policy
 
     failed = False
     for name in files:
         try:
-            loaded = load_policy(name)
+            loaded = load_policy(_resolve(name))
         except PolicyError as exc:
             failed = True
             click.echo(f"error: {exc}", err=True)
@@ -48,10 +67,10 @@ def _read_json(path: str) -> Any:
 
 
 def _load(path: str) -> Any:
-    from guard.policy import PolicyError, load_policy
+    from labelgate.guard.policy import PolicyError, load_policy
 
     try:
-        return load_policy(path)
+        return load_policy(_resolve(path))
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -64,7 +83,7 @@ def explain(policy_file: str, event_file: str, as_json: bool) -> None:
     """Decide EVENT_FILE (a sink event, JSON) under POLICY_FILE and show the rule chain."""
     from pydantic import ValidationError
 
-    from guard.policy import SinkEvent
+    from labelgate.guard.policy import SinkEvent
 
     loaded = _load(policy_file)
     try:
@@ -77,7 +96,7 @@ def explain(policy_file: str, event_file: str, as_json: bool) -> None:
     if as_json:
         click.echo(decision.model_dump_json(indent=2))
         return
-    from guard.policy.render import print_decision
+    from labelgate.guard.policy.render import print_decision
 
     print_decision(decision, event)
 
@@ -88,7 +107,7 @@ def explain(policy_file: str, event_file: str, as_json: bool) -> None:
 )
 def schema(output: str | None) -> None:
     """Print (or write) the policy JSON Schema, for editors and CI."""
-    from guard.policy.schema import schema_text, write_schema
+    from labelgate.guard.policy.schema import schema_text, write_schema
 
     if output:
         click.echo(f"wrote {write_schema(output)}")

@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.labels import Label, Lattice
-from guard.policy.patterns import as_list, matches, matches_any
-from guard.policy.spec import ArgCondition, LabelCondition
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.policy.patterns import as_list, matches, matches_any
+from labelgate.guard.policy.spec import ArgCondition, LabelCondition
 
 Result = tuple[bool, str]
 ClearanceCheck = Callable[[Label], Result]

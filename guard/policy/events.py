@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from guard.ids import new_id
-from guard.items import Provenance
-from guard.labels import Label, LabelSpec, Lattice
-from guard.policy.spec import Action, Effect, SinkKind, SourceKind
+from labelgate.guard.ids import new_id
+from labelgate.guard.items import LabelReason
+from labelgate.guard.labels import Label, LabelSpec, Lattice
+from labelgate.guard.policy.spec import Action, Effect, SinkKind, SourceKind
 
 REDACTED = "[REDACTED]"
 
@@ -71,7 +71,7 @@ class LabelDecision:
     """A label and every reason it was given (rules, defaults, declassify/endorse)."""
 
     label: Label
-    provenance: list[Provenance] = field(default_factory=list)
+    provenance: list[LabelReason] = field(default_factory=list)
 
 
 class ArgumentEvent(BaseModel):
@@ -227,7 +227,7 @@ class Decision(BaseModel):
     rule: str | None = Field(default=None, description="The id of the deciding rule.")
     chain: list[RuleTrace] = Field(default_factory=list)
     redactions: list[RedactionTarget] = Field(default_factory=list)
-    transforms: list[Provenance] = Field(
+    transforms: list[LabelReason] = Field(
         default_factory=list, description="Declassifications and endorsements applied (audit)."
     )
     effect: Effect | None = None

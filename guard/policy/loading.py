@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from guard.labels import Lattice, LatticeConfig
-from guard.policy import spec
-from guard.policy.errors import PolicyError
-from guard.policy.yamlsrc import LineMap, Path, format_path
+from labelgate.guard.labels import Lattice, LatticeConfig
+from labelgate.guard.policy import spec
+from labelgate.guard.policy.errors import PolicyError
+from labelgate.guard.policy.yamlsrc import LineMap, Path, format_path
 
 if TYPE_CHECKING:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
 # pydantic inserts union-member tags such as 'str' or 'list[str]' into locations
 _TAG = re.compile(r"^(str|int|float|bool|none|enum|literal|list|dict|[a-z-]+\[.*\])$")
@@ -90,7 +90,7 @@ def _message(err: ErrorDetails, path: Path) -> str:
 
 
 def _known_fields() -> list[str]:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
     names: set[str] = set()
     models: list[type[BaseModel]] = [Policy, LatticeConfig]

@@ -18,13 +18,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from guard.items import Provenance
-from guard.labels import Label, LabelKey
+from labelgate.guard.items import LabelReason
+from labelgate.guard.labels import Label, LabelKey
 
 if TYPE_CHECKING:
-    from guard.policy.conditions import Env
-    from guard.policy.events import Decision, LabelDecision
-    from guard.policy.spec import AgentSpec, Effect, SinkKind, SinkRule
+    from labelgate.guard.policy.conditions import Env
+    from labelgate.guard.policy.events import Decision, LabelDecision
+    from labelgate.guard.policy.spec import AgentSpec, Effect, SinkKind, SinkRule
 
 TABLE_SIZE = 4096
 
@@ -50,7 +50,7 @@ class PolicyMemo:
     outside: dict[LabelKey, tuple[bool, str]] = field(default_factory=dict)
     envs: dict[tuple[str | None, str | None], Env] = field(default_factory=dict)
     sink_rules: dict[SinkKind, tuple[SinkRule, ...]] = field(default_factory=dict)
-    transforms: dict[TransformKey, tuple[Label, tuple[Provenance, ...]]] = field(
+    transforms: dict[TransformKey, tuple[Label, tuple[LabelReason, ...]]] = field(
         default_factory=dict
     )
     reads_values: dict[SinkKind, bool] = field(default_factory=dict)

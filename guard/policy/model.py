@@ -9,12 +9,12 @@ from typing import Any, Literal, Self
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from guard.items import LabelOrigin, Provenance
-from guard.labels import Label, Lattice, LatticeConfig, Level, label_key
-from guard.policy.clearance import readable
-from guard.policy.conditions import Env
-from guard.policy.errors import PolicyError
-from guard.policy.events import (
+from labelgate.guard.items import LabelOrigin, LabelReason
+from labelgate.guard.labels import Label, Lattice, LatticeConfig, Level, label_key
+from labelgate.guard.policy.clearance import readable
+from labelgate.guard.policy.conditions import Env
+from labelgate.guard.policy.errors import PolicyError
+from labelgate.guard.policy.events import (
     Decision,
     FlowContext,
     LabelDecision,
@@ -22,12 +22,12 @@ from guard.policy.events import (
     SinkFlow,
     SourceContext,
 )
-from guard.policy.memo import PolicyMemo, remembered
-from guard.policy.patterns import matches
-from guard.policy.sinks import decide as decide_at_sink
-from guard.policy.sinks import reads_values as sink_reads_values
-from guard.policy.sources import label_source as label_of_source
-from guard.policy.spec import (
+from labelgate.guard.policy.memo import PolicyMemo, remembered
+from labelgate.guard.policy.patterns import matches
+from labelgate.guard.policy.sinks import decide as decide_at_sink
+from labelgate.guard.policy.sinks import reads_values as sink_reads_values
+from labelgate.guard.policy.sources import label_source as label_of_source
+from labelgate.guard.policy.spec import (
     AgentSpec,
     DeclassifyRule,
     Defaults,
@@ -40,7 +40,7 @@ from guard.policy.spec import (
     ToolSpec,
     _Strict,
 )
-from guard.policy.yamlsrc import LineMap, load_yaml
+from labelgate.guard.policy.yamlsrc import LineMap, load_yaml
 
 _UNKNOWN_AGENT = AgentSpec(description="built-in default: cleared for the lowest level only")
 # What a policy derives from its fields (functools.cached_property, kept in the instance's
@@ -111,7 +111,7 @@ class Policy(_Strict):
     def from_data(
         cls, data: Any, filename: str = "<policy>", lines: LineMap | None = None
     ) -> Policy:
-        from guard.policy.loading import validate
+        from labelgate.guard.policy.loading import validate
 
         return validate(cls, data, filename, lines or LineMap())
 
@@ -234,13 +234,13 @@ class Policy(_Strict):
     def _top_label(self, exc: Exception) -> LabelDecision:
         top = Label(self.lattice.confidentiality_levels[-1], self.lattice.integrity_levels[0])
         why = f"internal error while labelling ({type(exc).__name__}: {exc}); top label"
-        return LabelDecision(top, [Provenance(LabelOrigin.DEFAULT, why, rule="engine:error")])
+        return LabelDecision(top, [LabelReason(LabelOrigin.DEFAULT, why, rule="engine:error")])
 
     def annotate(
         self, agent: str | None, current: Label, asserted: Label, key: str | None = None
     ) -> LabelDecision:
         """A client's label assertion (raise always; lower only with ``may_lower``/key)."""
-        from guard.policy.sources import annotate
+        from labelgate.guard.policy.sources import annotate
 
         return annotate(self, agent, current, asserted, key)
 
@@ -249,8 +249,8 @@ class Policy(_Strict):
             try:
                 event = SinkEvent.model_validate(event)
             except ValidationError as exc:  # a malformed event is denied, not raised
-                from guard.policy.sinks import FAIL_CLOSED
-                from guard.policy.spec import Action
+                from labelgate.guard.policy.sinks import FAIL_CLOSED
+                from labelgate.guard.policy.spec import Action
 
                 msg = f"deny: malformed sink event ({exc.error_count()} errors)"
                 return Decision(action=Action.DENY, reason=msg, rule=FAIL_CLOSED)
@@ -263,20 +263,20 @@ class Policy(_Strict):
 
     def declassify(
         self, label: Label, context: FlowContext | SourceContext | SinkEvent | dict[str, Any]
-    ) -> tuple[Label, Provenance | None]:
+    ) -> tuple[Label, LabelReason | None]:
         """Lower confidentiality through the matching declassify rules (audited)."""
         return self._transform(LabelOrigin.DECLASSIFY, label, context)
 
     def endorse(
         self, label: Label, context: FlowContext | SourceContext | SinkEvent | dict[str, Any]
-    ) -> tuple[Label, Provenance | None]:
+    ) -> tuple[Label, LabelReason | None]:
         """Raise integrity through the matching endorse rules (audited)."""
         return self._transform(LabelOrigin.ENDORSE, label, context)
 
     def _transform(
         self, origin: LabelOrigin, label: Label, context: Any
-    ) -> tuple[Label, Provenance | None]:
-        from guard.policy.transforms import apply, merged
+    ) -> tuple[Label, LabelReason | None]:
+        from labelgate.guard.policy.transforms import apply, merged
 
         try:
             new, trail = apply(self, origin, label, FlowContext.of(context))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from guard.policy.events import Decision, SinkEvent
-from guard.policy.spec import Action
+from labelgate.guard.policy.events import Decision, SinkEvent
+from labelgate.guard.policy.spec import Action
 
 _STYLE = {
     Action.ALLOW: "green",

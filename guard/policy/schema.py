@@ -10,7 +10,7 @@ SCHEMA_FILENAME = "policy.schema.json"
 
 
 def policy_schema() -> dict[str, Any]:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
     schema = Policy.model_json_schema(by_alias=True, mode="validation")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

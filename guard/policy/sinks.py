@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from guard.ids import new_id
-from guard.items import Provenance
-from guard.labels import Label, label_key
-from guard.policy.conditions import Arg, Env, check_args, check_label
-from guard.policy.events import (
+from labelgate.guard.ids import new_id
+from labelgate.guard.items import LabelReason
+from labelgate.guard.labels import Label, label_key
+from labelgate.guard.policy.conditions import Arg, Env, check_args, check_label
+from labelgate.guard.policy.events import (
     Decision,
     FlowContext,
     RedactionTarget,
@@ -27,14 +27,14 @@ from guard.policy.events import (
     SinkFlow,
     in_lattice,
 )
-from guard.policy.memo import DecisionKey, kept, remembered
-from guard.policy.patterns import as_list, matches_any
-from guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
-from guard.policy.templates import render
-from guard.policy.transforms import apply_all
+from labelgate.guard.policy.memo import DecisionKey, kept, remembered
+from labelgate.guard.policy.patterns import as_list, matches_any
+from labelgate.guard.policy.spec import EFFECT_ORDER, STRICTNESS, Action, Effect, SinkKind, SinkRule
+from labelgate.guard.policy.templates import render
+from labelgate.guard.policy.transforms import apply_all
 
 if TYPE_CHECKING:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
 FAIL_CLOSED = "engine:fail-closed"
 _PASSING = (Action.ALLOW, Action.LOG)
@@ -50,7 +50,7 @@ class Facts:
     label: Label
     args: dict[str, Arg]
     env: Env
-    transforms: list[Provenance] = field(default_factory=list)
+    transforms: list[LabelReason] = field(default_factory=list)
 
     @property
     def joined(self) -> Label:
@@ -99,7 +99,7 @@ def _facts(policy: Policy, event: SinkEvent | SinkFlow) -> Facts:
 
 def _transformed(
     policy: Policy, label: Label, flow: SinkFlow
-) -> tuple[Label, tuple[Provenance, ...]]:
+) -> tuple[Label, tuple[LabelReason, ...]]:
     """The declassify/endorse rules applied to a label on its way to the flow's sink.
 
     Remembered per policy: the answer depends only on the label and the context the rules
@@ -108,7 +108,7 @@ def _transformed(
     recipient = flow.effective_recipient
     key = (label_key(label), flow.kind.value, flow.tool, flow.agent, recipient)
 
-    def compute() -> tuple[Label, tuple[Provenance, ...]]:
+    def compute() -> tuple[Label, tuple[LabelReason, ...]]:
         ctx = FlowContext(
             kind=flow.kind.value, tool=flow.tool, agent=flow.agent, recipient=recipient
         )

@@ -12,21 +12,21 @@ import hmac
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from guard.items import LabelOrigin, Provenance
-from guard.labels import Label
-from guard.policy.events import FlowContext, LabelDecision, SourceContext
-from guard.policy.patterns import as_list, matches_any
-from guard.policy.spec import LabelTemplate, SourceRule
-from guard.policy.transforms import apply_all
+from labelgate.guard.items import LabelOrigin, LabelReason
+from labelgate.guard.labels import Label
+from labelgate.guard.policy.events import FlowContext, LabelDecision, SourceContext
+from labelgate.guard.policy.patterns import as_list, matches_any
+from labelgate.guard.policy.spec import LabelTemplate, SourceRule
+from labelgate.guard.policy.transforms import apply_all
 
 if TYPE_CHECKING:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
 _SELECTORS = ("tool", "source", "url", "agent", "role")
 
 
 def auto_sources(ctx: SourceContext) -> list[str]:
-    """Provenance tags derived from the context itself: ``tool:``, ``web:``, ``doc:``...
+    """Source tags derived from the context itself: ``tool:``, ``web:``, ``doc:``...
 
     An agent message's ``source`` is its author (``agent:AUTHOR``; ``agent:unnamed`` when the
     caller did not say): tags name where a text came from, never ``ctx.agent``, the agent
@@ -70,12 +70,12 @@ def label_source(policy: Policy, ctx: SourceContext) -> LabelDecision:
     if not matched:
         label = policy.lattice.parse(base.to_spec()).with_sources(*tags)
         why = f"no source rule matched; default label for {ctx.kind.value}"
-        trail = [Provenance(LabelOrigin.DEFAULT, why, ref=",".join(tags) or None)]
+        trail = [LabelReason(LabelOrigin.DEFAULT, why, ref=",".join(tags) or None)]
     else:
         labels = [policy.lattice.parse(r.label.over(base).to_spec()) for r in matched]
         label = policy.lattice.join_all(labels).with_sources(*tags)
         trail = [
-            Provenance(LabelOrigin.SOURCE_RULE, r.description or f"source rule {r.id}", rule=r.id)
+            LabelReason(LabelOrigin.SOURCE_RULE, r.description or f"source rule {r.id}", rule=r.id)
             for r in matched
         ]
     label, changes = apply_all(policy, label, FlowContext.of(ctx))
@@ -94,12 +94,12 @@ def annotate(
     spec = policy.agent_spec(agent)
     if current.flows_to(lowered):  # a pure raise: no privilege needed
         why = f"annotation by {agent or 'client'} raised the label"
-        return LabelDecision(raised, [Provenance(LabelOrigin.ANNOTATION, why, ref=agent)])
+        return LabelDecision(raised, [LabelReason(LabelOrigin.ANNOTATION, why, ref=agent)])
     if spec.may_lower and _key_ok(spec.key_sha256, key):
         why = f"annotation by {agent} lowered the label (may_lower)"
-        return LabelDecision(lowered, [Provenance(LabelOrigin.ANNOTATION, why, ref=agent)])
+        return LabelDecision(lowered, [LabelReason(LabelOrigin.ANNOTATION, why, ref=agent)])
     why = f"annotation by {agent or 'client'} may not lower the label; kept {current.short()}"
-    return LabelDecision(raised, [Provenance(LabelOrigin.ANNOTATION, why, ref=agent)])
+    return LabelDecision(raised, [LabelReason(LabelOrigin.ANNOTATION, why, ref=agent)])
 
 
 def _key_ok(expected: str | None, key: str | None) -> bool:

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from guard.labels import LabelSpec, Lattice
-from guard.policy.patterns import check_pattern
+from labelgate.guard.labels import LabelSpec, Lattice
+from labelgate.guard.policy.patterns import check_pattern
 
 
 class Action(StrEnum):
@@ -103,7 +103,7 @@ class LabelTemplate(_Strict):
         default=None, description="Principals allowed to read; absent means everyone."
     )
     categories: list[CategoryName] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list, description="Provenance tags to add.")
+    sources: list[str] = Field(default_factory=list, description="Source tags to add.")
 
     def over(self, base: LabelTemplate) -> LabelTemplate:
         """This template's explicit fields over ``base``; sources and categories add up."""

@@ -1,6 +1,6 @@
 """Declassification and endorsement: the only ways a label is lowered, always by a rule.
 
-Every applied rule yields a :class:`Provenance` (origin DECLASSIFY or ENDORSE, the rule id and
+Every applied rule yields a :class:`LabelReason` (origin DECLASSIFY or ENDORSE, the rule id and
 what changed) that callers must record with the item; a rule that changes nothing yields none.
 """
 
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from guard.items import LabelOrigin, Provenance
-from guard.labels import Label
-from guard.policy.conditions import check_label
-from guard.policy.events import FlowContext
-from guard.policy.patterns import as_list, matches_any
-from guard.policy.spec import DeclassifyRule, EndorseRule
-from guard.policy.templates import render
+from labelgate.guard.items import LabelOrigin, LabelReason
+from labelgate.guard.labels import Label
+from labelgate.guard.policy.conditions import check_label
+from labelgate.guard.policy.events import FlowContext
+from labelgate.guard.policy.patterns import as_list, matches_any
+from labelgate.guard.policy.spec import DeclassifyRule, EndorseRule
+from labelgate.guard.policy.templates import render
 
 if TYPE_CHECKING:
-    from guard.policy.model import Policy
+    from labelgate.guard.policy.model import Policy
 
 _SELECTORS = ("kind", "tool", "source", "url", "agent", "recipient")
 
@@ -62,20 +62,20 @@ def _provenance(
     before: Label,
     after: Label,
     ctx: FlowContext,
-) -> Provenance:
+) -> LabelReason:
     default = f"{origin.value} by rule {rule.id}: {before.short()} -> {after.short()}"
     context = {k: ("(none)" if v is None else v) for k, v in ctx.model_dump().items()}
     values = {**context, "rule": rule.id, "before": before.short(), "after": after.short()}
     detail = render(rule.reason, values) if rule.reason else default
-    return Provenance(origin=origin, detail=detail, rule=rule.id, ref=ctx.kind)
+    return LabelReason(origin=origin, detail=detail, rule=rule.id, ref=ctx.kind)
 
 
 def apply(
     policy: Policy, origin: LabelOrigin, label: Label, ctx: FlowContext
-) -> tuple[Label, list[Provenance]]:
+) -> tuple[Label, list[LabelReason]]:
     """Apply every matching rule of one kind, in file order."""
     rules = policy.declassify_rules if origin is LabelOrigin.DECLASSIFY else policy.endorse_rules
-    trail: list[Provenance] = []
+    trail: list[LabelReason] = []
     for rule in rules:
         if not _applies(policy, rule, label, ctx):
             continue
@@ -89,20 +89,20 @@ def apply(
     return label, trail
 
 
-def apply_all(policy: Policy, label: Label, ctx: FlowContext) -> tuple[Label, list[Provenance]]:
+def apply_all(policy: Policy, label: Label, ctx: FlowContext) -> tuple[Label, list[LabelReason]]:
     """Endorse, then declassify (endorsement can make data eligible for a declassify rule)."""
     label, endorsed = apply(policy, LabelOrigin.ENDORSE, label, ctx)
     label, declassified = apply(policy, LabelOrigin.DECLASSIFY, label, ctx)
     return label, endorsed + declassified
 
 
-def merged(trail: list[Provenance], origin: LabelOrigin) -> Provenance | None:
+def merged(trail: list[LabelReason], origin: LabelOrigin) -> LabelReason | None:
     """One provenance for the public single-result API (several rules: joined)."""
     if not trail:
         return None
     if len(trail) == 1:
         return trail[0]
-    return Provenance(
+    return LabelReason(
         origin=origin,
         detail="; ".join(p.detail for p in trail),
         rule=",".join(p.rule or "" for p in trail),

@@ -13,7 +13,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from guard.policy.errors import PolicyError
+from labelgate.guard.policy.errors import PolicyError
 
 Path = tuple[str | int, ...]
 

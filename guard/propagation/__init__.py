@@ -17,19 +17,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from guard.models import ChatModel
-from guard.propagation.attribution import SimilarityPropagator
-from guard.propagation.base import (
+from labelgate.guard.models import ChatModel
+from labelgate.guard.propagation.attribution import SimilarityPropagator
+from labelgate.guard.propagation.base import (
     BudgetExceeded,
     Evidence,
     Propagation,
     Propagator,
     join_label,
 )
-from guard.propagation.citation import CitationPropagator
-from guard.propagation.counterfactual import CounterfactualPropagator
-from guard.propagation.introspection import IntrospectionPropagator
-from guard.propagation.join import JoinPropagator
+from labelgate.guard.propagation.citation import CitationPropagator
+from labelgate.guard.propagation.counterfactual import CounterfactualPropagator
+from labelgate.guard.propagation.introspection import IntrospectionPropagator
+from labelgate.guard.propagation.join import JoinPropagator
 
 PROPAGATORS: tuple[str, ...] = ("join", "counterfactual", "citation", "similarity", "introspection")
 _NEEDS_MODEL = {"counterfactual", "introspection"}

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 
-from guard.items import LLMCall
-from guard.labels import Lattice
-from guard.propagation.base import (
+from labelgate.guard.items import LLMCall
+from labelgate.guard.labels import Lattice
+from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
     conclude,
@@ -25,8 +25,8 @@ from guard.propagation.base import (
     is_bottom,
     labeled_items,
 )
-from guard.propagation.overlap import copied_from, kept_vocabulary
-from guard.similarity import content_tokens
+from labelgate.guard.propagation.overlap import copied_from, kept_vocabulary
+from labelgate.guard.similarity import content_tokens
 
 
 class SimilarityPropagator:

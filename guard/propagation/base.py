@@ -16,9 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guard.items import LabeledItem, LLMCall
-from guard.labels import Label, Lattice
-from guard.models import ChatModel, render_messages
+from labelgate.guard.items import LabeledItem, LLMCall
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.models import ChatModel, render_messages
 
 
 class Evidence(BaseModel):

@@ -18,10 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from guard.items import LabeledItem, LLMCall
-from guard.labels import Lattice
-from guard.models import ChatModel
-from guard.propagation.base import (
+from labelgate.guard.items import LabeledItem, LLMCall
+from labelgate.guard.labels import Lattice
+from labelgate.guard.models import ChatModel
+from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
     conclude,
@@ -32,8 +32,8 @@ from guard.propagation.base import (
     requery_params,
     task_text,
 )
-from guard.propagation.overlap import copied_from
-from guard.similarity import content_tokens
+from labelgate.guard.propagation.overlap import copied_from
+from labelgate.guard.similarity import content_tokens
 
 Mode = Literal["output", "ask", "auto"]
 

@@ -39,10 +39,10 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from guard.items import LabeledItem, LLMCall
-from guard.labels import Label, Lattice
-from guard.models import ChatModel
-from guard.propagation.base import (
+from labelgate.guard.items import LabeledItem, LLMCall
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.models import ChatModel
+from labelgate.guard.propagation.base import (
     BudgetExceeded,
     Evidence,
     Propagation,
@@ -51,8 +51,8 @@ from guard.propagation.base import (
     fall_back,
     labeled_items,
 )
-from guard.propagation.overlap import copied_from
-from guard.similarity import Similarity
+from labelgate.guard.propagation.overlap import copied_from
+from labelgate.guard.similarity import Similarity
 
 Verify = Literal["item", "group", "none"]
 Strategy = Literal["loo_first", "search_first"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 import time
 
-from guard.items import LLMCall
-from guard.labels import Lattice
-from guard.models import ChatModel
-from guard.propagation.base import (
+from labelgate.guard.items import LLMCall
+from labelgate.guard.labels import Lattice
+from labelgate.guard.models import ChatModel
+from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
     conclude,
@@ -28,7 +28,7 @@ from guard.propagation.base import (
     requery_params,
     task_text,
 )
-from guard.propagation.overlap import copied_from
+from labelgate.guard.propagation.overlap import copied_from
 
 PROMPT = (
     "Sources:\n\n{sources}\n\nTask: {task}\n\nAnswer given: {output}\n\n"

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import time
 
-from guard.items import LLMCall
-from guard.labels import Lattice
-from guard.propagation.base import Evidence, Propagation, conclude, join_label, labeled_items
+from labelgate.guard.items import LLMCall
+from labelgate.guard.labels import Lattice
+from labelgate.guard.propagation.base import (
+    Evidence,
+    Propagation,
+    conclude,
+    join_label,
+    labeled_items,
+)
 
 
 class JoinPropagator:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guard.items import LabeledItem
-from guard.similarity import content_tokens, ngrams
+from labelgate.guard.items import LabeledItem
+from labelgate.guard.similarity import content_tokens, ngrams
 
 
 def kept_vocabulary(items: Sequence[LabeledItem]) -> set[str]:

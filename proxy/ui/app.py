@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from guard.audit.query import AuditReader, parse_when
-from guard.audit.views import NotFound, TraceFilter
+from labelgate.guard.audit.query import AuditReader, parse_when
+from labelgate.guard.audit.views import NotFound, TraceFilter
 
 TEMPLATES = Path(__file__).with_name("templates")
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from guard.audit.cli import db_option
-from guard.cli import CLIError
+from labelgate.guard.audit.cli import db_option
+from labelgate.guard.cli import CLIError
 
 
 @click.command()
@@ -20,9 +20,9 @@ def ui(db: Path | None, host: str, port: int) -> None:
 
     import uvicorn
 
-    from guard.paths import default_db_path
-    from proxy.config import is_loopback
-    from proxy.ui.app import create_ui_app
+    from labelgate.guard.paths import default_db_path
+    from labelgate.proxy.config import is_loopback
+    from labelgate.proxy.ui.app import create_ui_app
 
     if not is_loopback(host):
         raise CLIError(f"{host} is not a loopback address: the UI shows audit content unprotected")

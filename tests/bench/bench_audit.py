@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from guard.audit.records import AuditRecord, DecisionRecord, MessageRecord, RequestRecord
-from guard.audit.store import AuditStore
-from guard.audit.writer import AuditWriter
-from guard.labels import Lattice
+from labelgate.guard.audit.records import AuditRecord, DecisionRecord, MessageRecord, RequestRecord
+from labelgate.guard.audit.store import AuditStore
+from labelgate.guard.audit.writer import AuditWriter
+from labelgate.guard.labels import Lattice
 
 LABEL = Lattice().label("confidential", "untrusted", sources=["web:example.org"])
 TEXT = "Please summarise the attached quarterly report for the finance team. " * 4

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from evals.agent import AgentLimits
-from evals.dilemmas.family import DilemmasFamily
-from evals.runner import RunConfig, Runner
-from evals.store import ResultsStore
-from evals.tracing import audit_tracing
-from guard.models import ScriptedModel
+from labelgate.evals.agent import AgentLimits
+from labelgate.evals.dilemmas.family import DilemmasFamily
+from labelgate.evals.runner import RunConfig, Runner
+from labelgate.evals.store import ResultsStore
+from labelgate.evals.tracing import audit_tracing
+from labelgate.guard.models import ScriptedModel
 
 
 def config(limit: int, cache: bool) -> RunConfig:
@@ -60,7 +60,7 @@ def main() -> None:
             rows.append(("+ cache, cold", *asyncio.run(timed(runner, limit, True, "cold"))))
             rows.append(("+ cache, warm", *asyncio.run(timed(runner, limit, True, "warm"))))
         t0 = time.perf_counter()
-        from evals.report import write_report
+        from labelgate.evals.report import write_report
 
         write_report(store, "traced", Path(tmp) / "reports")
         report_s = time.perf_counter() - t0

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from guard.fingerprint import (
+from labelgate.guard.fingerprint import (
     Entry,
     LookupOptions,
     SQLiteFingerprintStore,
@@ -38,7 +38,7 @@ from guard.fingerprint import (
     WinnowParams,
     fingerprint,
 )
-from guard.labels import Lattice
+from labelgate.guard.labels import Lattice
 
 VOCAB_SIZE = 5000
 QUERY_CHARS = 4096

@@ -2,7 +2,7 @@
 
 Builds the guard exactly as ``labelgate serve`` does (``build_runtime``: default policy, SQLite
 fingerprints, audit writer, sqlite span exporter) and runs ``before_call``, ``after_call`` and
-``finish`` of ``LabelGuardHook`` on the bench's request (a 300-character prompt echoed back),
+``finish`` of ``PolicyHook`` on the bench's request (a 300-character prompt echoed back),
 so the figure is the guard's CPU alone: no HTTP, no upstream, no event-loop I/O (the audit
 store's child process included, and the writer flushed before the clock stops).
 
@@ -41,12 +41,12 @@ def _answer() -> dict[str, Any]:
 
 async def run(n: int) -> tuple[float, float]:
     """(wall ms, CPU ms of all threads) per request, after a warm-up."""
-    from proxy.app import ProxyState
-    from proxy.assemble import build_runtime
-    from proxy.config import ProxyConfig
-    from proxy.context import Caller, RequestContext
-    from proxy.guard_hook import Outcome
-    from proxy.schemas import ChatCompletionRequest
+    from labelgate.proxy.app import ProxyState
+    from labelgate.proxy.assemble import build_runtime
+    from labelgate.proxy.config import ProxyConfig
+    from labelgate.proxy.context import Caller, RequestContext
+    from labelgate.proxy.hook import Outcome
+    from labelgate.proxy.schemas import ChatCompletionRequest
 
     params = {"model": "openai/fake-chat", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
     config = ProxyConfig.model_validate(

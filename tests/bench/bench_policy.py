@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from guard.policy import SinkEvent, SourceContext, load_policy
+from labelgate.guard.policy import SinkEvent, SourceContext, load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = sorted((ROOT / "docs" / "examples" / "events").glob("*.json"))

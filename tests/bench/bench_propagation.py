@@ -39,12 +39,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from guard.items import ItemKind, LabeledItem, LLMCall  # noqa: E402
-from guard.labels import Label, Lattice  # noqa: E402
-from guard.models import ChatModel, LocalModel, render_messages  # noqa: E402
-from guard.propagation import PROPAGATORS, get_propagator, join_label  # noqa: E402
-from guard.propagation.base import requery_params  # noqa: E402
-from guard.similarity import Similarity  # noqa: E402
+from labelgate.guard.items import ItemKind, LabeledItem, LLMCall  # noqa: E402
+from labelgate.guard.labels import Label, Lattice  # noqa: E402
+from labelgate.guard.models import ChatModel, LocalModel, render_messages  # noqa: E402
+from labelgate.guard.propagation import PROPAGATORS, get_propagator, join_label  # noqa: E402
+from labelgate.guard.propagation.base import requery_params  # noqa: E402
+from labelgate.guard.similarity import Similarity  # noqa: E402
 
 DATA_DIR = Path(__file__).parent / "data"
 DATA_FILES = (DATA_DIR / "propagation_cases.yaml", DATA_DIR / "propagation_agent_traces.yaml")

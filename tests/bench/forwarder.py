@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from proxy.httppool import Endpoint, HttpPool, Response, request_head
+from labelgate.proxy.httppool import Endpoint, HttpPool, Response, request_head
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from guard.items import ItemKind, LabeledItem
-from guard.labels import Lattice
-from guard.provenance import (
-    argument_provenance,
+from labelgate.guard.argument_sources import (
+    argument_sources,
     arguments_label,
     contains_verbatim,
     leaves,
     normalise,
 )
+from labelgate.guard.items import ItemKind, LabeledItem
+from labelgate.guard.labels import Lattice
 
 LAT = Lattice()
 WEB = LAT.label("public", "untrusted", sources=["web:shop.example"])
@@ -46,37 +46,37 @@ def items() -> list[LabeledItem]:
 
 
 def test_verbatim_value_takes_the_label_of_its_source(items) -> None:
-    prov = argument_provenance({"iban": "DE89 3704 0044 0532 0130 00"}, items, LAT)
+    prov = argument_sources({"iban": "DE89 3704 0044 0532 0130 00"}, items, LAT)
     assert prov["iban"].kind == "verbatim"
     assert prov["iban"].item_ids == ["mail"]
     assert prov["iban"].label == MAIL
 
 
 def test_normalised_match_case_whitespace_punctuation(items) -> None:
-    prov = argument_provenance({"iban": "de89-3704-0044-0532-0130-00"}, items, LAT)
+    prov = argument_sources({"iban": "de89-3704-0044-0532-0130-00"}, items, LAT)
     assert prov["iban"].kind == "normalised" and prov["iban"].item_ids == ["mail"]
 
 
 def test_normalised_match_url_decoding(items) -> None:
-    prov = argument_provenance({"q": "late%20fees"}, items, LAT)
+    prov = argument_sources({"q": "late%20fees"}, items, LAT)
     assert prov["q"].kind == "normalised" and prov["q"].item_ids == ["web"]
-    plus = argument_provenance({"q": "Volta+Energy+reviews"}, items, LAT)
+    plus = argument_sources({"q": "Volta+Energy+reviews"}, items, LAT)
     assert plus["q"].kind == "normalised" and plus["q"].item_ids == ["web"]
 
 
 def test_value_in_several_inputs_joins_them_or_takes_the_least(items) -> None:
-    prov = argument_provenance({"company": "Volta Energy"}, items, LAT)
+    prov = argument_sources({"company": "Volta Energy"}, items, LAT)
     assert sorted(prov["company"].item_ids) == ["mail", "web"]
     assert prov["company"].label == MAIL | WEB
-    least = argument_provenance({"company": "Volta Energy"}, items, LAT, match="least")
+    least = argument_sources({"company": "Volta Energy"}, items, LAT, match="least")
     assert least["company"].item_ids == ["web"] and least["company"].label == WEB
 
 
 def test_unmatched_value_gets_the_conservative_join(items) -> None:
-    prov = argument_provenance({"note": "Thank you for your service"}, items, LAT)
+    prov = argument_sources({"note": "Thank you for your service"}, items, LAT)
     assert prov["note"].kind == "none" and prov["note"].item_ids == []
     assert prov["note"].label == LAT.join_all(i.label for i in items)
-    trusted = argument_provenance(
+    trusted = argument_sources(
         {"note": "Thank you for your service"}, items, LAT, unmatched="trusted"
     )
     assert trusted["note"].label == USER
@@ -88,7 +88,7 @@ def test_nested_arguments_and_numbers(items) -> None:
         "cc": ["billing@volta.example", "me@home.example"],
         "urgent": True,
     }
-    prov = argument_provenance(args, items, LAT)
+    prov = argument_sources(args, items, LAT)
     assert set(prov) == {"payment.amount", "payment.to.iban", "cc[0]", "cc[1]", "urgent"}
     assert prov["payment.amount"].kind == "verbatim"  # 125.4 is written "125.40" in the mail
     assert prov["payment.amount"].item_ids == ["mail"]
@@ -100,22 +100,22 @@ def test_nested_arguments_and_numbers(items) -> None:
 
 
 def test_short_and_common_values_are_not_attributed(items) -> None:
-    prov = argument_provenance({"n": 3, "ok": "yes", "w": "the"}, items, LAT)
+    prov = argument_sources({"n": 3, "ok": "yes", "w": "the"}, items, LAT)
     assert all(p.kind == "none" and "too short" in p.reason for p in prov.values())
 
 
 def test_numbers_do_not_match_inside_longer_numbers() -> None:
     item = LabeledItem("Order 14237 shipped.", WEB, id="o")
-    prov = argument_provenance({"order": 4237}, [item], LAT)
+    prov = argument_sources({"order": 4237}, [item], LAT)
     assert prov["order"].kind == "none"
-    assert argument_provenance({"order": 14237}, [item], LAT)["order"].kind == "verbatim"
+    assert argument_sources({"order": 14237}, [item], LAT)["order"].kind == "verbatim"
     assert not contains_verbatim("x14237", "14237")
     assert contains_verbatim("(14237)", "14237")
 
 
 def test_json_string_arguments(items) -> None:
     raw = json.dumps({"to": "billing@volta.example"})
-    prov = argument_provenance(raw, items, LAT)
+    prov = argument_sources(raw, items, LAT)
     assert prov["to"].kind == "verbatim" and prov["to"].label == MAIL
     assert prov["to"].to_dict()["label"]["confidentiality"] == "confidential"
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.app import (
+from labelgate.proxy.app import (
     Endpoint,
     ProxyState,
     admitted,
@@ -28,12 +28,12 @@ from proxy.app import (
     json_response,
     read_json,
 )
-from proxy.approvals import UnknownApproval
-from proxy.context import Caller
-from proxy.errors import ProxyError
-from proxy.guard_hook import Outcome
-from proxy.labelguard import DocumentIn, LabelGuardHook
-from proxy.schemas import validation_error
+from labelgate.proxy.approvals import UnknownApproval
+from labelgate.proxy.context import Caller
+from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.hook import Outcome
+from labelgate.proxy.policy_hook import DocumentIn, PolicyHook
+from labelgate.proxy.schemas import validation_error
 
 _DOCUMENTS = TypeAdapter(list[DocumentIn])
 MAX_DOCUMENTS = 1000
@@ -71,7 +71,7 @@ def _may_approve(state: ProxyState, caller: Caller) -> None:
         )
 
 
-def guard_routes(hook: LabelGuardHook) -> list[tuple[str, Endpoint, list[str]]]:
+def guard_routes(hook: PolicyHook) -> list[tuple[str, Endpoint, list[str]]]:
     async def documents(request: Request) -> Response:
         state = _state(request)
         ctx, key = await admitted(state, request, "documents")

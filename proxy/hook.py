@@ -1,12 +1,13 @@
-"""The seam where the guard plugs into the proxy.
+"""The seam where a guard plugs into the gateway: ``GatewayHook``, a base class that declares
+every method the gateway calls (no method is looked up by name).
 
-The proxy calls ``before_call`` once the request is authenticated and validated, and
+The gateway calls ``before_call`` once the request is authenticated and validated, and
 ``after_call`` with the whole answer before anything of it that matters leaves:
 
 - non-streamed: ``after_call`` sees the ChatCompletion body and may rewrite it (drop tool calls
   and say why in the content, redact text); its label and decisions become headers;
 - streamed: text deltas go to the client as they come, tool-call deltas are held. At the end
-  the proxy assembles the same ChatCompletion body (``ctx.stream`` is True) and calls
+  the gateway assembles the same ChatCompletion body (``ctx.stream`` is True) and calls
   ``after_call``. Held tool calls that survive are then emitted; content the hook *appended* is
   emitted as a last text delta (text already sent cannot be taken back: a hook that changes it
   makes the stream end with a ``guard_error``). The label goes out on the final chunk.
@@ -14,38 +15,45 @@ The proxy calls ``before_call`` once the request is authenticated and validated,
 Any exception other than ``PolicyDenied`` (403) or a ``ProxyError`` (sent as it is, e.g. a 400
 for a malformed ``labelgate`` field) fails closed: the client gets a ``guard_error``.
 
-Optional methods (looked up with ``getattr``, so a minimal hook needs neither):
+Abstract (a subclass must say what it does, so a misspelled one cannot instantiate and is a
+type error): ``before_call``, ``after_call``, ``before_embeddings`` and ``admit``, the methods
+where a forgotten no-op would be a silent allow. With safe no-op defaults:
 
-- ``before_embeddings(ctx, request)``: label an embeddings request's inputs;
 - ``pending(ctx)``: work ``before_call`` left undone because it cannot change what is sent
-  (the label guard's labeling of the inputs when no prompt rule or client assertion depends
-  on it), as a callable, or None. The proxy runs it once the upstream request is sent, while
+  (the policy hook's labeling of the inputs when no prompt rule or client assertion depends
+  on it), as a callable, or None. The gateway runs it once the upstream request is sent, while
   the answer is awaited, so it adds nothing to the client's latency; if it raises, the
   request fails closed. It may return an async callable: what it could not do without
-  waiting (the label guard: labeling inputs that could relay an answer still being stored),
+  waiting (the policy hook: labeling inputs that could relay an answer still being stored),
   awaited once the upstream has answered, before the answer is used. ``after_call`` must
   still work when neither was run;
 - ``finish(ctx, outcome)``: called exactly once per request that passed authentication, however
   it ended (answered, denied, failed upstream, failed in the guard, client gone), with what the
-  client got. The label guard writes its audit records and ends its span here. For an answer it
+  client got. The policy hook writes its audit records and ends its span here. For an answer it
   runs after the answer was sent (off the client's latency), so a failure there is logged only;
 - ``stream_opened(ctx, held)`` / ``stream_closed(ctx)``: a stream's ``HeldStream`` before
   any of its text goes out, and the stream's end however it ended (before ``finish``). The
-  label guard labels relays of a stream's text while it is on (``guard.inflight``);
-- ``admit(ctx)``: called before an answer leaves; if it raises, the answer is replaced by a
-  ``guard_error``. The label guard raises when it could not record the answer (its writer
-  stopped, or an earlier record failed): fail closed, no unrecorded answers.
+  policy hook labels relays of a stream's text while it is on (``guard.inflight``).
+
+``admit(ctx)`` is called before an answer leaves; if it raises, the answer is replaced by a
+``guard_error``. The policy hook raises when it could not record the answer (its writer
+stopped, or an earlier record failed): fail closed, no unrecorded answers.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
-from proxy.context import RequestContext
-from proxy.errors import ProxyError
-from proxy.schemas import ChatCompletionRequest, EmbeddingRequest
+from labelgate.proxy.context import RequestContext
+from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.schemas import ChatCompletionRequest, EmbeddingRequest
+
+if TYPE_CHECKING:
+    from labelgate.proxy.streaming import HeldStream
 
 ChatCompletion = dict[str, Any]
 
@@ -88,19 +96,52 @@ class Outcome:
         return cls(status, request, error=error)
 
 
-@runtime_checkable
-class GuardHook(Protocol):
+Later = Callable[[], Awaitable[None]] | None  # what ``pending``'s work left to await
+
+
+class GatewayHook(ABC):
+    """What the gateway asks of a guard. Subclass it; see the module docstring for when each
+    method runs."""
+
+    @abstractmethod
     async def before_call(
         self, ctx: RequestContext, request: ChatCompletionRequest
-    ) -> ChatCompletionRequest: ...
+    ) -> ChatCompletionRequest:
+        """Label (and possibly screen) a chat request's inputs; return what goes upstream."""
 
+    @abstractmethod
     async def after_call(
         self, ctx: RequestContext, request: ChatCompletionRequest, response: ChatCompletion
-    ) -> GuardedResponse: ...
+    ) -> GuardedResponse:
+        """Review the whole answer: its label, decisions, and the answer as it may leave."""
+
+    @abstractmethod
+    async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
+        """Label an embeddings request's inputs (raise ``PolicyDenied`` to refuse it)."""
+
+    @abstractmethod
+    def admit(self, ctx: RequestContext) -> None:
+        """Before an answer leaves: raise if it could not be recorded (fail closed)."""
+
+    def pending(self, ctx: RequestContext) -> Callable[[], Later] | None:
+        """Work to run while the upstream call is out (None: nothing)."""
+        return None
+
+    async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
+        """How the request ended, exactly once (default: nothing to record)."""
+        return None
+
+    def stream_opened(self, ctx: RequestContext, held: HeldStream) -> None:
+        """A stream is about to send its first text (default: nothing)."""
+        return None
+
+    def stream_closed(self, ctx: RequestContext) -> None:
+        """A stream ended, however it ended, before ``finish`` (default: nothing)."""
+        return None
 
 
-class AllowAllHook:
-    """No guard: everything passes unchanged, with no label."""
+class PassThroughHook(GatewayHook):
+    """No guard: everything passes unchanged, with no label and no record."""
 
     async def before_call(
         self, ctx: RequestContext, request: ChatCompletionRequest
@@ -111,3 +152,9 @@ class AllowAllHook:
         self, ctx: RequestContext, request: ChatCompletionRequest, response: ChatCompletion
     ) -> GuardedResponse:
         return GuardedResponse(response=response)
+
+    async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
+        return None
+
+    def admit(self, ctx: RequestContext) -> None:
+        return None

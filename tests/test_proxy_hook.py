@@ -12,10 +12,10 @@ import pytest
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import passthrough_config, sdk
 
-from proxy.auth import hash_key
-from proxy.context import RequestContext
-from proxy.guard_hook import GuardedResponse, PolicyDenied
-from proxy.schemas import ChatCompletionRequest
+from labelgate.proxy.auth import hash_key
+from labelgate.proxy.context import RequestContext
+from labelgate.proxy.hook import GuardedResponse, PassThroughHook, PolicyDenied
+from labelgate.proxy.schemas import ChatCompletionRequest
 
 HELLO = [{"role": "user", "content": "hello"}]
 SEND = {"type": "function", "function": {"name": "send_email", "parameters": {"type": "object"}}}
@@ -27,7 +27,7 @@ NOTICE = "[labelgate] denied tool call send_email: untrusted data may not send m
 LABEL = {"confidentiality": "internal", "integrity": "untrusted"}
 
 
-class DenySendHook:
+class DenySendHook(PassThroughHook):
     """Removes every ``send_*`` tool call and says so in the content."""
 
     def __init__(self) -> None:
@@ -115,7 +115,7 @@ def test_allowed_streamed_calls_survive_the_guard(
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-class Exploding:
+class Exploding(PassThroughHook):
     def __init__(self, where: str) -> None:
         self.where = where
 
@@ -173,7 +173,7 @@ def test_policy_denied_request_is_403(start_proxy: Callable[..., str], fake_url:
     assert "x-labelgate-decisions" in caught.value.response.headers
 
 
-class Recording:
+class Recording(PassThroughHook):
     def __init__(self) -> None:
         self.contexts: list[RequestContext] = []
 
@@ -249,12 +249,12 @@ def test_agent_header_names_the_caller_without_keys(
 
 
 def _ctx() -> RequestContext:
-    from proxy.context import Caller
+    from labelgate.proxy.context import Caller
 
     return RequestContext("r1", Caller("a"), "s1", "generated", "chat.completions")
 
 
-class PendingHook:
+class PendingHook(PassThroughHook):
     """A hook that leaves work for while the upstream call is out."""
 
     def __init__(self, work: Callable[[], None]) -> None:
@@ -267,7 +267,7 @@ class PendingHook:
 async def test_pending_work_runs_after_the_request_is_sent_and_before_the_answer() -> None:
     import asyncio
 
-    from proxy.app import _during
+    from labelgate.proxy.app import _during
 
     events: list[str] = []
 
@@ -282,14 +282,14 @@ async def test_pending_work_runs_after_the_request_is_sent_and_before_the_answer
     assert events == ["sent", "labeled", "answered"]
 
 
-class LaterHook:
+class LaterHook(PassThroughHook):
     """A hook whose pending work leaves something to await once the upstream has answered
     (as the label guard does for inputs that could relay an answer still being stored)."""
 
     def __init__(self, later: Callable[[], Any]) -> None:
         self.later = later
 
-    def pending(self, ctx: RequestContext) -> Callable[[], Callable[[], Any]]:
+    def pending(self, ctx: RequestContext) -> Callable[[], Callable[[], Any]]:  # type: ignore[override]
         return lambda: self.later
 
 
@@ -307,8 +307,8 @@ async def _broken_later() -> None:
     ids=["while-the-call-is-out", "left-for-after-the-answer"],
 )
 async def test_failed_pending_work_fails_closed_and_discards_what_came(hook: object) -> None:
-    from proxy.app import _during
-    from proxy.errors import ProxyError
+    from labelgate.proxy.app import _during
+    from labelgate.proxy.errors import ProxyError
 
     discarded: list[str] = []
 
@@ -327,7 +327,7 @@ async def test_failed_pending_work_fails_closed_and_discards_what_came(hook: obj
 async def test_work_left_for_later_runs_after_the_answer_and_before_it_is_returned() -> None:
     import asyncio
 
-    from proxy.app import _during
+    from labelgate.proxy.app import _during
 
     events: list[str] = []
 
@@ -348,7 +348,7 @@ async def test_a_client_leaving_while_work_waits_closes_what_came() -> None:
     being stored): the opened stream is closed, and the cancel goes on."""
     import asyncio
 
-    from proxy.app import _during
+    from labelgate.proxy.app import _during
 
     discarded: list[str] = []
     waiting = asyncio.Event()

@@ -15,13 +15,13 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from guard.engine import (
+from labelgate.guard.engine import (
     Guard,
     InputSpec,
     Prepared,
@@ -29,27 +29,34 @@ from guard.engine import (
     ToolCallSpec,
     parse_arguments,
 )
-from guard.inflight import TextInFlight
-from guard.items import ItemKind, LabeledItem, LLMCall
-from guard.labels import LabelSpec, Lattice
-from guard.models import ChatResult, Message
-from guard.policy import Action, Decision, SinkFlow, redact_value
-from guard.policy.spec import SinkKind, SourceKind
-from guard.propagation import Propagation, Propagator, get_propagator
-from proxy.approvals import Approvals
-from proxy.context import RequestContext
-from proxy.errors import bad_request, guard_error
-from proxy.guard_hook import ChatCompletion, GuardedResponse, Outcome, PolicyDenied
-from proxy.recording import Recorder, targets
-from proxy.remembering import AnswerFingerprints
-from proxy.router import Router
-from proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
-from proxy.screening import EAGER_KEY, message_positions, screen_request
-from proxy.screening import summaries as screened_summaries
-from proxy.streaming import HeldStream
+from labelgate.guard.inflight import TextInFlight
+from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
+from labelgate.guard.labels import LabelSpec, Lattice
+from labelgate.guard.models import ChatResult, Message
+from labelgate.guard.policy import Action, Decision, SinkFlow, redact_value
+from labelgate.guard.policy.spec import SinkKind, SourceKind
+from labelgate.guard.propagation import Propagation, Propagator, get_propagator
+from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.context import RequestContext
+from labelgate.proxy.errors import bad_request, guard_error
+from labelgate.proxy.hook import (
+    ChatCompletion,
+    GatewayHook,
+    GuardedResponse,
+    Later,
+    Outcome,
+    PolicyDenied,
+)
+from labelgate.proxy.recording import Recorder, targets
+from labelgate.proxy.remembering import AnswerFingerprints
+from labelgate.proxy.router import Router
+from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from labelgate.proxy.screening import EAGER_KEY, message_positions, screen_request
+from labelgate.proxy.screening import summaries as screened_summaries
+from labelgate.proxy.streaming import HeldStream
 
 DenyMode = Literal["replace", "error"]
-Later = Callable[[], Awaitable[None]] | None  # work to await once the upstream has answered
+
 NOTE_PREFIX = "[labelgate]"
 
 
@@ -110,7 +117,10 @@ class _Deferred:
         return await self._build().propagate(call, output, lattice)
 
 
-class LabelGuardHook:
+class PolicyHook(GatewayHook):
+    """The label guard on the gateway: labels each request's inputs with the ``Guard``,
+    reviews its answer at the policy's sinks, fingerprints answers, records everything."""
+
     def __init__(
         self,
         guard: Guard,
@@ -602,7 +612,7 @@ def _decision_summary(decision: Decision, target: str) -> dict[str, Any]:
 __all__ = [
     "DocumentIn",
     "Extension",
-    "LabelGuardHook",
+    "PolicyHook",
     "RouterModel",
     "input_specs",
 ]

@@ -35,15 +35,15 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict
 
-from guard.items import LabeledItem
-from guard.labels import Label, Lattice
-from guard.similarity import STOP_WORDS
+from labelgate.guard.items import LabeledItem
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.similarity import STOP_WORDS
 
 Kind = Literal["verbatim", "normalised", "none"]
 _PUNCT = re.compile(r"[^\w]+", re.UNICODE)
 
 
-class ArgProvenance(BaseModel):
+class ArgumentSources(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     path: str
@@ -133,7 +133,7 @@ class _Matcher:
         return ("normalised", loose) if loose else ("none", [])
 
 
-def argument_provenance(
+def argument_sources(
     arguments: dict[str, Any] | str,
     items: Sequence[LabeledItem],
     lattice: Lattice | None = None,
@@ -141,18 +141,18 @@ def argument_provenance(
     min_chars: int = 4,
     match: Literal["all", "least"] = "all",
     unmatched: Literal["join", "trusted"] = "join",
-) -> dict[str, ArgProvenance]:
-    """Provenance of every leaf argument, keyed by its path. ``arguments`` may be JSON text."""
+) -> dict[str, ArgumentSources]:
+    """The sources of every leaf argument, keyed by its path. ``arguments`` may be JSON text."""
     lattice = lattice or Lattice()
     args = json.loads(arguments) if isinstance(arguments, str) else arguments
     matcher = _Matcher(items)
     fallback = _unmatched_label(items, lattice, unmatched)
-    result: dict[str, ArgProvenance] = {}
+    result: dict[str, ArgumentSources] = {}
     for path, leaf in leaves(args):
         text = _text_of(leaf)
         shown = json.dumps(leaf) if text is None else text
         if not attributable(text, min_chars):
-            result[path] = ArgProvenance(
+            result[path] = ArgumentSources(
                 path=path,
                 value=shown,
                 kind="none",
@@ -175,9 +175,9 @@ def _provenance(
     match: str,
     fallback: Label,
     unmatched: str,
-) -> ArgProvenance:
+) -> ArgumentSources:
     if not found:
-        return ArgProvenance(
+        return ArgumentSources(
             path=path,
             value=value,
             kind="none",
@@ -190,7 +190,7 @@ def _provenance(
         found = [min(found, key=lambda i: _rank(i.label))]
     label = lattice.join_all(i.label for i in found)
     names = ", ".join(i.name or i.id for i in found)
-    return ArgProvenance(
+    return ArgumentSources(
         path=path,
         value=value,
         kind=kind,
@@ -211,6 +211,6 @@ def _unmatched_label(items: Sequence[LabeledItem], lattice: Lattice, unmatched: 
     return lattice.join_all(i.label for i in items)
 
 
-def arguments_label(provenance: dict[str, ArgProvenance], lattice: Lattice) -> Label:
+def arguments_label(provenance: dict[str, ArgumentSources], lattice: Lattice) -> Label:
     """The label of a whole tool call: the join of its arguments' labels."""
     return lattice.join_all(p.label for p in provenance.values())

@@ -19,9 +19,9 @@ import pytest
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import Guarded, passthrough_config, sdk
 
-from guard.audit import AuditStore
-from proxy.auth import hash_key
-from proxy.recording import RequestTrail
+from labelgate.guard.audit import AuditStore
+from labelgate.proxy.auth import hash_key
+from labelgate.proxy.recording import RequestTrail
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 EVIL = "travel-deals@evil.example"
@@ -587,16 +587,16 @@ async def test_an_answer_is_fingerprinted_without_waiting_for_the_request_to_end
 ) -> None:
     """Its fingerprint does not wait for ``finish`` (which waits for the client to read the
     answer): a client that stops reading must not hold up every later labeling."""
-    from guard.engine import Guard
-    from guard.fingerprint import SQLiteFingerprintStore
-    from guard.policy import load_policy
-    from proxy.context import Caller, RequestContext
-    from proxy.labelguard import LabelGuardHook
-    from proxy.schemas import ChatCompletionRequest
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.fingerprint import SQLiteFingerprintStore
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.context import Caller, RequestContext
+    from labelgate.proxy.policy_hook import PolicyHook
+    from labelgate.proxy.schemas import ChatCompletionRequest
 
     policy = load_policy(POLICIES / "default.yaml")
     store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
-    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+    hook = PolicyHook(Guard(policy, fingerprints=store))
 
     def turn(text: str) -> tuple[RequestContext, ChatCompletionRequest]:
         ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")
@@ -621,10 +621,10 @@ async def test_an_answer_stored_lately_needs_no_writer(
 ) -> None:
     """The same answer with the same label comes again: it is not handed to the writer
     thread a second time; with another label it is."""
-    from guard.engine import Guard
-    from guard.fingerprint import SQLiteFingerprintStore
-    from guard.policy import load_policy
-    from proxy.remembering import AnswerFingerprints
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.fingerprint import SQLiteFingerprintStore
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.remembering import AnswerFingerprints
 
     policy = load_policy(POLICIES / "default.yaml")
     store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
@@ -658,9 +658,9 @@ async def test_the_writer_thread_runs_at_the_lowest_priority(tmp_path: Path) -> 
     import os
     import threading
 
-    from guard.engine import Guard
-    from guard.policy import load_policy
-    from proxy.remembering import WRITER_NICENESS, AnswerFingerprints
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.remembering import WRITER_NICENESS, AnswerFingerprints
 
     answers = AnswerFingerprints(Guard(load_policy(POLICIES / "default.yaml")))
 
@@ -678,12 +678,12 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
 ) -> None:
     """While an answer is being stored, a request relaying it waits (and finds it); one that
     shares no fingerprint with it does not wait: no match could come of the wait."""
-    from guard.engine import Guard
-    from guard.fingerprint import SQLiteFingerprintStore
-    from guard.policy import load_policy
-    from proxy.context import Caller, RequestContext
-    from proxy.labelguard import LabelGuardHook
-    from proxy.schemas import ChatCompletionRequest
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.fingerprint import SQLiteFingerprintStore
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.context import Caller, RequestContext
+    from labelgate.proxy.policy_hook import PolicyHook
+    from labelgate.proxy.schemas import ChatCompletionRequest
 
     class SlowStore(SQLiteFingerprintStore):
         def add_many(self, entries: Any) -> int:
@@ -692,7 +692,7 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
 
     policy = load_policy(POLICIES / "default.yaml")
     store = SlowStore(tmp_path / "fp.db", policy.lattice)
-    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+    hook = PolicyHook(Guard(policy, fingerprints=store))
 
     def turn(text: str, role: str = "user") -> tuple[RequestContext, ChatCompletionRequest]:
         ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")
@@ -739,10 +739,10 @@ async def test_only_a_request_that_could_contain_an_answer_waits_for_its_fingerp
 
 async def test_answers_waiting_for_the_writer_are_stored_together(tmp_path: Path) -> None:
     """One writer, in order: what queued up while it wrote goes in one transaction."""
-    from guard.engine import Guard
-    from guard.fingerprint import SQLiteFingerprintStore
-    from guard.policy import load_policy
-    from proxy.remembering import AnswerFingerprints
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.fingerprint import SQLiteFingerprintStore
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.remembering import AnswerFingerprints
 
     batches: list[int] = []
 
@@ -783,18 +783,18 @@ async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Pat
     join of its inputs; an unrelated request is not. Once the stream ends, a relay is labeled
     by its stored answer; a stream cut short leaves what it streamed fingerprinted with that
     bound."""
-    from guard.engine import Guard
-    from guard.fingerprint import SQLiteFingerprintStore
-    from guard.items import LabelOrigin
-    from guard.policy import load_policy
-    from proxy.context import Caller, RequestContext
-    from proxy.labelguard import LabelGuardHook
-    from proxy.schemas import ChatCompletionRequest
-    from proxy.streaming import HeldStream
+    from labelgate.guard.engine import Guard
+    from labelgate.guard.fingerprint import SQLiteFingerprintStore
+    from labelgate.guard.items import LabelOrigin
+    from labelgate.guard.policy import load_policy
+    from labelgate.proxy.context import Caller, RequestContext
+    from labelgate.proxy.policy_hook import PolicyHook
+    from labelgate.proxy.schemas import ChatCompletionRequest
+    from labelgate.proxy.streaming import HeldStream
 
     policy = load_policy(POLICIES / "default.yaml")
     store = SQLiteFingerprintStore(tmp_path / "fp.db", policy.lattice)
-    hook = LabelGuardHook(Guard(policy, fingerprints=store))
+    hook = PolicyHook(Guard(policy, fingerprints=store))
 
     def turn(text: str, role: str = "user") -> tuple[RequestContext, ChatCompletionRequest]:
         ctx = RequestContext("r-" + text[:8], Caller("reader"), "s", "generated", "chat")

@@ -1,0 +1,5 @@
+"""``python -m labelgate``: the ``labelgate`` command."""
+
+from labelgate.guard.cli import main
+
+main()

@@ -1,0 +1,202 @@
+"""Run an eval from Python: ``run_eval(family, model=...)`` returns an ``EvalResult``.
+
+Everything ``labelgate eval run`` does goes through here (the command is a thin layer that
+turns flags into these arguments), after Inspect AI's ``eval()``. The proxy is imported only
+when ``guard_policy`` asks for an in-process guarded gateway, never at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec
+
+from pydantic import ValidationError
+
+from labelgate.evals.agent import AgentLimits
+from labelgate.evals.family import FamilyUnavailable, get_family
+from labelgate.evals.runner import RunConfig, RunSummary
+from labelgate.guard.models import ChatModel, ModelError
+
+__all__ = ["EvalError", "EvalResult", "run_eval", "run_eval_async"]
+
+P = ParamSpec("P")
+
+
+class EvalError(Exception):
+    """A mistake in what was asked (unknown family, bad options or data, a model that cannot
+    be loaded): its message is one readable line."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """One finished (or partly failed) run: its summary, where its results and report are."""
+
+    family: str
+    summary: RunSummary
+    db: Path
+    report_html: Path
+    report_md: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    @property
+    def ok(self) -> bool:
+        """Every sample ran (failed samples are recorded with their error; resume to retry)."""
+        return self.summary.failed == 0
+
+
+def _model(
+    name: str,
+    *,
+    chat_model: ChatModel | None,
+    script: Sequence[str] | None,
+    via_proxy: str | None,
+    proxy_key: str | None,
+) -> ChatModel:
+    from labelgate.evals.models import resolve_model
+    from labelgate.guard.models import ScriptedModel
+
+    if chat_model is not None:
+        return chat_model
+    if via_proxy:  # the proxy decides what serves ``name``
+        return resolve_model(name, via_proxy=via_proxy, api_key=proxy_key)
+    if name == "scripted":
+        if not script:
+            raise EvalError("model 'scripted' needs a script (a non-empty list of responses)")
+        return ScriptedModel(list(script), cycle=True)
+    return resolve_model(name)
+
+
+@contextmanager
+def _guarded(name: str, model: ChatModel, policy: Path | None, db: Path) -> Iterator[Any]:
+    """With a policy: the model served by an in-process guarded gateway (its audit records go
+    to ``audit.db`` beside the results), and a client for it; else nothing."""
+    if policy is None:
+        yield None
+        return
+    from labelgate.evals.models import resolve_model
+    from labelgate.guard.policy import PolicyError
+    from labelgate.proxy.embedded import guarded_proxy
+
+    try:
+        with guarded_proxy(name, policy=policy, state_dir=db.parent, models={name: model}) as url:
+            yield resolve_model(name, via_proxy=url)
+    except PolicyError as exc:
+        raise EvalError(f"invalid policy: {exc}") from None
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    from labelgate.evals.dilemmas.data import DataError
+
+    try:
+        yield
+    except (DataError, ModelError, FileNotFoundError) as exc:
+        raise EvalError(str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise EvalError(f"invalid options: {first['loc']}: {first['msg']}") from None
+    except ValueError as exc:  # e.g. resuming a run with other options
+        raise EvalError(str(exc)) from None
+
+
+async def run_eval_async(
+    family: str,
+    *,
+    model: str = "local/smollm2",
+    chat_model: ChatModel | None = None,
+    script: Sequence[str] | None = None,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    limits: AgentLimits | None = None,
+    via_proxy: str | None = None,
+    proxy_key: str | None = None,
+    guard_policy: Path | str | None = None,
+    db: Path | str | None = None,
+    out_dir: Path | str | None = None,
+    run_id: str | None = None,
+    concurrency: int = 4,
+    cache: bool = False,
+    capture_content: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    """Run (or resume, with ``run_id``) ``family`` and write its report; see ``run_eval``."""
+    from labelgate.evals.report import write_report
+    from labelgate.evals.runner import Runner
+    from labelgate.evals.store import ResultsStore
+    from labelgate.evals.tracing import audit_tracing
+    from labelgate.guard.paths import default_db_path
+
+    try:
+        fam = get_family(family)
+    except FamilyUnavailable as exc:
+        raise EvalError(str(exc)) from None
+    except KeyError as exc:
+        raise EvalError(str(exc.args[0])) from None
+    if guard_policy is not None and via_proxy:
+        raise EvalError("guard_policy starts its own gateway: give it or via_proxy, not both")
+    path = Path(db) if db is not None else default_db_path()
+    out = Path(out_dir) if out_dir is not None else path.parent / "reports"
+    policy = Path(guard_policy) if guard_policy is not None else None
+    with _user_errors():
+        config = RunConfig(
+            family=family,
+            model=model,
+            limit=limit,
+            via_proxy=via_proxy,
+            cache=cache,
+            limits=limits or AgentLimits(),
+            family_options=dict(options or {}),
+        )
+        served = _model(
+            model, chat_model=chat_model, script=script, via_proxy=via_proxy, proxy_key=proxy_key
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = ResultsStore(path)
+        try:
+            with (
+                _guarded(model, served, policy, path) as guarded,
+                audit_tracing(path, capture_content=capture_content) as provider,
+            ):
+                if guarded is not None:
+                    served, config.via_proxy = guarded, f"in-process guard ({policy})"
+                runner = Runner(
+                    store,
+                    provider,
+                    concurrency=concurrency,
+                    progress=progress,
+                    capture_content=capture_content,
+                )
+                summary = await runner.run(fam, served, config, run_id)
+            html, md = write_report(store, summary.run_id, out)
+        finally:
+            store.close()
+    return EvalResult(family, summary, path, html, md)
+
+
+def _blocking(run: Callable[P, Coroutine[Any, Any, EvalResult]]) -> Callable[P, EvalResult]:
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> EvalResult:
+        return asyncio.run(run(*args, **kwargs))
+
+    return blocking
+
+
+run_eval = _blocking(run_eval_async)
+run_eval.__name__ = run_eval.__qualname__ = "run_eval"
+run_eval.__doc__ = """Run (or resume, with ``run_id``) an eval family against a model, store every
+sample and write the report; blocking (``run_eval_async`` is the same in a running event loop).
+
+``model``: ``local/smollm2``, ``scripted`` (with ``script``, a list of responses), or any
+litellm model string; ``chat_model``: any ``ChatModel`` object instead (e.g. a
+``ScriptedModel``); ``options``: the family's options (``-O KEY=VALUE`` on the command line);
+``guard_policy``: the model behind an in-process guarded gateway enforcing that policy;
+``via_proxy``: the model through a running ``labelgate serve``; ``db``: the results and audit
+database (default ``$LABELGATE_DB`` or ``./.labelgate/audit.db``). Raises ``EvalError`` for a
+mistake in what was asked; failed samples are recorded and counted, not raised.
+"""
