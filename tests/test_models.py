@@ -78,7 +78,7 @@ def test_a_llama_without_the_setting_is_refused() -> None:
     from labelgate.guard.models import _safe_llama_class
 
     class OldParams(ctypes.Structure):
-        _fields_ = [("use_mmap", ctypes.c_bool)]  # noqa: RUF012 (ctypes' own declaration)
+        _fields_ = [("use_mmap", ctypes.c_bool)]
 
     safe = _safe_llama_class().__new__(_safe_llama_class())
     with pytest.raises(ModelError, match="use_extra_bufts"):
