@@ -15,6 +15,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -635,13 +636,17 @@ async def _warm_up(state: ProxyState) -> None:
 
 
 class Gateway(Starlette):
-    """Starlette, with the OpenAI endpoints dispatched before its routing and middleware.
+    """Starlette, with the OpenAI endpoints dispatched before its routing, unless a deployer
+    added middleware.
 
-    Every request to those paths would cross five layers of Starlette's stack (error and
-    exception middleware, router, route, request-response wrapper), each wrapping ``send``;
-    the endpoints already answer their own errors (``_with_errors``) and log the unexpected
-    ones (``_server_error``), so they are called directly. Everything else, and these paths
-    under a ``root_path``, goes through Starlette as usual.
+    Without middleware, every request to those paths would cross five layers of Starlette's
+    stack (error and exception middleware, router, route, request-response wrapper), each
+    wrapping ``send``; the endpoints already answer their own errors (``_with_errors``) and
+    log the unexpected ones (``_server_error``), so they are called directly. Once a deployer
+    adds middleware (``create_app(middleware=...)`` or ``app.add_middleware``), every request,
+    these included, goes through Starlette and so through that middleware: nothing on the
+    request path skips it. Everything else, and these paths under a ``root_path``, always goes
+    through Starlette. The cost of the full stack is measured in docs/performance.md.
     """
 
     def __init__(self, *args: Any, hot: Mapping[str, Endpoint], **kwargs: Any) -> None:
@@ -650,7 +655,7 @@ class Gateway(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self._hot.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] != "POST":
+        if endpoint is None or scope["method"] != "POST" or self.user_middleware:
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
@@ -670,13 +675,16 @@ def create_app(
     routes: Sequence[tuple[str, Endpoint, list[str]]] = (),
     on_shutdown: Sequence[ShutdownCallback] = (),
     state: ProxyState | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
-    """The gateway. ``hook`` is the guard (default: allow all); ``models`` maps litellm model
-    strings to in-process ChatModels (tests, embedded models) and wins over any other route.
+    """The gateway. ``hook`` is the guard (default: pass everything through); ``models`` maps
+    litellm model strings to in-process ChatModels (tests, embedded models) and wins over any
+    other route.
 
     ``routes`` adds endpoints (errors answered the OpenAI way); ``on_shutdown`` callbacks run
     in order after the last request, each even if an earlier one failed; ``state`` is a
-    ProxyState built beforehand (when the hook needs its router).
+    ProxyState built beforehand (when the hook needs its router); ``middleware`` (Starlette's
+    ``Middleware`` entries) wraps every endpoint, the chat and embeddings ones included.
     """
     state = state or ProxyState(config, hook, dict(models or {}))
 
@@ -716,6 +724,7 @@ def create_app(
         routes=table,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=list(middleware),
         hot=hot,
     )
     app.state.proxy = state

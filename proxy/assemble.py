@@ -10,11 +10,13 @@ With ``guard.enabled: false`` it is the plain pass-through gateway.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from labelgate.guard.audit.writer import AuditWriter
 from labelgate.guard.engine import Guard
@@ -87,15 +89,21 @@ def build_app(
     *,
     models: dict[str, ChatModel] | None = None,
     memory_exporter: InMemorySpanExporter | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
-    """The gateway with the label guard (``config.guard``); ``models`` as in ``create_app``."""
+    """The gateway with the label guard (``config.guard``); ``models`` and ``middleware`` as
+    in ``create_app``."""
     if not config.guard.enabled:
-        return create_app(config, models=models)
+        return create_app(config, models=models, middleware=middleware)
     state = ProxyState(config, None, dict(models or {}))
     runtime = build_runtime(config, state, memory_exporter=memory_exporter)
     state.hook = runtime.hook
     app = create_app(
-        config, state=state, routes=guard_routes(runtime.hook), on_shutdown=[runtime.close]
+        config,
+        state=state,
+        routes=guard_routes(runtime.hook),
+        on_shutdown=[runtime.close],
+        middleware=middleware,
     )
     app.state.guard = runtime
     return app
