@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,16 @@ async def run_eval_async(
 
 
 def _blocking(run: Callable[P, Coroutine[Any, Any, EvalResult]]) -> Callable[P, EvalResult]:
+    """``run`` made blocking: in its own event loop, on a worker thread when the caller is
+    already in one (a notebook, an async program), since a loop cannot be nested."""
+
     def blocking(*args: P.args, **kwargs: P.kwargs) -> EvalResult:
-        return asyncio.run(run(*args, **kwargs))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run(*args, **kwargs))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_eval") as pool:
+            return pool.submit(asyncio.run, run(*args, **kwargs)).result()
 
     return blocking
 
@@ -190,7 +199,8 @@ def _blocking(run: Callable[P, Coroutine[Any, Any, EvalResult]]) -> Callable[P, 
 run_eval = _blocking(run_eval_async)
 run_eval.__name__ = run_eval.__qualname__ = "run_eval"
 run_eval.__doc__ = """Run (or resume, with ``run_id``) an eval family against a model, store every
-sample and write the report; blocking (``run_eval_async`` is the same in a running event loop).
+sample and write the report; blocking, also when called from a running event loop (a
+notebook): ``await run_eval_async(...)`` is the same without blocking.
 
 ``model``: ``local/smollm2``, ``scripted`` (with ``script``, a list of responses), or any
 litellm model string; ``chat_model``: any ``ChatModel`` object instead (e.g. a
