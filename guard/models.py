@@ -149,7 +149,7 @@ def _safe_llama_class() -> Any:
     if _SAFE_LLAMA is None:
         from llama_cpp import Llama
 
-        class SafeLlama(Llama):  # type: ignore[misc]
+        class SafeLlama(Llama):
             """``Llama`` whose model parameters never ask for extra buffer types."""
 
             @property
@@ -190,9 +190,7 @@ class LocalModel:
         key = f"{self._n_ctx}:{self._n_threads}"
         with self._load_lock:
             if key not in self._shared:
-                self._shared[key] = load_llama(
-                    n_ctx=self._n_ctx, n_threads=self._n_threads, seed=0
-                )
+                self._shared[key] = load_llama(n_ctx=self._n_ctx, n_threads=self._n_threads, seed=0)
             return self._shared[key]
 
     def _run(self, messages: Sequence[Message], params: dict[str, Any]) -> ChatResult:

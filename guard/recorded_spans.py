@@ -58,7 +58,7 @@ class SpanStart:
     start_ns: int
     resource: dict[str, Any]  # the provider's resource attributes
     scope: str
-    max_events: int
+    max_events: int | None  # None: no limit (OTEL_SPAN_EVENT_COUNT_LIMIT=unset), as in the SDK
     sampler_attributes: dict[str, Any]  # what the sampler adds (none, for the SDK's own)
 
     @property
@@ -84,7 +84,7 @@ def _unpickle_start(
     start_ns: int,
     resource: dict[str, Any],
     scope: str,
-    max_events: int,
+    max_events: int | None,
     sampler_attributes: dict[str, Any],
 ) -> SpanStart:
     trace_id, span_id, flags, state = ids
@@ -149,9 +149,11 @@ class RecordedSpans:
         else:
             trace_id = parent.trace_id
         sampled = self._sampler.should_sample(context, trace_id, name, kind, attributes)
-        if not sampled.decision.is_recording():
+        decision = sampled.decision  # the SDK leaves is_recording/is_sampled unannotated
+        if not decision.is_recording():  # type: ignore[no-untyped-call]
             return None
-        flags = TraceFlags.SAMPLED if sampled.decision.is_sampled() else TraceFlags.DEFAULT
+        sampled_flag = decision.is_sampled()  # type: ignore[no-untyped-call]
+        flags = TraceFlags.SAMPLED if sampled_flag else TraceFlags.DEFAULT
         own = SpanContext(
             trace_id,
             self._ids.generate_span_id(),
@@ -217,7 +219,8 @@ class RecordedSpan(trace.Span):
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
     ) -> None:
-        if len(self._events) < self._start.max_events:
+        limit = self._start.max_events
+        if limit is None or len(self._events) < limit:
             self._events.append(Event(name, dict(attributes or {}), timestamp or time.time_ns()))
 
     def update_name(self, name: str) -> None:

@@ -129,7 +129,9 @@ class ToolCall(BaseModel):
 
 def _split_args(text: str) -> list[str]:
     """Split on commas outside quotes and brackets; stop at the call's closing parenthesis."""
-    parts, buf, depth, quote = [], [], 0, ""
+    parts: list[str] = []
+    buf: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote

@@ -37,13 +37,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ExporterName = Literal["sqlite", "otlp-http", "otlp-grpc", "console", "memory"]
+_DEFAULT_EXPORTERS: list[ExporterName] = ["sqlite"]
 TRACER_NAME = "labelgate"
 
 
 class TracingConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
-    exporters: list[ExporterName] = Field(default_factory=lambda: ["sqlite"])
+    exporters: list[ExporterName] = Field(default_factory=lambda: _DEFAULT_EXPORTERS.copy())
     endpoint: str | None = Field(
         None,
         description="OTLP endpoint. HTTP: a base URL (``/v1/traces`` is added when it has no "

@@ -125,7 +125,7 @@ def _background() -> None:
     preempting the server on its own CPU; the writer still gets a small share under full
     load, so it cannot starve. Elsewhere, a lower priority (nice)."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         with contextlib.suppress(OSError):
             os.nice(BACKGROUND_NICENESS)

@@ -37,7 +37,7 @@ def _chained_table(
     db: Database, name: str, columns: dict[str, type], pk: str | tuple[str, ...]
 ) -> None:
     db.create_table(name, {**columns, **CHAIN_COLUMNS}, pk=pk, not_null=set(CHAIN_COLUMNS))
-    db[name].create_index(["seq"], unique=True)
+    db.table(name).create_index(["seq"], unique=True)
 
 
 def m001_initial(db: Database) -> None:
@@ -149,21 +149,21 @@ def m001_initial(db: Database) -> None:
 
 
 def m002_indexes(db: Database) -> None:
-    db["requests"].create_index(["trace_id"])
-    db["requests"].create_index(["session_id"])
-    db["requests"].create_index(["started"])
-    db["messages"].create_index(["request_id", "position"])
-    db["messages"].create_index(["item_id"])
-    db["label_events"].create_index(["item_id"])
-    db["decisions"].create_index(["request_id"])
-    db["decisions"].create_index(["trace_id"])
-    db["spans"].create_index(["parent_id"])
-    db["spans"].create_index(["start_ns"])
+    db.table("requests").create_index(["trace_id"])
+    db.table("requests").create_index(["session_id"])
+    db.table("requests").create_index(["started"])
+    db.table("messages").create_index(["request_id", "position"])
+    db.table("messages").create_index(["item_id"])
+    db.table("label_events").create_index(["item_id"])
+    db.table("decisions").create_index(["request_id"])
+    db.table("decisions").create_index(["trace_id"])
+    db.table("spans").create_index(["parent_id"])
+    db.table("spans").create_index(["start_ns"])
 
 
 def m003_messages_fts(db: Database) -> None:
     # Triggers keep the index in step with every insert, in the writer's own transaction.
-    db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter")
+    db.table("messages").enable_fts(["content"], create_triggers=True, tokenize="porter")
 
 
 MIGRATIONS: list[Migration] = [m001_initial, m002_indexes, m003_messages_fts]

@@ -97,8 +97,9 @@ class _Run:
     start_view: memoryview | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key_view", memoryview(self.keys))
-        starts = None if self.starts is None else memoryview(self.starts)
+        # ``.data``: the array's buffer as a memoryview, what ``memoryview(array)`` gives
+        object.__setattr__(self, "key_view", self.keys.data)
+        starts = None if self.starts is None else self.starts.data
         object.__setattr__(self, "start_view", starts)
 
     @classmethod
@@ -110,7 +111,8 @@ class _Run:
         bits = int(min(26, max(4, np.log2(max(len(keys), 1)) - 1)))
         shift = np.uint64(64 - bits)
         counts = np.bincount((keys >> shift).astype(np.int64), minlength=1 << bits)
-        starts = np.zeros((1 << bits) + 1, dtype=np.uint32 if len(keys) < 2**32 else np.int64)
+        size = (1 << bits) + 1
+        starts = np.zeros(size, np.uint32) if len(keys) < 2**32 else np.zeros(size, np.int64)
         np.cumsum(counts, out=starts[1:])
         return cls(keys, starts, shift, row_bits)
 
@@ -202,7 +204,7 @@ class _Presence:
         """For these packed keys, sized for ``postings``."""
         log2 = min(_MAX_PRESENCE_BITS, max(20, (32 * postings).bit_length()))
         flags = np.zeros((1 << log2) // 8, dtype=np.uint8)
-        presence = cls(flags, memoryview(flags), 64 - log2)
+        presence = cls(flags, flags.data, 64 - log2)
         for some in keys:
             presence.add(some)
         return presence
@@ -244,6 +246,11 @@ class _Runs:
     @property
     def all(self) -> tuple[_Run, _Run, _Run]:
         return (self.main, self.delta, self.recent)
+
+    def repacked(self, row_bits: int) -> _Runs:
+        """The runs repacked for ``row_bits`` row bits; the presence filter (top bits) stays."""
+        main, delta, recent = (run.repacked(row_bits) for run in self.all)
+        return _Runs(main, delta, recent, self.presence)
 
 
 def _row_bits(max_row: int) -> int:
@@ -288,7 +295,7 @@ class MemoryIndex:
         bits = runs.main.row_bits
         if len(rows) and int(rows.max()) >= 1 << bits:  # rows outgrew the packing: widen it
             bits = _row_bits(int(rows.max()))
-            runs = _Runs(*(run.repacked(bits) for run in runs.all), runs.presence)
+            runs = runs.repacked(bits)
         main, delta = runs.main, runs.delta
         keys = np.sort(_pack(hashes, rows, bits))
         postings = len(self) + len(keys)
@@ -326,12 +333,12 @@ class MemoryIndex:
         if len(rows) == 0:
             return _NONE, _NONE
         df = np.bincount(owner, minlength=len(biased))
-        found = np.sort(rows[df[owner] <= max_df])
-        if len(found) == 0:
+        kept = np.sort(rows[df[owner] <= max_df])
+        if len(kept) == 0:
             return _NONE, _NONE
-        starts = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1])))
-        counts = np.diff(np.append(starts, len(found))).astype(np.int32)
-        return found[starts], counts
+        starts = np.flatnonzero(np.concatenate(([True], kept[1:] != kept[:-1])))
+        counts = np.diff(np.append(starts, len(kept))).astype(np.int32)
+        return kept[starts], counts
 
     @staticmethod
     def _lookup_few(runs: _Runs, biased: list[int], max_df: int) -> tuple[Int32s, Int32s]:

@@ -115,7 +115,7 @@ class SQLiteFingerprintStore(StoreBase):
         for conn in {id(self._write): self._write, id(self._read): self._read}.values():
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = {-1024 * cache_mb}")
-        self._db["texts"].create(
+        self._db.table("texts").create(
             {
                 "id": int,
                 "key": str,
@@ -130,11 +130,13 @@ class SQLiteFingerprintStore(StoreBase):
             not_null={"key", "n_fingerprints", "label_json", "kind", "created", "fingerprints"},
             if_not_exists=True,
         )
-        self._db["texts"].create_index(["key"], unique=True, if_not_exists=True)
-        self._db["store_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        self._db.table("texts").create_index(["key"], unique=True, if_not_exists=True)
+        self._db.table("store_meta").create(
+            {"key": str, "value": str}, pk="key", if_not_exists=True
+        )
 
     def _check_params(self, params: WinnowParams | None) -> WinnowParams:
-        table = self._db["store_meta"]
+        table = self._db.table("store_meta")
         rows = list(table.rows_where("key = ?", ["params"]))
         if rows:
             stored = WinnowParams.model_validate_json(rows[0]["value"])

@@ -32,8 +32,8 @@ def print_decision(decision: Decision, event: SinkEvent, console: Console | None
     for trace in decision.chain:
         mark = "DECIDED" if trace.decisive else ("yes" if trace.matched else "no")
         action = trace.action.value if trace.action else ""
-        style = "bold" if trace.decisive else (None if trace.matched else "dim")
-        table.add_row(trace.rule, mark, action, trace.why, style=style)
+        row_style = "bold" if trace.decisive else (None if trace.matched else "dim")
+        table.add_row(trace.rule, mark, action, trace.why, style=row_style)
     console.print(table)
     for target_ in decision.redactions:
         what = target_.argument or "(whole content)"

@@ -85,8 +85,8 @@ def effect_of(policy: Policy, event: SinkEvent | SinkFlow) -> Effect | None:
 def _facts(policy: Policy, event: SinkEvent | SinkFlow) -> Facts:
     lattice = policy.lattice
     flow = event.flow(lattice) if isinstance(event, SinkEvent) else event
-    label, trail = _transformed(policy, in_lattice(lattice, flow.label), flow)
-    trail = [replace(p, ref="context") for p in trail]  # say which label was changed
+    label, label_trail = _transformed(policy, in_lattice(lattice, flow.label), flow)
+    trail = [replace(p, ref="context") for p in label_trail]  # say which label was changed
     args: dict[str, Arg] = {}
     for name, (value, arg_label) in flow.arguments.items():
         arg_label, arg_trail = _transformed(policy, in_lattice(lattice, arg_label), flow)

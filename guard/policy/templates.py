@@ -29,7 +29,8 @@ class _SafeFormatter(string.Formatter):
         if isinstance(value, _Missing):
             return "{" + value.key + (":" + format_spec if format_spec else "") + "}"
         try:
-            return super().format_field(value, format_spec)
+            formatted: str = super().format_field(value, format_spec)  # typeshed: Any
+            return formatted
         except (ValueError, TypeError):
             return str(value)
 

@@ -32,24 +32,23 @@ from labelgate.guard.propagation.introspection import IntrospectionPropagator
 from labelgate.guard.propagation.join import JoinPropagator
 
 PROPAGATORS: tuple[str, ...] = ("join", "counterfactual", "citation", "similarity", "introspection")
-_NEEDS_MODEL = {"counterfactual", "introspection"}
 
 
 def get_propagator(name: str, model: ChatModel | None = None, **opts: Any) -> Propagator:
     """A propagator by name; ``opts`` go to its constructor (budget, similarity, threshold...)."""
     if name not in PROPAGATORS:
         raise ValueError(f"unknown propagator {name!r} (known: {', '.join(PROPAGATORS)})")
-    if name in _NEEDS_MODEL and model is None:
-        raise ValueError(f"the {name} propagator re-queries a model: pass model=...")
     if name == "join":
         return JoinPropagator(**opts)
     if name == "similarity":
         return SimilarityPropagator(**opts)
     if name == "citation":
         return CitationPropagator(model, **opts)
+    if model is None:  # the other two re-query the model
+        raise ValueError(f"the {name} propagator re-queries a model: pass model=...")
     if name == "counterfactual":
-        return CounterfactualPropagator(model, **opts)  # type: ignore[arg-type]
-    return IntrospectionPropagator(model, **opts)  # type: ignore[arg-type]
+        return CounterfactualPropagator(model, **opts)
+    return IntrospectionPropagator(model, **opts)
 
 
 __all__ = [

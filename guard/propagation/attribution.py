@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 
-from labelgate.guard.items import LLMCall
+from labelgate.guard.items import LabeledItem, LLMCall
 from labelgate.guard.labels import Lattice
 from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
+    RunFacts,
     conclude,
     fall_back,
     is_bottom,
@@ -41,7 +42,8 @@ class SimilarityPropagator:
         base = [i for i in call.items if is_bottom(i, lattice)]
         novel = set(content_tokens(output)) - kept_vocabulary(base)
         items = labeled_items(call, lattice)
-        kept, evidence = [], []
+        kept: list[LabeledItem] = []
+        evidence: list[Evidence] = []
         for item in items:
             score = len(novel & set(content_tokens(item.text))) / len(novel) if novel else 0.0
             if novel and score >= self.threshold:
@@ -53,9 +55,10 @@ class SimilarityPropagator:
             evidence.append(Evidence(item_id=item.id, reason="shares a phrase", score=n))
         unattributed = novel - kept_vocabulary(base + kept)
         share = len(unattributed) / len(novel) if novel else 0.0
-        done = {"propagator": self.name, "started": started, "evidence": evidence}
+        done: RunFacts = {"propagator": self.name, "started": started}
         if share > self.max_unattributed:
             reason = f"{share:.0%} of the output's new words come from no input"
-            return fall_back(call, lattice, reason=reason, **done)
+            return fall_back(call, lattice, reason=reason, evidence=evidence, **done)
         label = lattice.join_all([lattice.bottom, *(i.label for i in kept)])
-        return conclude(call, lattice, label, reason=f"{share:.0%} unattributed", **done)
+        reason = f"{share:.0%} unattributed"
+        return conclude(call, lattice, label, reason=reason, evidence=evidence, **done)

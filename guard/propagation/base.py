@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +78,14 @@ def labeled_items(call: LLMCall, lattice: Lattice) -> list[LabeledItem]:
 
 def join_label(call: LLMCall, lattice: Lattice) -> Label:
     return lattice.join_all(i.label for i in call.items)
+
+
+class RunFacts(TypedDict):
+    """The keywords of ``conclude``/``fall_back`` a propagator knows before deciding."""
+
+    propagator: str
+    started: float
+    model_calls: NotRequired[int]
 
 
 def conclude(

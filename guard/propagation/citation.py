@@ -24,6 +24,7 @@ from labelgate.guard.models import ChatModel
 from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
+    RunFacts,
     conclude,
     fall_back,
     is_bottom,
@@ -83,7 +84,7 @@ class CitationPropagator:
         started = time.perf_counter()
         items = labeled_items(call, lattice)
         refs, calls = await self._citations(call, output, lattice, items)
-        done = {"propagator": self.name, "started": started, "model_calls": calls}
+        done: RunFacts = {"propagator": self.name, "started": started, "model_calls": calls}
         if not refs:
             return fall_back(call, lattice, reason="no citations", **done)
         if refs == ["none"]:

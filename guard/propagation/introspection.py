@@ -20,6 +20,7 @@ from labelgate.guard.models import ChatModel
 from labelgate.guard.propagation.base import (
     Evidence,
     Propagation,
+    RunFacts,
     conclude,
     fall_back,
     is_bottom,
@@ -74,7 +75,7 @@ class IntrospectionPropagator:
         reply = await self.model.chat(
             [{"role": "user", "content": prompt}], **requery_params({}, self.max_tokens)
         )
-        done = {"propagator": self.name, "started": started, "model_calls": 1}
+        done: RunFacts = {"propagator": self.name, "started": started, "model_calls": 1}
         used = parse_used(reply.text, len(items))
         if used is None:
             return fall_back(call, lattice, reason=f"unparseable reply {reply.text!r:.80}", **done)
