@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -59,7 +59,9 @@ def hbar_panels(
     return to_base64(fig)
 
 
-def grouped_rates(groups: Sequence[str], series: dict[str, Sequence[Bar]], *, ylabel: str) -> str:
+def grouped_rates(
+    groups: Sequence[str], series: Mapping[str, Sequence[Bar]], *, ylabel: str
+) -> str:
     """Vertical grouped bars of rates in [0, 1] with interval whiskers."""
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(groups) + 2), 3.4))
     width = 0.8 / max(1, len(series))

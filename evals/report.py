@@ -152,10 +152,7 @@ def compare_runs(store: ResultsStore, first: str, second: str) -> str:
                 rate(sum(v >= 0.5 for v in known), len(known)).short(),
             ]
         )
-    shared = sorted(set(va) & set(vb))
-    pairs = [
-        (va[s] >= 0.5, vb[s] >= 0.5) for s in shared if va[s] is not None and vb[s] is not None
-    ]
+    pairs = _paired(va, vb)
     test = mcnemar_exact(pairs)
     agree = rate(sum(x == y for x, y in pairs), len(pairs))
     text = _md_table(
@@ -167,6 +164,18 @@ def compare_runs(store: ResultsStore, first: str, second: str) -> str:
         f"exact McNemar p = {test.p_value:.3g}.\n"
     )
     return f"# Compare {a['run_id']} vs {b['run_id']}\n\n{text}"
+
+
+def _paired(
+    first: dict[str, float | None], second: dict[str, float | None]
+) -> list[tuple[bool, bool]]:
+    """(score >= 0.5 in the first run, in the second) for each sample both runs scored."""
+    pairs = []
+    for sample in sorted(set(first) & set(second)):
+        x, y = first[sample], second[sample]
+        if x is not None and y is not None:
+            pairs.append((x >= 0.5, y >= 0.5))
+    return pairs
 
 
 def _numeric(store: ResultsStore, run_id: str, scorer: str) -> dict[str, float | None]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, Tracer, format_trace_id
+from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -176,7 +177,7 @@ class _Job:
 
     async def _sample(self, sample: Sample) -> None:
         async with self.r.semaphore:
-            attrs = {
+            attrs: dict[str, AttributeValue] = {
                 ATTR_RUN_ID: self.run_id,
                 ATTR_SAMPLE: sample.id,
                 ATTR_SCENARIO: sample.scenario_id,

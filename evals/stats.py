@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -52,7 +53,10 @@ def rate(k: int, n: int, confidence: float = 0.95) -> Rate:
     return Rate(k=k, n=n, rate=k / n, low=low, high=high, confidence=confidence)
 
 
-def binomial_test(k: int, n: int, p: float = 0.5, alternative: str = "two-sided") -> float:
+Alternative = Literal["two-sided", "less", "greater"]
+
+
+def binomial_test(k: int, n: int, p: float = 0.5, alternative: Alternative = "two-sided") -> float:
     """Exact binomial test p-value of k successes in n trials against success probability p."""
     if n == 0:
         return 1.0

@@ -49,8 +49,8 @@ class ResultsStore:
 
     def _migrate(self) -> None:
         db = self.db
-        if not db["eval_runs"].exists():
-            db["eval_runs"].create(
+        if not db.table("eval_runs").exists():
+            db.table("eval_runs").create(
                 {
                     "run_id": str,
                     "family": str,
@@ -66,8 +66,8 @@ class ResultsStore:
                 },
                 pk="run_id",
             )
-        if not db["eval_samples"].exists():
-            db["eval_samples"].create(
+        if not db.table("eval_samples").exists():
+            db.table("eval_samples").create(
                 {
                     "run_id": str,
                     "sample_id": str,
@@ -91,8 +91,8 @@ class ResultsStore:
                 },
                 pk=("run_id", "sample_id"),
             )
-        if not db["eval_messages"].exists():
-            db["eval_messages"].create(
+        if not db.table("eval_messages").exists():
+            db.table("eval_messages").create(
                 {
                     "run_id": str,
                     "sample_id": str,
@@ -105,8 +105,8 @@ class ResultsStore:
                 },
                 pk=("run_id", "sample_id", "idx"),
             )
-        if not db["eval_scores"].exists():
-            db["eval_scores"].create(
+        if not db.table("eval_scores").exists():
+            db.table("eval_scores").create(
                 {
                     "run_id": str,
                     "sample_id": str,
@@ -120,8 +120,8 @@ class ResultsStore:
                 },
                 pk=("run_id", "sample_id", "scorer"),
             )
-        if not db["eval_model_cache"].exists():
-            db["eval_model_cache"].create(
+        if not db.table("eval_model_cache").exists():
+            db.table("eval_model_cache").create(
                 {
                     "key": str,
                     "model": str,
@@ -156,9 +156,11 @@ class ResultsStore:
                     )
                 if json.loads(existing["options"]) != json.loads(_json(options)):
                     raise ValueError(f"run {run_id} exists with other options; cannot resume")
-                self.db["eval_runs"].update(run_id, {"status": "running", "n_samples": n_samples})
+                self.db.table("eval_runs").update(
+                    run_id, {"status": "running", "n_samples": n_samples}
+                )
                 return True
-            self.db["eval_runs"].insert(
+            self.db.table("eval_runs").insert(
                 {
                     "run_id": run_id,
                     "family": family,
@@ -177,19 +179,19 @@ class ResultsStore:
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self._lock:
-            self.db["eval_runs"].update(run_id, {"status": status, "finished_at": now()})
+            self.db.table("eval_runs").update(run_id, {"status": status, "finished_at": now()})
 
     def set_report_path(self, run_id: str, path: str) -> None:
         with self._lock:
-            self.db["eval_runs"].update(run_id, {"report_path": path})
+            self.db.table("eval_runs").update(run_id, {"report_path": path})
 
     def get_run(self, run_id: str) -> Row | None:
-        rows = list(self.db["eval_runs"].rows_where("run_id = ?", [run_id]))
+        rows = list(self.db.table("eval_runs").rows_where("run_id = ?", [run_id]))
         return rows[0] if rows else None
 
     def find_run(self, prefix: str) -> Row:
         """A run by id or unique id prefix."""
-        rows = list(self.db["eval_runs"].rows_where("run_id like ?", [prefix + "%"]))
+        rows = list(self.db.table("eval_runs").rows_where("run_id like ?", [prefix + "%"]))
         exact = [r for r in rows if r["run_id"] == prefix]
         if exact:
             return exact[0]
@@ -200,7 +202,7 @@ class ResultsStore:
         return rows[0]
 
     def list_runs(self) -> list[Row]:
-        return list(self.db["eval_runs"].rows_where(order_by="started_at desc"))
+        return list(self.db.table("eval_runs").rows_where(order_by="started_at desc"))
 
     # ------------------------------------------------------------------ samples
     def done_samples(self, run_id: str) -> set[str]:
@@ -220,8 +222,8 @@ class ResultsStore:
             self.db.execute(
                 "delete from eval_scores where run_id = ? and sample_id = ?", [run_id, sample_id]
             )
-            self.db["eval_samples"].upsert(row, pk=("run_id", "sample_id"))
-            self.db["eval_messages"].insert_all(
+            self.db.table("eval_samples").upsert(row, pk=("run_id", "sample_id"))
+            self.db.table("eval_messages").insert_all(
                 [
                     {
                         "run_id": run_id,
@@ -236,7 +238,7 @@ class ResultsStore:
                     for i, m in enumerate(messages)
                 ]
             )
-            self.db["eval_scores"].insert_all(
+            self.db.table("eval_scores").insert_all(
                 [
                     {
                         "run_id": run_id,
@@ -250,21 +252,23 @@ class ResultsStore:
 
     def samples(self, run_id: str) -> list[Row]:
         rows = list(
-            self.db["eval_samples"].rows_where("run_id = ?", [run_id], order_by="sample_id")
+            self.db.table("eval_samples").rows_where("run_id = ?", [run_id], order_by="sample_id")
         )
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
         return rows
 
     def scores(self, run_id: str) -> list[Row]:
-        rows = list(self.db["eval_scores"].rows_where("run_id = ?", [run_id], order_by="sample_id"))
+        rows = list(
+            self.db.table("eval_scores").rows_where("run_id = ?", [run_id], order_by="sample_id")
+        )
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
         return rows
 
     def messages(self, run_id: str, sample_id: str) -> list[Row]:
         return list(
-            self.db["eval_messages"].rows_where(
+            self.db.table("eval_messages").rows_where(
                 "run_id = ? and sample_id = ?", [run_id, sample_id], order_by="idx"
             )
         )
@@ -272,16 +276,16 @@ class ResultsStore:
     # ------------------------------------------------------------------ model cache
     def cache_get(self, key: str) -> Row | None:
         with self._lock:
-            rows = list(self.db["eval_model_cache"].rows_where("key = ?", [key]))
+            rows = list(self.db.table("eval_model_cache").rows_where("key = ?", [key]))
             if not rows:
                 return None
             self.db.execute("update eval_model_cache set hits = hits + 1 where key = ?", [key])
             self.db.conn.commit()
-            return json.loads(rows[0]["response"])  # type: ignore[no-any-return]
+            return json.loads(rows[0]["response"])
 
     def cache_put(self, key: str, model: str, request: Any, response: Row) -> None:
         with self._lock:
-            self.db["eval_model_cache"].upsert(
+            self.db.table("eval_model_cache").upsert(
                 {
                     "key": key,
                     "model": model,

@@ -19,7 +19,7 @@ def audit_tracing(
     from labelgate.guard.tracing import TracingConfig, setup_tracing
 
     config = TracingConfig(
-        exporters=["sqlite", *(extra_exporters or [])],  # type: ignore[list-item]
+        exporters=["sqlite", *(extra_exporters or [])],
         service_name="labelgate-evals",
         capture_content=capture_content,
     )

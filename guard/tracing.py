@@ -44,7 +44,7 @@ TRACER_NAME = "labelgate"
 class TracingConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
-    exporters: list[ExporterName] = Field(default_factory=lambda: _DEFAULT_EXPORTERS.copy())
+    exporters: list[ExporterName] = Field(default_factory=lambda: list(_DEFAULT_EXPORTERS))
     endpoint: str | None = Field(
         None,
         description="OTLP endpoint. HTTP: a base URL (``/v1/traces`` is added when it has no "

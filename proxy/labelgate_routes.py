@@ -48,7 +48,7 @@ class ApprovalAnswer(BaseModel):
 
 
 def _state(request: Request) -> ProxyState:
-    return request.app.state.proxy  # type: ignore[no-any-return]
+    return request.app.state.proxy
 
 
 def _parse(adapter: TypeAdapter[Any], data: Any) -> Any:

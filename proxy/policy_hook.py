@@ -15,7 +15,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -98,7 +98,7 @@ class RouterModel:
         self._router = router
         self._extra = extra or {}
 
-    async def chat(self, messages: list[Message], **params: Any) -> ChatResult:
+    async def chat(self, messages: Sequence[Message], **params: Any) -> ChatResult:
         body = {**self._extra, "messages": list(messages), **params}
         answer = await self._router.complete(self.name, body)
         message = answer["choices"][0]["message"]

@@ -51,12 +51,14 @@ from labelgate.proxy.context import RequestContext
 from labelgate.proxy.hook import Outcome
 from labelgate.proxy.screening import screened
 
+_RANK = {action.value: rank for action, rank in STRICTNESS.items()}
+
 
 def strictest(actions: Sequence[str]) -> str | None:
     """The strictest of some actions (values of ``Action``)."""
     if not actions:
         return None
-    return max(actions, key=STRICTNESS.__getitem__)  # Action is a StrEnum: str keys work
+    return max(actions, key=_RANK.__getitem__)
 
 
 def sink_name(target: str, review: Review, recipient: str | None) -> str:
@@ -292,9 +294,9 @@ class RequestTrail(DeferredRecords):
 
     def _response(self, span: RecordedSpan) -> None:
         if self.error is not None:
-            kind, message = self.error
+            kind, detail = self.error
             span.set_attribute(semconv.ERROR_TYPE, kind)
-            span.set_status(Status(StatusCode.ERROR, message))
+            span.set_status(Status(StatusCode.ERROR, detail))
             return
         response = self.response or {}
         usage = response.get("usage") or {}

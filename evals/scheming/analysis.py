@@ -368,7 +368,7 @@ def interrogation(items: Sequence[Row]) -> InterrogationSummary | None:
         )
         for w in GRID
     }
-    multi = [rec.get("multi_turn") for rec in records if rec.get("multi_turn")]
+    multi = [m for rec in records if (m := rec.get("multi_turn"))]
     turns = max((len(m["questions"]) for m in multi), default=0)
     cumulative = [
         rate(sum(1 for m in multi if m["confessed_at"] and m["confessed_at"] <= t), len(multi))

@@ -4,6 +4,7 @@ with follow-up interrogation of scheming rollouts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import zip_longest
 from typing import Any, Literal
 
@@ -132,7 +133,7 @@ class SchemingFamily:
         self,
         sid: str,
         task: str,
-        variants: list[tuple[str, str, World, str]],
+        variants: Sequence[tuple[str, str, World, str]],
         opts: SchemingOptions,
     ) -> Scenario:
         first = variants[0][2]

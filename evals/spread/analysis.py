@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 from scipy.stats import fisher_exact
 
@@ -103,7 +104,7 @@ def fisher_vs(base: Rate, other: Rate) -> float | None:
     if base.n == 0 or other.n == 0:
         return None
     table = [[base.k, base.n - base.k], [other.k, other.n - other.k]]
-    return float(fisher_exact(table, alternative="two-sided").pvalue)
+    return float(fisher_exact(np.array(table), alternative="two-sided").pvalue)
 
 
 class Costs(BaseModel):

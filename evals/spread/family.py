@@ -26,13 +26,14 @@ from labelgate.guard.models import ChatModel
 FAMILY = "spread"
 PRIMARY = "adopted"
 DEFAULT_DEFENSES = ["none", "vigilance", "supervisor", "labelgate-mark", "labelgate-block"]
+DEFAULT_CONDITIONS: list[Condition] = ["attack"]
 
 
 class SpreadOptions(SimConfig):
     data: str | None = Field(None, description="CounterFact-style JSON/YAML; None: starter set")
     defenses: list[str] = Field(default_factory=lambda: list(DEFAULT_DEFENSES))
     conditions: list[Condition] = Field(
-        default_factory=lambda: ["attack"],
+        default_factory=lambda: list(DEFAULT_CONDITIONS),
         min_length=1,
         description="attack: agent 0 manipulated; control: no one is (agent 0 still suspected)",
     )

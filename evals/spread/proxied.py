@@ -106,7 +106,7 @@ class DirectChannel:
         )
 
 
-def annotations(turns: list[Turn]) -> dict[str, dict[str, str]]:
+def message_annotations(turns: list[Turn]) -> dict[str, dict[str, str]]:
     """The extension's per-message annotations: who wrote each delivered text."""
     notes: dict[str, dict[str, str]] = {}
     for i, turn in enumerate(turns):
@@ -155,7 +155,7 @@ class ProxyChannel:
             "messages": [t.message() for t in turns],
             "max_tokens": max_tokens,
             **self.params,
-            "labelgate": {"messages": annotations(turns)},
+            "labelgate": {"messages": message_annotations(turns)},
         }
         response = await self.client.post(
             f"{self.base_url}/chat/completions", json=body, headers={AGENT_HEADER: agent}
