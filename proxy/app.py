@@ -326,10 +326,11 @@ async def finish_request(hook: GatewayHook, ctx: RequestContext, outcome: Outcom
         raise guard_error("the guard could not record the request") from None
 
 
-def _admit(hook: GatewayHook, ctx: RequestContext) -> None:
-    """Before an answer leaves: can it be recorded? If not, it does not leave (fail closed)."""
+def _admit(hook: GatewayHook, ctx: RequestContext, outcome: Outcome | None) -> None:
+    """Before an answer (``outcome``) or a stream's first byte (None) leaves: record it ahead
+    (``GatewayHook.admit``). If it cannot be, it does not leave (fail closed)."""
     try:
-        hook.admit(ctx)
+        hook.admit(ctx, outcome)
     except Exception:
         log.exception("guard cannot record request %s", ctx.request_id)
         raise guard_error("the guard cannot record the request") from None
@@ -434,8 +435,9 @@ async def _events(
     try:
         guarded = await _after(state.hook, ctx, chat, held.assembled())
         closing = held.closing_chunks(guarded.response, _extension(ctx, guarded))
-        _admit(state.hook, ctx)
-        ctx.state["outcome"] = Outcome("ok", chat, guarded.response)  # recorded once sent
+        outcome = Outcome("ok", chat, guarded.response)
+        _admit(state.hook, ctx, outcome)
+        ctx.state["outcome"] = outcome  # recorded once sent
     except ProxyError as exc:
         await finish_failed(state.hook, ctx, exc, chat)
         yield sse(exc.body())
@@ -523,12 +525,17 @@ async def chat_completions(request: Request) -> Response:
             opened = await _during(
                 state.hook, ctx, state.router.open_stream(chat.model, upstream_body), _close_rest
             )
+            try:  # before its first byte, or not at all
+                _admit(state.hook, ctx, None)
+            except ProxyError:
+                await _close_rest(opened)
+                raise
             streaming = True  # from here the response releases the key when it ends
             return _stream_response(state, ctx, chat, opened, key)
         answer = await _during(state.hook, ctx, state.router.complete(chat.model, upstream_body))
         guarded = await _after(state.hook, ctx, chat, answer)
-        _admit(state.hook, ctx)
         outcome = Outcome("ok", chat, guarded.response)
+        _admit(state.hook, ctx, outcome)
         record = BackgroundTask(_finish_sent, state.hook, ctx, outcome)
         return json_response(guarded.response, guard_headers(ctx, guarded), background=record)
     except BaseException as exc:

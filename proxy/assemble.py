@@ -67,7 +67,11 @@ def build_runtime(
     fingerprints = SQLiteFingerprintStore(
         settings.fingerprints_path(), policy.lattice, postings=settings.fingerprint_postings
     )
-    writer = AuditWriter(settings.audit_path(), process=settings.audit_process)
+    audit = settings.audit_path()
+    # Answers are journaled before they leave (no answer without its record, even on kill -9);
+    # what an earlier process left in the journal is stored first.
+    journal = audit.parent / f"{audit.stem}-journal"
+    writer = AuditWriter(audit, process=settings.audit_process, journal=journal)
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
     guard = Guard(policy, fingerprints=fingerprints)
     capture = settings.capture_content or settings.tracing.capture_content

@@ -35,9 +35,12 @@ where a forgotten no-op would be a silent allow. With safe no-op defaults:
   any of its text goes out, and the stream's end however it ended (before ``finish``). The
   policy hook labels relays of a stream's text while it is on (``guard.inflight``).
 
-``admit(ctx)`` is called before an answer leaves; if it raises, the answer is replaced by a
-``guard_error``. The policy hook raises when it could not record the answer (its writer
-stopped, or an earlier record failed): fail closed, no unrecorded answers.
+``admit(ctx, outcome)`` is called before an answer leaves (``outcome``: the answer as it will
+be sent; for a stream, before its last event) and, with ``outcome=None``, before a stream's
+first byte; if it raises, nothing of the answer leaves (a ``guard_error``; a stream that has
+begun ends with an error event). The policy hook journals the request's records there
+(``guard.audit.journal``), so an answer that left has its record even if the process is killed
+right after: fail closed, no unrecorded answers.
 """
 
 from __future__ import annotations
@@ -120,8 +123,9 @@ class GatewayHook(ABC):
         """Label an embeddings request's inputs (raise ``PolicyDenied`` to refuse it)."""
 
     @abstractmethod
-    def admit(self, ctx: RequestContext) -> None:
-        """Before an answer leaves: raise if it could not be recorded (fail closed)."""
+    def admit(self, ctx: RequestContext, outcome: Outcome | None) -> None:
+        """Before an answer leaves (``outcome``: as it will be sent) or before a stream's
+        first byte (None): record it ahead, durably, or raise (fail closed)."""
 
     def pending(self, ctx: RequestContext) -> Callable[[], Later] | None:
         """Work to run while the upstream call is out (None: nothing)."""
@@ -156,5 +160,5 @@ class PassThroughHook(GatewayHook):
     async def before_embeddings(self, ctx: RequestContext, request: EmbeddingRequest) -> None:
         return None
 
-    def admit(self, ctx: RequestContext) -> None:
+    def admit(self, ctx: RequestContext, outcome: Outcome | None) -> None:
         return None

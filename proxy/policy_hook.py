@@ -314,11 +314,12 @@ class PolicyHook(GatewayHook):
             ],
         )
 
-    def admit(self, ctx: RequestContext) -> None:
-        """Before an answer leaves: raises when it could not be recorded, or an earlier answer
-        could not be fingerprinted (fail closed)."""
+    def admit(self, ctx: RequestContext, outcome: Outcome | None) -> None:
+        """Before an answer (or a stream's first byte) leaves: its records go to the
+        write-ahead journal; raises when they cannot, or an earlier answer could not be
+        fingerprinted (fail closed)."""
         self._check_store()
-        self.recorder.admit()
+        self.recorder.write_ahead(ctx, outcome)
 
     async def finish(self, ctx: RequestContext, outcome: Outcome) -> None:
         if _UNLABELED in ctx.state:  # the call failed before they were: labeled for the record

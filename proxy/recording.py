@@ -48,6 +48,7 @@ from labelgate.guard.policy import Decision
 from labelgate.guard.policy.spec import STRICTNESS
 from labelgate.guard.recorded_spans import RecordedSpan, RecordedSpans, SpanStart
 from labelgate.proxy.context import RequestContext
+from labelgate.proxy.errors import ProxyError
 from labelgate.proxy.hook import Outcome
 from labelgate.proxy.screening import screened
 
@@ -199,6 +200,10 @@ class RequestTrail(DeferredRecords):
     def __len__(self) -> int:
         return 1 + len(self.items) + self.answered + len(self.decisions) + self.store_span
 
+    @property
+    def journal_key(self) -> str:
+        return self.request_id
+
     # ------------------------------------------------------------------ built by the writer
     def records(self) -> list[AuditRecord]:
         trace_id, span_id = self.trace_id, None
@@ -338,6 +343,17 @@ def _proposed(review: Review) -> list[dict[str, Any]]:
     ]
 
 
+_AHEAD = "recording.ahead"  # ctx.state: (outcome, trail) journaled before the answer left
+
+
+def _interrupted(ctx: RequestContext) -> Outcome:
+    """What to record of a stream if the process dies before it ends."""
+    error = ProxyError(
+        499, "the gateway stopped before this streamed answer ended", type="interrupted"
+    )
+    return Outcome("error", None, error=error)
+
+
 class Recorder:
     def __init__(
         self,
@@ -359,9 +375,33 @@ class Recorder:
         if self.writer is not None:
             self.writer.check()
 
+    def write_ahead(self, ctx: RequestContext, outcome: Outcome | None) -> None:
+        """Before an answer leaves (``outcome``) or a stream's first byte (None): journal the
+        request's records (``AuditWriter.write_ahead``), so they are stored even if the
+        process dies before the writer gets to them. For a stream's first byte, the records
+        of an interrupted stream: the real ones, journaled before its last event, replace
+        them. Raises (fail closed) when they cannot be recorded."""
+        self.admit()
+        if self.writer is None or not self.writer.journals:
+            return
+        try:
+            if outcome is None:
+                trail = RequestTrail.of(ctx, _interrupted(ctx), self.spans, self.capture_content)
+            else:
+                trail = RequestTrail.of(ctx, outcome, self.spans, self.capture_content)
+                ctx.state[_AHEAD] = (outcome, trail)  # ``record`` submits this same trail
+            self.writer.write_ahead(trail)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
     async def record(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
-            trail = RequestTrail.of(ctx, outcome, self.spans, self.capture_content)
+            ahead: tuple[Outcome, RequestTrail] | None = ctx.state.pop(_AHEAD, None)
+            if ahead is not None and ahead[0] is outcome:
+                trail = ahead[1]
+            else:
+                trail = RequestTrail.of(ctx, outcome, self.spans, self.capture_content)
             if trail.span is not None and self.spans is not None and self.spans.exports:
                 trail.decorate(self.spans.open(trail.span, trail.span_attributes()))
             if self.writer is not None:

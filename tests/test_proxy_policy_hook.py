@@ -410,24 +410,25 @@ def test_a_labeling_failure_abandons_the_upstream_call_at_once(
     assert time.monotonic() - started < 1.5  # the upstream takes 2 s to answer
 
 
-def test_record_failure_stops_the_next_answer(
+def test_an_answer_whose_record_cannot_be_taken_does_not_leave(
     start_guarded: StartGuarded, fake_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Answers are recorded after they are sent: a record that fails makes the guard refuse
-    the answers that follow (fail closed) rather than answer unrecorded."""
+    """Records are taken and journaled before the answer leaves: when that fails, this very
+    answer is refused (fail closed), and so are the ones after it, streamed or not."""
     proxy = start_guarded(passthrough_config(fake_url))
-    recorder = proxy.runtime.hook.recorder
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("cannot take the request's trail")
 
     monkeypatch.setattr(RequestTrail, "of", broken)
     client = agent(proxy.url, "mailer")
-    mailer_turn(client, TRUSTED_NOTE)  # sent before its record was attempted
-    deadline = time.monotonic() + 5
-    while recorder.failure is None and time.monotonic() < deadline:
-        time.sleep(0.01)
     _refused_for_want_of_a_record(client)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    assert caught.value.body["type"] == "guard_error"  # type: ignore[index]
+    assert proxy.runtime.hook.recorder.failure is not None
 
 
 def test_records_the_audit_process_cannot_build_stop_the_next_answer(

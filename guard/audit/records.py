@@ -229,6 +229,13 @@ class DeferredRecords:
         """How many records ``records`` makes (the writer counts records)."""
         raise NotImplementedError
 
+    @property
+    def journal_key(self) -> str | None:
+        """The key of these records in the write-ahead journal (``guard.audit.journal``): of
+        entries with one key, the last journaled stands for the others. None: never
+        journaled."""
+        return None
+
 
 Submitted = AuditRecord | DeferredRecords
 

@@ -13,6 +13,9 @@ Guarantees:
 - A batch that cannot be written is retried; a record that can never be written (a duplicate
   id, say) is logged and counted in ``stats.rejected``; if the store itself keeps failing, the
   writer stops and every later ``submit``, ``flush`` and ``close`` raises ``AuditWriteError``.
+- With a ``journal`` folder, ``write_ahead`` appends records to a write-ahead journal
+  (``guard.audit.journal``) on the caller's thread before they are submitted, so that they
+  survive the process being killed; a new writer first stores what an earlier one left there.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pydantic import BaseModel
 
 from labelgate.guard.audit.errors import AuditWriteError
 from labelgate.guard.audit.inbox import Inbox
+from labelgate.guard.audit.journal import Journal, journal_key, replay
 from labelgate.guard.audit.process import StoreProcess
 from labelgate.guard.audit.records import AuditRecord, DeferredRecords, Submitted
 from labelgate.guard.audit.store import AuditStore
@@ -48,6 +52,7 @@ class WriterStats(BaseModel):
     blocked_submits: int = 0  # submits that waited for room in the queue
     max_queue_depth: int = 0
     queued: int = 0  # at the time the stats were taken
+    recovered: int = 0  # journal entries an earlier process left, stored at start
 
 
 @dataclass(slots=True)
@@ -76,13 +81,16 @@ class AuditWriter:
         retries: int = 3,
         on_batch: Callable[[int], None] | None = None,
         process: bool = False,
+        journal: Path | None = None,
     ) -> None:
         """``store`` is owned by the writer from now on (closed by ``close``).
 
         ``on_batch`` is called on the writer thread after each committed batch (for tests and
         benchmarks that want to slow the writer down or watch it). ``process``: batches are
         written by a child process (``guard.audit.process``), so the Python work of writing
-        does not hold this process's GIL; ``store`` stays open here for reading.
+        does not hold this process's GIL; ``store`` stays open here for reading. ``journal``:
+        a folder for the write-ahead journal (``write_ahead``); what an earlier writer left
+        there is stored before this one starts.
         """
         self.store = store if isinstance(store, AuditStore) else AuditStore(store)
         self._sink: AuditStore | StoreProcess = (
@@ -97,6 +105,9 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = False
+        self._journal = Journal(journal) if journal is not None else None
+        if self._journal is not None:
+            self._recover(self._journal)
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
         # A clean interpreter exit flushes too, even if the owner forgot to close.
@@ -111,6 +122,47 @@ class AuditWriter:
                 self._stats.blocked_submits += 1
         self._inbox.put(record, timeout)  # raises queue.Full on timeout
         self._count_submit()
+
+    @property
+    def journals(self) -> bool:
+        """Whether ``write_ahead`` can journal (the writer was given a journal folder)."""
+        return self._journal is not None
+
+    def write_ahead(self, records: DeferredRecords) -> None:
+        """Journal ``records`` (one write, on this thread) so that they are stored even if this
+        process dies before the writer gets to them; submit them later as usual, or submit
+        others under the same ``journal_key``, which stand for them. Raises ``AuditWriteError``
+        when the journal cannot take them (disk full): what they record must not happen."""
+        self.check()
+        key = records.journal_key
+        if self._journal is None or key is None:
+            raise AuditWriteError("this audit writer has no journal for these records")
+        try:
+            self._journal.append(records, key)
+        except OSError as exc:
+            raise AuditWriteError(f"audit journal: {exc}") from exc
+
+    def _recover(self, journal: Journal) -> None:
+        """Store what an earlier process journaled and may not have written (at most once:
+        an entry already in the store is refused as a duplicate), then forget it."""
+        leftovers = journal.leftovers()
+        if not leftovers:
+            return
+        items = replay(leftovers)
+        for item in items:
+            try:
+                self._sink.write_batch([item])
+            except sqlite3.IntegrityError:
+                continue  # stored before the process died
+            self._stats.recovered += 1
+        log.warning(
+            "audit journal: %d of %d entries left by an earlier process were not stored; "
+            "stored now",
+            self._stats.recovered,
+            len(items),
+        )
+        for path in leftovers:
+            path.unlink()
 
     async def asubmit(self, record: Submitted) -> None:
         """``submit`` for async code: waits for room on a worker thread, not the event loop.
@@ -160,6 +212,8 @@ class AuditWriter:
             self._inbox.put(_STOP, urgent=True)
             self._thread.join(timeout)
         if not self._thread.is_alive():
+            if self._journal is not None:
+                self._journal.close()  # keeps segments with entries not stored
             if isinstance(self._sink, StoreProcess):
                 self._sink.close()
             self.store.close()
@@ -242,6 +296,8 @@ class AuditWriter:
             with self._lock:
                 self._stats.written += written
                 self._stats.batches += 1
+            if self._journal is not None:  # written or refused for good: not needed any more
+                self._journal.stored([k for k in map(journal_key, batch) if k is not None])
             if self._on_batch is not None:
                 try:
                     self._on_batch(written)
