@@ -49,6 +49,13 @@ class Family(Protocol):
     ) -> list[ReportSection]: ...
 
 
+class ComparesScorers:
+    """A family whose runs ``eval compare`` pairs on several scores, not only the primary one
+    (e.g. utility and attack success); each gets its own section."""
+
+    compare_scorers: tuple[str, ...] = ()
+
+
 class FamilyUnavailable(LookupError):
     """The family exists in the plan but is not implemented yet."""
 
@@ -81,6 +88,12 @@ FAMILIES: dict[str, FamilyInfo] = {
         "Manipulated knowledge spread in multi-agent communities: adoption per round, "
         "persistence through memory, defenses (vigilance, supervisor, labelgate)",
         "labelgate.evals.spread.family:SpreadFamily",
+    ),
+    "injection": FamilyInfo(
+        "injection",
+        "Prompt injection against tool-using agents (five domains, static and adaptive "
+        "attacks, multi-agent): benign utility, utility under attack, attack success",
+        "labelgate.evals.injection.family:InjectionFamily",
     ),
 }
 

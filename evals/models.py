@@ -1,7 +1,8 @@
 """The models an eval runs against, and the wrappers the runner puts around them.
 
-- ``resolve_model``: ``local/smollm2``, any litellm model string, or the same through a
-  labelgate proxy (an OpenAI-compatible endpoint: litellm model ``openai/<name>``, ``api_base``).
+- ``resolve_model``: ``local/smollm2``, any litellm model string, a scripted agent the evals
+  ship (``injection-oracle``), or the same through a labelgate proxy (an OpenAI-compatible
+  endpoint: litellm model ``openai/<name>``, ``api_base``: a ``ProxyModel``).
 - ``CachedModel``: opt-in answer cache in ``eval_model_cache``, keyed by the whole request.
 - ``call_with_retries``: retries transient errors (timeouts, connection and rate-limit errors)
   with exponential backoff; everything else fails the sample at once.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -44,15 +46,39 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
+class ProxyModel(LiteLLMModel):
+    """A model served by a labelgate proxy (litellm ``openai/<name>`` at ``base_url``). A
+    family that talks to the proxy itself (agent names, the guard's decision headers) reads
+    where it is from these attributes."""
+
+    def __init__(self, served: str, base_url: str, api_key: str) -> None:
+        super().__init__(f"openai/{served}", api_base=base_url, api_key=api_key)
+        self.served, self.base_url, self.api_key = served, base_url, api_key
+
+
+# Scripted agent models the evals ship, by name prefix: "module:factory(name)".
+SCRIPTED_AGENTS = {"injection-oracle": "labelgate.evals.injection.oracle:oracle_model"}
+
+
+def _scripted_agent(name: str) -> ChatModel | None:
+    for prefix, factory in SCRIPTED_AGENTS.items():
+        if name == prefix or name.startswith(prefix + "-"):
+            module, _, attr = factory.partition(":")
+            make: Callable[[str], ChatModel] = getattr(importlib.import_module(module), attr)
+            try:
+                return make(name)
+            except ValueError as exc:
+                raise ModelError(str(exc)) from None
+    return None
+
+
 def resolve_model(
     name: str, *, via_proxy: str | None = None, api_key: str | None = None
 ) -> ChatModel:
     """A ChatModel by name. Through a proxy, the proxy picks the upstream for ``name``."""
     if via_proxy:
-        return LiteLLMModel(
-            f"openai/{name}", api_base=via_proxy.rstrip("/"), api_key=api_key or "labelgate"
-        )
-    return get_model(name)
+        return ProxyModel(name, via_proxy.rstrip("/"), api_key or "labelgate")
+    return _scripted_agent(name) or get_model(name)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -126,6 +152,7 @@ class CachedModel:
 __all__ = [
     "CachedModel",
     "ModelError",
+    "ProxyModel",
     "call_with_retries",
     "is_transient",
     "request_key",

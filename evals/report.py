@@ -13,7 +13,7 @@ from jinja2 import Environment as Jinja
 from jinja2 import select_autoescape
 from markupsafe import Markup
 
-from labelgate.evals.family import FamilyUnavailable, ReportSection, get_family
+from labelgate.evals.family import ComparesScorers, FamilyUnavailable, ReportSection, get_family
 from labelgate.evals.stats import mcnemar_exact, rate
 from labelgate.evals.store import ResultsStore
 
@@ -133,11 +133,23 @@ def markdown_summary(run: dict[str, Any], sections: list[ReportSection]) -> str:
 
 
 def compare_runs(store: ResultsStore, first: str, second: str) -> str:
-    """Markdown: the primary score of two runs side by side, paired on shared sample ids."""
+    """Markdown: the primary score of two runs side by side, paired on shared sample ids (every
+    score a family names in ``compare_scorers``, each in its own section)."""
     a, b = store.find_run(first), store.find_run(second)
     if a["family"] != b["family"]:
         raise ValueError(f"runs of different families: {a['family']} and {b['family']}")
-    scorer = get_family(a["family"]).primary_scorer
+    family = get_family(a["family"])
+    scorers = (
+        family.compare_scorers if isinstance(family, ComparesScorers) else (family.primary_scorer,)
+    )
+    parts = [_compare_scorer(store, a, b, scorer) for scorer in scorers]
+    if len(parts) > 1:
+        parts = [f"## {s}\n\n{part}" for s, part in zip(scorers, parts, strict=True)]
+    return f"# Compare {a['run_id']} vs {b['run_id']}\n\n" + "\n".join(parts)
+
+
+def _compare_scorer(store: ResultsStore, a: dict[str, Any], b: dict[str, Any], scorer: str) -> str:
+    """One scorer of two runs side by side, paired on the samples both scored."""
     va, vb = _numeric(store, a["run_id"], scorer), _numeric(store, b["run_id"], scorer)
     rows = []
     for run, values in ((a, va), (b, vb)):
@@ -163,7 +175,7 @@ def compare_runs(store: ResultsStore, first: str, second: str) -> str:
         f"change {test.shift:+.3f} ({test.b} yes -> no, {test.c} no -> yes), "
         f"exact McNemar p = {test.p_value:.3g}.\n"
     )
-    return f"# Compare {a['run_id']} vs {b['run_id']}\n\n{text}"
+    return text
 
 
 def _paired(

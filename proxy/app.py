@@ -7,7 +7,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -415,7 +423,7 @@ async def _events(
     chat: ChatCompletionRequest,
     first: Batch,
     rest: AsyncIterator[Batch],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     held = HeldStream(hold_text=ctx.hold_text)
     state.hook.stream_opened(ctx, held)  # before any of its text goes out
     now = _passed(held, first)
@@ -506,7 +514,7 @@ def _stream_response(
 
 
 def _state(request: Request) -> ProxyState:
-    return request.app.state.proxy  # type: ignore[no-any-return]
+    return request.app.state.proxy
 
 
 async def chat_completions(request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -158,7 +158,7 @@ class Router:
         return (await self._attempts(name, call))[0]
 
 
-async def _paced(chunks: AsyncIterator[Batch], timeout: float) -> AsyncIterator[Batch]:
+async def _paced(chunks: AsyncIterator[Batch], timeout: float) -> AsyncGenerator[Batch, None]:
     """Each batch of chunks must come within ``timeout`` seconds of being asked for.
 
     One watchdog timer per stream, moved only when it fires: an ``asyncio.timeout`` around
@@ -167,6 +167,7 @@ async def _paced(chunks: AsyncIterator[Batch], timeout: float) -> AsyncIterator[
     waiting: asyncio.Task[Any] | None = None  # the task awaiting a batch, while it waits
     asked = 0.0
     stalled = False
+    timer: asyncio.TimerHandle  # the watchdog, set below
 
     def watch() -> None:
         nonlocal timer, stalled

@@ -1,0 +1,3 @@
+"""The ``injection`` eval family: prompt-injection attacks on tool-using agents in stateful
+environments, scored on the final state (benign utility, utility under attack, attack success).
+"""

@@ -1,0 +1,36 @@
+"""Short constructors for writing tasks and goals in Python (YAML needs none of them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelgate.evals.injection.spec import Check, Query, Role, Step
+
+
+def step(tool: str, agent: Role = "assistant", free: tuple[str, ...] = (), **args: Any) -> Step:
+    return Step(tool=tool, args=args, free=list(free), agent=agent)
+
+
+def has(collection: str, **where: Any) -> Check:
+    return Check(exists=Query(collection=collection, where=where))
+
+
+def has_new(collection: str, **where: Any) -> Check:
+    return Check(exists=Query(collection=collection, where=where, new=True))
+
+
+def lacks(collection: str, **where: Any) -> Check:
+    return Check(absent=Query(collection=collection, where=where))
+
+
+def contains(text: str) -> dict[str, str]:
+    return {"contains": text}
+
+
+def said(text: str) -> Check:
+    return Check(answer_contains=text)
+
+
+def v(value: str) -> str:
+    """A value the agent must have seen, inside text it writes itself."""
+    return "{{" + value + "}}"
