@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tmpfs import fill, tmpfs
 
 from labelgate.guard.audit.errors import AuditWriteError
 from labelgate.guard.audit.journal import Journal, replay
@@ -128,38 +128,14 @@ def test_an_unwritable_journal_refuses(tmp_path: Path) -> None:
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 256 KiB tmpfs, filled up (needs the right to mount: root here and in CI)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_refuses_the_answer(full_disk: Path, tmp_path: Path) -> None:
     writer = AuditWriter(tmp_path / "audit.db", journal=full_disk / "journal")
     writer.write_ahead(Answer("fits"))
-    _fill(full_disk / "filler")
+    fill(full_disk / "filler")
     big = Answer("x" * 8192)
     with pytest.raises(AuditWriteError, match="audit journal"):
         writer.write_ahead(big)
