@@ -42,7 +42,6 @@ from labelgate.proxy.hook import (
     PassThroughHook,
     PolicyDenied,
 )
-from labelgate.proxy.httppool import HttpPool
 from labelgate.proxy.router import Router, build_deployment
 from labelgate.proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from labelgate.proxy.streaming import DONE, HeldStream, sse
@@ -53,6 +52,7 @@ from labelgate.proxy.upstream import (
     UpstreamError,
     WireBatch,
 )
+from labelgate.proxy.upstream_clients import UpstreamClients
 
 log = logging.getLogger("labelgate.proxy")
 T = TypeVar("T")
@@ -76,8 +76,9 @@ class ProxyState:
         self.hook: GatewayHook = hook or PassThroughHook()
         self.keys = KeyRing(config.keys)
         self.max_body = config.server.max_request_bytes
-        # One pooled client for every pass-through upstream; timeouts are set per call.
-        self.client = HttpPool(max_connections=512)
+        # The pass-through upstreams' clients (a pool, httpx through a proxy); the router
+        # bounds every call.
+        self.client = UpstreamClients(max_connections=512)
         deployments = [build_deployment(e, config, self.client, models) for e in config.model_list]
         self.router = Router(config, deployments)
         self.needs_litellm = any(isinstance(d.upstream, LiteLLMUpstream) for d in deployments)

@@ -9,9 +9,14 @@ model_list:
       api_key: os.environ/OPENAI_API_KEY
       timeout: 30
       max_retries: 1
+      ssl_verify: /etc/labelgate/internal-ca.pem   # CA bundle (default true: the system's)
+      ssl_certificate: /etc/labelgate/client.pem   # mutual TLS (pass-through deployments)
+      ssl_certificate_key: /etc/labelgate/client.key
     fallbacks: [local/smollm2]
 router_settings:
   fallbacks: [{gpt-4o: [local/smollm2]}]
+litellm_settings:
+  ssl_verify: true                      # the defaults of every deployment
 keys:
   - key_hash: sha256:...                # `labelgate keys hash` prints one
     agent_id: planner
@@ -28,14 +33,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labelgate.guard.models import LOCAL_MODEL_NAME
 from labelgate.guard.paths import DB_ENV
+from labelgate.guard.policy.errors import PolicyError
+from labelgate.guard.policy.yamlsrc import LineMap, load_yaml
 from labelgate.guard.tracing import TracingConfig
 from labelgate.policies import pack_path
 from labelgate.proxy.httppool import Endpoint
+from labelgate.proxy.tls import TlsError, TlsSettings, tls_context
 
 ENV_PREFIX = "os.environ/"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -55,7 +62,28 @@ def resolve_env(value: str | None) -> str | None:
     return os.environ[name]
 
 
-class LiteLLMParams(BaseModel):
+def _verify(value: bool | str | None) -> bool | str | None:
+    """``ssl_verify``: true, false, or a CA bundle's path (``os.environ/NAME`` allowed)."""
+    if isinstance(value, str):
+        value = resolve_env(value)
+        if value is not None and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    return value
+
+
+class _TlsFields(BaseModel):
+    """LiteLLM's TLS settings (``ssl_certificate_key`` is nginx's name for the key file). None
+    means: as the global ``litellm_settings`` say, else true (the system's authorities)."""
+
+    ssl_verify: bool | str | None = None
+    ssl_certificate: str | None = None
+    ssl_certificate_key: str | None = None
+
+    _resolve_verify = field_validator("ssl_verify")(_verify)
+    _resolve_paths = field_validator("ssl_certificate", "ssl_certificate_key")(resolve_env)
+
+
+class LiteLLMParams(_TlsFields):
     # Extra keys (api_version, temperature defaults...) go to litellm unchanged.
     model_config = ConfigDict(extra="allow")
 
@@ -99,6 +127,10 @@ class RouterSettings(BaseModel):
     num_retries: int = Field(0, ge=0)
     retry_backoff: float = Field(0.05, ge=0)  # seconds, doubled on each retry
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+
+
+class LiteLLMSettings(RouterSettings, _TlsFields):
+    """``litellm_settings``: the router's settings, and the TLS defaults of every deployment."""
 
 
 class RateLimit(BaseModel):
@@ -179,7 +211,7 @@ class ProxyConfig(BaseModel):
 
     model_list: list[ModelEntry] = Field(default_factory=list)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
-    litellm_settings: RouterSettings = Field(default_factory=RouterSettings)
+    litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
     keys: list[KeyEntry] = Field(default_factory=list)
     server: ServerSettings = Field(default_factory=ServerSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
@@ -199,6 +231,19 @@ class ProxyConfig(BaseModel):
                 found.extend(rule.get(name, []))
         return [f for f in dict.fromkeys(found) if f != name]
 
+    def tls(self, entry: ModelEntry) -> TlsSettings:
+        """The TLS settings of a deployment: its own, else the global ones (a client
+        certificate and its key go together)."""
+        own, common = entry.litellm_params, self.litellm_settings
+        verify = own.ssl_verify if own.ssl_verify is not None else common.ssl_verify
+        mine = own.ssl_certificate is not None or own.ssl_certificate_key is not None
+        source = own if mine else common
+        return TlsSettings(
+            True if verify is None else verify,
+            source.ssl_certificate,
+            source.ssl_certificate_key,
+        )
+
     def num_retries(self, entry: ModelEntry) -> int:
         if entry.litellm_params.max_retries is not None:
             return entry.litellm_params.max_retries
@@ -213,29 +258,86 @@ def default_config() -> ProxyConfig:
     return ProxyConfig(model_list=[local])
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
+Loc = tuple[str | int, ...]
 
 
-def parse_config(data: dict[str, Any] | None, *, source: str = "config") -> ProxyConfig:
+def _error(source: str, lines: LineMap | None, loc: Loc, message: str) -> ConfigError:
+    """``file:line: field: message``, the line where the field is (or its nearest parent)."""
+    line = lines.line_for(loc) if lines is not None else None
+    where = f"{source}:{line}" if line is not None else source
+    field = ".".join(str(part) for part in loc) or "config"
+    return ConfigError(f"{where}: {field}: {message}")
+
+
+_TLS_FIELDS = ("ssl_verify", "ssl_certificate", "ssl_certificate_key")
+
+
+def _tls_problem(config: ProxyConfig) -> tuple[Loc, str] | None:
+    """The first TLS setting that cannot be used (a file missing, not PEM, a key that does not
+    match its certificate, an ``SSL_CERT_FILE`` naming nothing), with where it is set."""
+    common = config.litellm_settings
+    if any(getattr(common, field) is not None for field in _TLS_FIELDS):
+        # Checked even when no deployment uses them: a typo should not wait for its day. The
+        # environment's authorities are checked with the deployments that would use them.
+        verify = common.ssl_verify if isinstance(common.ssl_verify, str) else False
+        try:
+            tls_context(TlsSettings(verify, common.ssl_certificate, common.ssl_certificate_key))
+        except TlsError as exc:
+            return ("litellm_settings", exc.field), exc.message
+    checked: set[tuple[TlsSettings, tuple[str | None, str | None]]] = set()
+    for i, entry in enumerate(config.model_list):
+        params = entry.litellm_params
+        own: Loc = ("model_list", i, "litellm_params")
+        if not params.uses_passthrough():
+            for field in ("ssl_certificate", "ssl_certificate_key"):
+                if getattr(params, field) is not None:
+                    return (*own, field), (
+                        "client certificates apply to pass-through deployments only (litellm "
+                        "reads its own from SSL_CERTIFICATE)"
+                    )
+            continue
+        settings = config.tls(entry)
+        https = (params.api_base or "").startswith("https:")
+        key = (settings, settings.environment())
+        if key in checked or not (https or any(getattr(params, f) for f in _TLS_FIELDS)):
+            continue
+        checked.add(key)
+        try:
+            tls_context(settings)
+        except TlsError as exc:
+            if exc.field.startswith("SSL_CERT"):  # the environment's, not the file's
+                return (f"environment {exc.field}",), exc.message
+            place = own if getattr(params, exc.field, None) is not None else ("litellm_settings",)
+            return (*place, exc.field), exc.message
+    return None
+
+
+def parse_config(
+    data: dict[str, Any] | None, *, source: str = "config", lines: LineMap | None = None
+) -> ProxyConfig:
     try:
-        return ProxyConfig.model_validate(data or {})
+        config = ProxyConfig.model_validate(data or {})
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        err = exc.errors()[0]
+        raise _error(source, lines, tuple(err["loc"]), err["msg"]) from None
+    problem = _tls_problem(config)
+    if problem is not None:
+        raise _error(source, lines, *problem)
+    return config
 
 
 def load_config(path: str | Path | None) -> ProxyConfig:
     if path is None:
         return default_config()
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data, lines = load_yaml(Path(path).read_text(), str(path))
+    except OSError as exc:
         raise ConfigError(f"{path}: {exc}".splitlines()[0]) from None
+    except PolicyError as exc:  # YAML syntax, a duplicated key: with its line
+        raise ConfigError(str(exc).splitlines()[0]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return parse_config(data, source=str(path))
+    return parse_config(data, source=str(path), lines=lines)
 
 
 def is_loopback(host: str) -> bool:

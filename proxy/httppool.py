@@ -17,7 +17,11 @@ What it does:
 - a request on a reused connection that the server had closed before answering anything is
   sent once more on a new connection: it was never read (the keep-alive race);
 - failures are ``TimeoutError`` or ``TransportError``, and a connection that failed, timed
-  out or was abandoned mid-answer is closed, never reused.
+  out or was abandoned mid-answer is closed, never reused;
+- a stream whose reader has all it needs (an event stream's ``[DONE]``) before the body's
+  end arrived (a chunked body's last chunk often comes in a read of its own) is released
+  ``finished``: the connection reads that end in the background (what else comes, up to
+  ``_FINISH_BYTES``, is dropped) and goes back to the pool, instead of being closed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +41,8 @@ import httptools
 
 # Reading stops while this much of a streamed answer waits for its reader.
 _HIGH_WATER = 1 << 20
+# A stream released finished may read this much more before its end, else it is closed.
+_FINISH_BYTES = 1 << 16
 _DECODERS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 0}
 
 
@@ -103,11 +110,16 @@ class Response:
                 return
             yield piece
 
-    def release(self) -> None:
-        """Back to the pool when the answer was read to its end, else closed (once)."""
+    def release(self, finished: bool = False) -> None:
+        """Back to the pool when the answer was read to its end, else closed (once).
+        ``finished``: the reader needs nothing more; the body's end may still come, and the
+        connection goes back to the pool then."""
         if self._pool is not None:
-            self._pool.release(self._conn)
+            self._pool.release(self._conn, finished)
             self._pool = None
+
+    async def aclose(self, finished: bool = False) -> None:
+        self.release(finished)
 
 
 class _Connection(asyncio.Protocol):
@@ -136,6 +148,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._paused = False
+        self._finishing: HttpPool | None = None  # released finished: parked once complete
+        self._dropped = 0
 
     # ----------------------------------------------------------------- exchange
 
@@ -239,8 +253,27 @@ class _Connection(asyncio.Protocol):
     def header(self, name: bytes) -> bytes | None:
         return next((value for key, value in self.headers if key == name), None)
 
+    def finish_into(self, pool: HttpPool) -> None:
+        """Read up to the body's end in the background, dropping it, then be parked."""
+        self._finishing = pool
+        self._hand_over()
+
     def _hand_over(self) -> None:
         """What this read brought, to the reader as one piece."""
+        if self._finishing is not None:
+            self._dropped += sum(map(len, self._pieces)) + self._buffered
+            self._pieces.clear()
+            self._ready.clear()
+            self._buffered = 0
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+            if self._error is not None or self._dropped > _FINISH_BYTES:
+                self.close()
+            elif self.complete:
+                pool, self._finishing = self._finishing, None
+                pool.park(self)
+            return
         if self._pieces:
             piece = b"".join(self._pieces)
             self._pieces.clear()
@@ -274,6 +307,7 @@ class HttpPool:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._finishing: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._slots = asyncio.Semaphore(max_connections)
         self._idle_seconds = idle_seconds
         self._ssl = tls  # None: the system's trusted authorities, on first https use
@@ -354,19 +388,32 @@ class HttpPool:
             self._ssl = ssl.create_default_context()
         return self._ssl
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: _Connection, finished: bool = False) -> None:
         self._slots.release()
         if conn.reusable:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(conn.origin, []).append(conn)
+            self.park(conn)
+        elif finished and not conn.closed and not conn.complete:
+            self._finishing.add(conn)
+            conn.finish_into(self)
         else:
             conn.close()
+
+    def park(self, conn: _Connection) -> None:
+        """An idle connection, ready for the next exchange (closed if it cannot be)."""
+        self._finishing.discard(conn)
+        if not conn.reusable:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn.origin, []).append(conn)
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()
         self._idle.clear()
+        for conn in list(self._finishing):
+            conn.close()
         with contextlib.suppress(Exception):
             await asyncio.sleep(0)  # let the transports finish closing
 

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from labelgate.guard.models import LOCAL_MODEL_NAME, ChatModel, LocalModel
 from labelgate.proxy.config import ModelEntry, ProxyConfig
 from labelgate.proxy.errors import ProxyError
-from labelgate.proxy.httppool import HttpPool
 from labelgate.proxy.upstream import (
     Batch,
     ChatModelUpstream,
@@ -20,6 +19,7 @@ from labelgate.proxy.upstream import (
     Upstream,
     UpstreamError,
 )
+from labelgate.proxy.upstream_clients import UpstreamClients
 
 log = logging.getLogger("labelgate.proxy")
 T = TypeVar("T")
@@ -38,7 +38,7 @@ class Deployment:
 def build_deployment(
     entry: ModelEntry,
     config: ProxyConfig,
-    client: HttpPool,
+    clients: UpstreamClients,
     models: dict[str, ChatModel],
 ) -> Deployment:
     params = entry.litellm_params
@@ -51,10 +51,15 @@ def build_deployment(
     elif params.uses_passthrough():
         if params.api_base is None:
             raise ValueError(f"{entry.model_name}: passthrough needs an api_base")
-        upstream = PassthroughUpstream(client, params.api_base, params.api_key)
+        upstream = PassthroughUpstream(clients, params.api_base, params.api_key, config.tls(entry))
         model = model.removeprefix("openai/")
     else:
-        extra = {k: v for k, v in (("api_base", params.api_base), ("api_key", params.api_key)) if v}
+        extra: dict[str, Any] = {
+            k: v for k, v in (("api_base", params.api_base), ("api_key", params.api_key)) if v
+        }
+        verify = config.tls(entry).verify
+        if verify is not True:  # litellm's own clients verify as asked (a client cert: no)
+            extra["ssl_verify"] = verify
         upstream = LiteLLMUpstream(model, {**extra, **params.extra_params()})
     return Deployment(
         model_name=entry.model_name,

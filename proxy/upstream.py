@@ -1,7 +1,8 @@
 """Upstreams: where a deployment's calls go.
 
-- ``PassthroughUpstream``: an OpenAI-compatible HTTP API, through the pooled ``HttpPool``;
-  bodies are forwarded as they are, so nothing is lost in translation.
+- ``PassthroughUpstream``: an OpenAI-compatible HTTP API, through the client
+  ``upstream_clients`` chose for its endpoint (the pool, or httpx through a proxy); bodies are
+  forwarded as they are, so nothing is lost in translation.
 - ``LiteLLMUpstream``: any provider litellm knows, translated to the OpenAI shapes.
 - ``ChatModelUpstream``: an in-process ``guard.models.ChatModel`` (the embedded SmolLM2).
 
@@ -19,7 +20,9 @@ import orjson
 
 from labelgate.guard.models import ChatModel, ChatResult, ModelError, import_litellm
 from labelgate.proxy.errors import ProxyError
-from labelgate.proxy.httppool import Endpoint, HttpPool, TransportError, request_head
+from labelgate.proxy.httppool import TransportError
+from labelgate.proxy.tls import TlsSettings
+from labelgate.proxy.upstream_clients import UpstreamClients
 
 Chunk = dict[str, Any]
 # Chunks that arrived together (a network read, or its first part): sent on in one write.
@@ -97,25 +100,37 @@ def _is_completion(data: Any) -> bool:
 # --------------------------------------------------------------------------- passthrough
 
 
+# One line of an upstream's event stream, and the data of one event (its data lines joined),
+# may be this long at most: past it the stream is an upstream error, not unbounded memory.
+MAX_LINE_BYTES = 1 << 20
+MAX_EVENT_BYTES = 4 << 20
+
+
 class PassthroughUpstream:
     """``timeout`` goes unused here: the router bounds every call (``asyncio.timeout``) and
-    every wait for a stream's next batch (``_paced``), so the pool sets no timer of its own."""
+    every wait for a stream's next batch (``_paced``), so the clients set no timer of their
+    own."""
 
-    def __init__(self, pool: HttpPool, api_base: str, api_key: str | None) -> None:
-        self._pool = pool
-        base = Endpoint.parse(api_base)
+    def __init__(
+        self,
+        clients: UpstreamClients,
+        api_base: str,
+        api_key: str | None,
+        tls: TlsSettings | None = None,
+        *,
+        max_line: int = MAX_LINE_BYTES,
+        max_event: int = MAX_EVENT_BYTES,
+    ) -> None:
         headers = {"content-type": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._routes = {
-            path: (base.join(path), request_head(base.join(path), headers))
-            for path in ("/chat/completions", "/embeddings")
-        }
+        self.channel = clients.channel(api_base, headers, tls)
+        self._max_line = max_line
+        self._max_event = max_event
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        endpoint, head = self._routes[path]
         try:
-            status, raw = await self._pool.post(endpoint, head, orjson.dumps(body))
+            status, raw = await self.channel.post(path, orjson.dumps(body))
         except TransportError as exc:
             raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
         data = _json_or_none(raw)
@@ -138,11 +153,11 @@ class PassthroughUpstream:
         return data
 
     async def stream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[Batch]:
-        endpoint, head = self._routes["/chat/completions"]
         try:
-            resp = await self._pool.open(endpoint, head, orjson.dumps(body))
+            resp = await self.channel.open("/chat/completions", orjson.dumps(body))
         except TransportError as exc:
             raise UpstreamError("connection", f"upstream connection failed: {exc}") from None
+        finished = False  # [DONE] came: the connection may be kept (the body's end read)
         try:
             if resp.status >= 400:
                 try:
@@ -155,10 +170,11 @@ class PassthroughUpstream:
                     status=resp.status,
                     body=_json_or_none(raw),
                 )
-            async for batch in _sse_batches(resp.pieces()):
+            async for batch in _sse_batches(resp.pieces(), self._max_line, self._max_event):
                 yield batch
+            finished = True
         finally:
-            resp.release()
+            await resp.aclose(finished)
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -171,15 +187,12 @@ def _json_or_none(raw: bytes) -> Any:
 _DONE = object()
 
 
-def _data(line: bytes) -> bytes | None:
-    """The data of an SSE data line; None for comments, event names and blank separators."""
-    return line[5:].strip() if line.startswith(b"data:") else None
-
-
-def _event(data: bytes) -> Any:
-    """The JSON chunk of one SSE data field, or ``_DONE``."""
+def _event(data: bytes, kind: bytes) -> Any:
+    """The JSON chunk of one SSE event's data, or ``_DONE``."""
     if data == b"[DONE]":
         return _DONE
+    if kind == b"error":
+        raise UpstreamError("status", "upstream sent an error event mid-stream", status=502)
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -199,40 +212,97 @@ def _shows_something(chunk: Chunk) -> bool:
     return False
 
 
-async def _sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[Batch]:
+def _too_long(what: str, limit: int) -> UpstreamError:
+    return UpstreamError("garbage", f"upstream sent an event-stream {what} over {limit} bytes")
+
+
+def _joined(data: list[bytes]) -> bytes:
+    """An event's data lines joined with newlines (each line's one leading space is not part
+    of its value, as the SSE spec reads them), without surrounding whitespace."""
+    if len(data) == 1:
+        return data[0].strip()
+    return b"\n".join(line[1:] if line[:1] == b" " else line for line in data).strip()
+
+
+async def _sse_batches(
+    pieces: AsyncIterator[bytes],
+    max_line: int = MAX_LINE_BYTES,
+    max_event: int = MAX_EVENT_BYTES,
+) -> AsyncIterator[Batch]:
     """The JSON chunks of an OpenAI SSE stream, two batches per network read at most: its
     chunks up to the first that shows something (text or a refusal), at once, then the rest of
     the read together. One batch per read saves writes, but a read can hold a whole answer,
     and the first token would wait for every chunk after it to be checked. A stream that stops
-    before [DONE] is an error. Lines are split here (no line-length limit)."""
-    pending = b""
+    before [DONE] is an error.
+
+    Read as the SSE spec says: lines end with LF, CRLF or CR; an event is the lines up to a
+    blank one; its ``data:`` lines are joined with LF; comments (``:``) and the ``id``,
+    ``retry`` and unknown fields are skipped, and ``event: error`` is an upstream error (other
+    event names are read as chunks, as the OpenAI SDK reads them). A line longer than
+    ``max_line`` bytes or an event's data longer than ``max_event`` is an upstream error."""
+    pending = b""  # the start of a line whose end has not come yet
+    data: list[bytes] = []  # the data lines of the event being read
+    size = 0  # their length
+    kind = b""  # its event name
     try:
-        async for data in pieces:
-            *lines, pending = (pending + data if pending else data).split(b"\n")
+        async for piece in pieces:
+            read = pending + piece if pending else piece
+            held_cr = b""
+            if b"\r" in read:
+                if read[-1:] == b"\r":  # CR then LF may span two reads
+                    read, held_cr = read[:-1], b"\r"
+                read = read.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            *lines, pending = read.split(b"\n")
+            pending += held_cr
+            if len(read) > max_line and (
+                len(pending) > max_line or any(len(line) > max_line for line in lines)
+            ):
+                raise _too_long("line", max_line)
             batch = WireBatch()
             early = len(lines) > 2  # more than one event (a data line and a blank) to split
             for line in lines:
-                field = _data(line)
-                if field is None:
+                if line:
+                    if line.startswith(b"data:"):
+                        data.append(line[5:])
+                        size += len(line) - 5
+                        if size > max_event:
+                            raise _too_long("event", max_event)
+                    elif line[0] != 58:  # not a comment (":")
+                        name, _, value = line.partition(b":")
+                        value = value[1:] if value[:1] == b" " else value
+                        if name == b"event":
+                            kind = value
+                        elif name == b"data":  # "data" alone: an empty data line
+                            data.append(value)
                     continue
+                if not data:  # a blank line ends an event; one without data is none
+                    kind = b""
+                    continue
+                field = _joined(data)
+                data, size = [], 0
                 try:
-                    event = _event(field)
+                    event = _event(field, kind)
                 except UpstreamError:
                     if batch:  # the good chunks before a bad line still go out, as one by one
                         yield batch
                     raise
+                kind = b""
                 if event is _DONE:
                     if batch:
                         yield batch
                     return
-                batch.add(event, field)
+                # A chunk is sent on in the bytes it came in, on one line.
+                batch.add(event, field if b"\n" not in field else orjson.dumps(event))
                 if early and _shows_something(event):
                     early = False
                     yield batch
                     batch = WireBatch()
             if batch:
                 yield batch
-        if _data(pending) == b"[DONE]":  # a last line without its newline
+        last = pending.rstrip(b"\r")  # a last line without its newline
+        if last.startswith(b"data:"):
+            data.append(last[5:])
+        if data and _joined(data) == b"[DONE]":
             return
     except TransportError as exc:
         raise UpstreamError("connection", f"upstream stream broke: {exc}") from None

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from labelgate.proxy.httppool import Endpoint, HttpPool, TransportError, request_head
+from labelgate.proxy.httppool import (
+    Endpoint,
+    HttpPool,
+    TransportError,
+    _Connection,
+    request_head,
+)
 
 Reply = Callable[["Exchange"], Awaitable[None]]
 
@@ -340,3 +346,48 @@ async def test_a_connection_idle_too_long_is_not_reused() -> None:
         await pool.post(server.endpoint(), _head(server), b"3", 5)  # idle 0.1 s: a new one
     assert server.connections == 2
     await pool.aclose()
+
+
+@pytest.mark.parametrize("more", [b"", b"x" * 70000], ids=["end only", "too much more"])
+async def test_a_stream_released_finished_is_kept_once_its_end_comes(
+    more: bytes, pool: HttpPool
+) -> None:
+    """An event stream's reader stops at [DONE]; the chunked body's end may come in a later
+    read. Released ``finished``, the connection reads it and goes back to the pool; one that
+    keeps sending instead is closed."""
+    go_on = asyncio.Event()
+
+    async def reply(exchange: Exchange) -> None:
+        if len(server.exchanges) > 1:
+            return await echo(exchange)
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        exchange.writer.write(b"e\r\ndata: [DONE]\n\n\r\n")
+        await exchange.writer.drain()
+        await go_on.wait()
+        if more:
+            exchange.writer.write(b"%x\r\n%s\r\n" % (len(more), more))
+        exchange.writer.write(b"0\r\n\r\n")
+        await exchange.writer.drain()
+
+    settled = asyncio.Event()
+    park, close = pool.park, _Connection.close
+
+    def parked(conn: _Connection) -> None:
+        park(conn)
+        settled.set()
+
+    def closed(conn: _Connection) -> None:
+        close(conn)
+        settled.set()
+
+    pool.park = parked  # type: ignore[method-assign]
+    async with serving(reply) as server:
+        response = await pool.open(server.endpoint(), _head(server), b"{}", 5)
+        assert await anext(response.pieces()) == b"data: [DONE]\n\n"
+        response.release(finished=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_Connection, "close", closed)
+            go_on.set()
+            await settled.wait()
+        assert (await pool.post(server.endpoint(), _head(server), b"2", 5))[1] == b'{"echo": 2}'
+    assert server.connections == (2 if more else 1)
