@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from labelgate_tree import import_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, import_path())  # this tree as labelgate, not an installed one
 
 from labelgate.guard.fingerprint import (
     Entry,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_proxy import cpu_seconds  # this process, its threads and children
+from labelgate_tree import import_path
 
 PROMPT = "hello " * 50
 
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000, help="requests (after 200 warm-up)")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     args = parser.parse_args()
-    sys.path.insert(0, str(args.root))
+    sys.path.insert(0, import_path(args.root))  # that tree as labelgate
     wall, cpu = asyncio.run(run(args.n))
     print(f"guard hook ({args.root}): {wall:.3f} ms wall/req, {cpu:.3f} ms CPU/req (all threads)")
 

@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from labelgate_tree import import_path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, import_path())  # this tree as labelgate, not an installed one
 
-from labelgate.guard.items import ItemKind, LabeledItem, LLMCall  # noqa: E402
-from labelgate.guard.labels import Label, Lattice  # noqa: E402
-from labelgate.guard.models import ChatModel, LocalModel, render_messages  # noqa: E402
-from labelgate.guard.propagation import PROPAGATORS, get_propagator, join_label  # noqa: E402
-from labelgate.guard.propagation.base import requery_params  # noqa: E402
-from labelgate.guard.similarity import Similarity  # noqa: E402
+from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
+from labelgate.guard.labels import Label, Lattice
+from labelgate.guard.models import ChatModel, LocalModel, render_messages
+from labelgate.guard.propagation import PROPAGATORS, get_propagator, join_label
+from labelgate.guard.propagation.base import requery_params
+from labelgate.guard.similarity import Similarity
 
 DATA_DIR = Path(__file__).parent / "data"
 DATA_FILES = (DATA_DIR / "propagation_cases.yaml", DATA_DIR / "propagation_agent_traces.yaml")

@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from labelgate_tree import ROOT, import_path, module
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "hello " * 50  # 300 characters: the streamed echo is ~77 chunks of 4 characters
 _RANDOM = random.Random(7)
 _WORDS = [
@@ -127,7 +127,9 @@ def _free_port() -> int:
 def _spawn(
     args: list[str], log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **(env or {})}
+    # This tree as ``labelgate`` (labelgate_tree), and tests/ for the fake upstream.
+    path = f"{import_path(ROOT)}:{ROOT / 'tests'}"
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     with log.open("wb") as out:
         return subprocess.Popen(args, env=full_env, cwd=log.parent, stdout=out, stderr=out)
 
@@ -155,9 +157,9 @@ def _start_labelgate(
     config = work / f"{name.replace(' ', '_')}.yaml"
     config.write_text(json.dumps({"model_list": _model_list(fake), "guard": guard}))  # JSON is YAML
     # Exactly ``labelgate serve`` (the click command), minus the access log.
-    code = "from proxy.cli import serve; serve()"
+    code = f"from {module(root, 'proxy.cli')} import serve; serve()"
     args = [sys.executable, "-c", code, "--config", str(config), "--port", str(port)]
-    env = {"PYTHONPATH": f"{root}:{root / 'tests'}"}  # ``root``: this tree or ``--base``
+    env = {"PYTHONPATH": f"{import_path(root)}:{root / 'tests'}"}  # this tree or ``--base``
     proc = _spawn([*args, "--log-level", "warning"], work / f"{config.stem}.log", env)
     return Target(name, f"http://127.0.0.1:{port}", proc, "/readyz")
 
