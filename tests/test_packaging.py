@@ -116,7 +116,13 @@ def _run(args: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)]
+    # Built from a copy: setuptools writes build/ into the tree it builds.
+    source = tmp_path_factory.mktemp("source") / "labelgate"
+    skip = shutil.ignore_patterns(
+        ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "docs"
+    )
+    shutil.copytree(ROOT, source, ignore=skip)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
     _run(cmd, out)
     (built,) = out.glob("labelgate-*.whl")
     return built
