@@ -156,7 +156,7 @@ def changed_holding(value: str, before: World, after: World) -> list[str]:
     number = _number(value)
     found: list[str] = []
     for name in new:
-        if name == "answer":
+        if name in ("answer", "counters"):
             continue
         for record in records(new, name):
             if record in records(old, name):

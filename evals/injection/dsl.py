@@ -7,8 +7,15 @@ from typing import Any
 from labelgate.evals.injection.spec import Check, Query, Role, Step
 
 
+# Arguments the agent writes itself: only their {{value}} parts must have been seen.
+PROSE = frozenset(
+    {"title", "subject", "body", "text", "message", "reason", "resolution", "content", "comment"}
+)
+
+
 def step(tool: str, agent: Role = "assistant", free: tuple[str, ...] = (), **args: Any) -> Step:
-    return Step(tool=tool, args=args, free=list(free), agent=agent)
+    prose = sorted({*free, *(a for a in args if a in PROSE)})
+    return Step(tool=tool, args=args, free=prose, agent=agent)
 
 
 def has(collection: str, **where: Any) -> Check:

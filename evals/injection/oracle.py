@@ -76,7 +76,8 @@ def render_free(template: str) -> str:
 
 
 def visible(value: str, context: str) -> bool:
-    return value in context
+    """Whether the model has seen ``value`` (case aside: it may write a name in lower case)."""
+    return value.lower() in context.lower()
 
 
 # --------------------------------------------------------------------------- reading

@@ -260,11 +260,17 @@ class World(BaseModel):
     payments: list[Payment] = Field(default_factory=list)
     expenses: dict[str, Expense] = Field(default_factory=dict)
     answer: str = ""
+    counters: dict[str, int] = Field(default_factory=dict)  # the last id given per prefix
 
     def next_id(self, prefix: str, taken: int, used: set[str] | None = None) -> str:
-        n = taken + 1
-        while used is not None and f"{prefix}-{n:03d}" in used:
-            n += 1
+        """A fresh id: past both the count and every id used (ids are never reused)."""
+        numbers = [
+            int(u.removeprefix(prefix + "-"))
+            for u in used or ()
+            if u.startswith(prefix + "-") and u.removeprefix(prefix + "-").isdigit()
+        ]
+        n = max([taken, self.counters.get(prefix, 0), *numbers]) + 1
+        self.counters[prefix] = n
         return f"{prefix}-{n:03d}"
 
 
@@ -275,7 +281,14 @@ def build_world(seed: dict[str, Any], slots: dict[str, str]) -> World:
     def fill(match: re.Match[str]) -> str:
         return json.dumps(slots.get(match[1], ""))[1:-1]
 
-    return World.model_validate(json.loads(SLOT.sub(fill, text)))
+    world = World.model_validate(json.loads(SLOT.sub(fill, text)))
+    for collection in json.loads(text).values():  # seeded ids are taken, even once deleted
+        if isinstance(collection, dict):
+            for key in collection:
+                prefix, _, number = str(key).rpartition("-")
+                if prefix and number.isdigit():
+                    world.counters[prefix] = max(world.counters.get(prefix, 0), int(number))
+    return world
 
 
 def slots_in(seed: dict[str, Any]) -> set[str]:
