@@ -4,7 +4,6 @@ side effect is caught; for every attacker goal, its plan reaches it and a clean 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from labelgate.evals.agent import AgentLimits
-from labelgate.evals.environment import Environment
 from labelgate.evals.injection.attacks import ATTACKS, substitution_goal
 from labelgate.evals.injection.catalogue import catalogue
 from labelgate.evals.injection.checks import all_hold

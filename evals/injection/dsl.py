@@ -6,7 +6,6 @@ from typing import Any
 
 from labelgate.evals.injection.spec import Check, Query, Role, Step
 
-
 # Arguments the agent writes itself: only their {{value}} parts must have been seen.
 PROSE = frozenset(
     {"title", "subject", "body", "text", "message", "reason", "resolution", "content", "comment"}
