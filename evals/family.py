@@ -9,9 +9,13 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opentelemetry.trace import Tracer
+
+from labelgate.evals.agent import AgentLimits, Transcript, run_agent
 from labelgate.evals.environment import Environment
 from labelgate.evals.scenario import Sample, Scenario
 from labelgate.evals.scorers import Scorer
+from labelgate.guard.models import ChatModel
 
 
 @dataclass(slots=True)
@@ -39,6 +43,20 @@ class Family(Protocol):
 
     def environment(self, sample: Sample) -> Environment: ...
 
+    async def run_sample(
+        self,
+        model: ChatModel,
+        sample: Sample,
+        env: Environment,
+        tracer: Tracer,
+        *,
+        limits: AgentLimits | None = None,
+        capture_content: bool = False,
+    ) -> Transcript:
+        """The solver: run one sample against ``model`` in ``env`` to its end (``AgentLoop``:
+        the generic agent loop; a family simulating several agents runs its own)."""
+        ...
+
     def scorers(self, options: dict[str, Any]) -> list[Scorer]: ...
 
     def analyze(
@@ -47,6 +65,25 @@ class Family(Protocol):
         scores: list[dict[str, Any]],
         options: dict[str, Any] | None = None,
     ) -> list[ReportSection]: ...
+
+
+class AgentLoop:
+    """``Family.run_sample`` as the generic agent loop (``evals.agent.run_agent``): one model
+    with the environment's tools, turn by turn, within the run's limits."""
+
+    async def run_sample(
+        self,
+        model: ChatModel,
+        sample: Sample,
+        env: Environment,
+        tracer: Tracer,
+        *,
+        limits: AgentLimits | None = None,
+        capture_content: bool = False,
+    ) -> Transcript:
+        return await run_agent(
+            model, sample, env, tracer, limits=limits, capture_content=capture_content
+        )
 
 
 class ComparesScorers:

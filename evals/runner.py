@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from labelgate.evals.agent import AgentLimits, run_agent
+from labelgate.evals.agent import AgentLimits
 from labelgate.evals.family import Family
 from labelgate.evals.models import CachedModel, is_transient
 from labelgate.evals.scenario import Sample, Scenario
@@ -204,10 +204,8 @@ class _Job:
             "trace_id": format_trace_id(span.get_span_context().trace_id),
         }
         env = self.family.environment(sample)
-        # A family that simulates several agents per sample (spread) runs the sample itself.
-        run = getattr(self.family, "run_sample", None) or run_agent
         try:
-            transcript = await run(
+            transcript = await self.family.run_sample(
                 self.model,
                 sample,
                 env,

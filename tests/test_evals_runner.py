@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from labelgate.evals.agent import AgentLimits
 from labelgate.evals.environment import Environment, Tool
-from labelgate.evals.family import ReportSection
+from labelgate.evals.family import AgentLoop, ReportSection
 from labelgate.evals.runner import RunConfig, Runner
 from labelgate.evals.scenario import Sample, Scenario, Variant
 from labelgate.evals.scorers import Scorer, StateScorer
@@ -27,7 +27,7 @@ def set_flag(state: dict[str, Any], args: dict[str, Any]) -> str:
     return "set"
 
 
-class ToyFamily:
+class ToyFamily(AgentLoop):
     """Two scenarios x two variants: did the agent set the flag the prompt asked for?"""
 
     name = "toy"

@@ -13,7 +13,7 @@ from labelgate.evals.dilemmas.data import SourceFormat, load_dilemmas, load_prin
 from labelgate.evals.dilemmas.protocol import FAMILY, conditions, scenario
 from labelgate.evals.dilemmas.scoring import SCORER, ForcedChoiceScorer
 from labelgate.evals.environment import Environment
-from labelgate.evals.family import Figure, ReportSection
+from labelgate.evals.family import AgentLoop, Figure, ReportSection
 from labelgate.evals.models import resolve_model
 from labelgate.evals.plots import grouped_rates, hbar_panels
 from labelgate.evals.scenario import Sample, Scenario
@@ -34,7 +34,7 @@ class DilemmaOptions(BaseModel):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for profile intervals")
 
 
-class DilemmasFamily:
+class DilemmasFamily(AgentLoop):
     name = FAMILY
     description = "Value dilemmas (after DailyDilemmas)"
     primary_scorer = SCORER
