@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import (
@@ -32,9 +31,11 @@ from starlette.types import Receive, Scope, Send
 from labelgate.guard.ids import new_id
 from labelgate.guard.models import ChatModel, LocalModel, import_litellm
 from labelgate.proxy.auth import KeyRing, KeyState
+from labelgate.proxy.browser import BrowserShield
 from labelgate.proxy.config import ProxyConfig
 from labelgate.proxy.context import Caller, RequestContext, session_in_body, session_of
 from labelgate.proxy.errors import ProxyError, bad_request, guard_error, not_ready
+from labelgate.proxy.header_values import header_json, header_text
 from labelgate.proxy.hook import (
     GatewayHook,
     GuardedResponse,
@@ -42,6 +43,7 @@ from labelgate.proxy.hook import (
     PassThroughHook,
     PolicyDenied,
 )
+from labelgate.proxy.refusals import RefusalLog
 from labelgate.proxy.router import Router, build_deployment
 from labelgate.proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
 from labelgate.proxy.streaming import DONE, HeldStream, sse
@@ -91,24 +93,33 @@ class ProxyState:
         self.ready = False
         self.not_ready_reason = "starting"
         self.created = int(time.time())
+        self.refusals = RefusalLog(config.guard.refusal_records, self._record_refusal)
+        self.openapi: dict[str, Any] | None = None  # built on first request
+
+    async def _record_refusal(self, ctx: RequestContext, error: ProxyError) -> None:
+        await finish_failed(self.hook, ctx, error, None)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 _HEADERS = "labelgate.headers"
+_CONTEXT = "labelgate.context"  # scope: the request's RequestContext, once made
 
 
-def headers_of(request: Request) -> Mapping[str, str]:
+def header_map(scope: Scope) -> Mapping[str, str]:
     """The request's headers as a dict (names in lower case; of a repeated header, the first),
     built once: a request reads half a dozen, and Starlette's ``Headers`` scans them all for
     each."""
-    scope = request.scope
     found: dict[str, str] | None = scope.get(_HEADERS)
     if found is None:
         raw = reversed(scope["headers"])
         found = scope[_HEADERS] = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
     return found
+
+
+def headers_of(request: Request) -> Mapping[str, str]:
+    return header_map(request.scope)
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -141,23 +152,19 @@ async def read_json(request: Request, limit: int) -> Any:
         ) from None
 
 
-def _header_json(value: Any) -> str:
-    """Compact JSON for a header value, which must be ASCII (headers are latin-1): orjson's,
-    unless it holds other characters, which the standard library escapes."""
-    fast = orjson.dumps(value)
-    if fast.isascii():
-        return fast.decode()
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-
-
 def guard_headers(ctx: RequestContext, guarded: GuardedResponse | None = None) -> dict[str, str]:
-    headers = {SESSION_RESPONSE_HEADER: ctx.session_id, REQUEST_ID_HEADER: ctx.request_id}
+    """The response's labelgate headers; every value safe whatever the client sent (the
+    session id may come from ``user``: percent-encoded, proxy/header_values.py)."""
+    headers = {
+        SESSION_RESPONSE_HEADER: header_text(ctx.session_id),
+        REQUEST_ID_HEADER: ctx.request_id,
+    }
     if guarded is not None:
         if guarded.label is not None:
-            headers[LABEL_HEADER] = _header_json(guarded.label)
+            headers[LABEL_HEADER] = header_json(guarded.label)
         if guarded.decisions:
-            headers[DECISIONS_HEADER] = _header_json(guarded.decisions)
-        headers.update(guarded.headers)
+            headers[DECISIONS_HEADER] = header_json(guarded.decisions)
+        headers.update({name: header_text(value) for name, value in guarded.headers.items()})
     return headers
 
 
@@ -173,7 +180,7 @@ def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
     """The context before the body is read (so a request with a bad body is recorded too)."""
     headers = headers_of(request)
     session_id, source, trace_id = session_of(headers, None)
-    return RequestContext(
+    ctx = request.scope[_CONTEXT] = RequestContext(
         request_id=new_id(),
         caller=caller,
         session_id=session_id,
@@ -182,6 +189,7 @@ def _context(request: Request, caller: Any, endpoint: str) -> RequestContext:
         trace_id=trace_id,
         traceparent=headers.get("traceparent"),
     )
+    return ctx
 
 
 UNAUTHENTICATED = "unauthenticated"
@@ -191,20 +199,10 @@ async def admitted(
     state: ProxyState, request: Request, endpoint: str
 ) -> tuple[RequestContext, KeyState]:
     """The caller, authenticated and given a slot of its key's limits, and the request's
-    context. A refusal (401, 429) is recorded like any failed request, then raised."""
-    try:
-        caller, key = state.keys.authenticate(headers_of(request))
-    except ProxyError as exc:
-        ctx = _context(request, Caller(agent_id=UNAUTHENTICATED), endpoint)
-        await finish_failed(state.hook, ctx, exc, None)
-        raise
+    context. A refusal (401, 429) is raised; ``_with_errors`` records it (rate-bounded)."""
+    caller, key = state.keys.authenticate(headers_of(request))
     ctx = _context(request, caller, endpoint)
-    try:
-        key.admit()
-    except ProxyError as exc:
-        await finish_failed(state.hook, ctx, exc, None)
-        exc.headers.update(guard_headers(ctx))
-        raise
+    key.admit()
     return ctx, key
 
 
@@ -221,7 +219,7 @@ def _bind_body(ctx: RequestContext, body: Any) -> None:
 
 
 def _denied(denied: PolicyDenied) -> ProxyError:
-    headers = {DECISIONS_HEADER: _header_json(denied.decisions)} if denied.decisions else {}
+    headers = {DECISIONS_HEADER: header_json(denied.decisions)} if denied.decisions else {}
     return ProxyError(
         403, denied.message, type="policy_denied", code="policy_denied", headers=headers
     )
@@ -611,25 +609,70 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "models": state.router.names()})
 
 
-def _with_errors(endpoint: Endpoint) -> Endpoint:
+async def openapi(request: Request) -> Response:
+    """``GET /openapi.json``: the public endpoints as OpenAPI 3.1 (proxy/openapi.py)."""
+    state = _state(request)
+    state.keys.authenticate(headers_of(request))  # what /v1/models shows, to the same callers
+    if state.openapi is None:
+        from labelgate.proxy.openapi import openapi_schema  # the guard's models: on first use
+
+        guard = any(getattr(r, "path", "") == "/v1/labelgate/documents" for r in request.app.routes)
+        state.openapi = openapi_schema(state.router.names(), guard=guard, keys=not state.keys.open)
+    return json_response(state.openapi)
+
+
+def _with_errors(
+    endpoint: Endpoint, name: str, *, record: bool = True, stamp: bool = True
+) -> Endpoint:
+    """The endpoint, its ``ProxyError`` answered the OpenAI way with ``X-Request-Id`` and,
+    unless ``record`` is off (probes), recorded if the endpoint did not record it. ``stamp``:
+    give a success an ``X-Request-Id`` too (the chat and embeddings endpoints set their own)."""
+
     async def wrapped(request: Request) -> Response:
         try:
-            return await endpoint(request)
+            response = await endpoint(request)
         except ProxyError as exc:
-            return exc.response()
+            return await refused(request, exc, name, record=record)
+        if stamp and REQUEST_ID_HEADER not in response.headers:
+            ctx: RequestContext | None = request.scope.get(_CONTEXT)
+            response.headers[REQUEST_ID_HEADER] = ctx.request_id if ctx else new_id()
+        return response
 
     return wrapped
+
+
+def _caller_of(state: ProxyState, request: Request) -> Caller:
+    try:
+        return state.keys.authenticate(headers_of(request))[0]
+    except ProxyError:
+        return Caller(agent_id=UNAUTHENTICATED)
+
+
+async def refused(
+    request: Request, error: ProxyError, endpoint: str, *, record: bool = True
+) -> Response:
+    """The error's response, with ``X-Request-Id`` (and the session); a request whose failure
+    the endpoint did not record gets a compact record, rate-bounded (proxy/refusals.py)."""
+    state = _state(request)
+    ctx: RequestContext | None = request.scope.get(_CONTEXT)
+    if ctx is None:
+        ctx = _context(request, _caller_of(state, request), endpoint)
+    if record and not ctx.state.get("_finished"):
+        client = request.scope.get("client")
+        await state.refusals.refused(ctx, error, client[0] if client else "unknown")
+    return error.response(guard_headers(ctx))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return ProxyError(exc.status_code, str(exc.detail), code=code).response()
+    return await refused(request, ProxyError(exc.status_code, str(exc.detail), code=code), "http")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return ProxyError(500, "internal error in the proxy", type="server_error").response()
+    error = ProxyError(500, "internal error in the proxy", type="server_error")
+    return await refused(request, error, "http")
 
 
 # --------------------------------------------------------------------------- app
@@ -665,11 +708,22 @@ class Gateway(Starlette):
     through Starlette. The cost of the full stack is measured in docs/performance.md.
     """
 
-    def __init__(self, *args: Any, hot: Mapping[str, Endpoint], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hot: Mapping[str, Endpoint], keyless: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._hot = dict(hot)
+        # Keyless: browsers are kept out of every path, before routing (proxy/browser.py).
+        self._shield = BrowserShield() if keyless else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._shield is not None:
+            refusal = self._shield.refusal(scope["method"], header_map(scope))
+            if refusal is not None:
+                scope["app"] = self
+                request = Request(scope, receive, send)
+                await (await refused(request, refusal, "http"))(scope, receive, send)
+                return
         endpoint = self._hot.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None or scope["method"] != "POST" or self.user_middleware:
             await super().__call__(scope, receive, send)
@@ -714,6 +768,7 @@ def create_app(
             state.not_ready_reason = "shutting down"
             warm.cancel()
             await state.client.aclose()
+            await state.refusals.aclose()  # the summaries counted so far, before the store closes
             for callback in on_shutdown:
                 try:
                     await callback()
@@ -721,19 +776,27 @@ def create_app(
                     log.exception("shutdown step failed")
 
     endpoints: list[tuple[str, Endpoint, list[str]]] = [
-        ("/chat/completions", _with_errors(chat_completions), ["POST"]),
-        ("/embeddings", _with_errors(embeddings), ["POST"]),
-        ("/models", _with_errors(list_models), ["GET"]),
+        (
+            "/chat/completions",
+            _with_errors(chat_completions, "chat.completions", stamp=False),
+            ["POST"],
+        ),
+        ("/embeddings", _with_errors(embeddings, "embeddings", stamp=False), ["POST"]),
+        ("/models", _with_errors(list_models, "models"), ["GET"]),
     ]
-    endpoints += [(path, _with_errors(fn), methods) for path, fn, methods in routes]
+    endpoints += [
+        (path, _with_errors(fn, path.split("/{")[0].strip("/").replace("/", ".")), methods)
+        for path, fn, methods in routes
+    ]
     table = [
         Route(prefix + path, fn, methods=methods)
         for path, fn, methods in endpoints
         for prefix in ("/v1", "")
     ]
     table += [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", _with_errors(readyz), methods=["GET"]),
+        Route("/healthz", _with_errors(healthz, "healthz", record=False), methods=["GET"]),
+        Route("/readyz", _with_errors(readyz, "readyz", record=False), methods=["GET"]),
+        Route("/openapi.json", _with_errors(openapi, "openapi"), methods=["GET"]),
     ]
     hot = {prefix + path: fn for path, fn, _ in endpoints[:2] for prefix in ("/v1", "")}
     app = Gateway(
@@ -742,6 +805,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         middleware=list(middleware),
         hot=hot,
+        keyless=state.keys.open,
     )
     app.state.proxy = state
     return app

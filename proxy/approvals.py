@@ -8,8 +8,12 @@ A person lists and answers them through ``/v1/labelgate/approvals`` or
 from __future__ import annotations
 
 import asyncio
+import hmac
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from labelgate.guard.policy import Decision
@@ -32,6 +36,7 @@ class Pending:
     reason: str
     rule: str | None
     created: float
+    arguments: Any = None  # a held tool call's arguments (what the approver approves)
     _answered: asyncio.Event = field(default_factory=asyncio.Event)
     verdict: Verdict | None = None
 
@@ -44,6 +49,7 @@ class Pending:
             "target": self.target,
             "reason": self.reason,
             "rule": self.rule,
+            "arguments": self.arguments,
             "waiting_seconds": round(time.time() - self.created, 1),
         }
 
@@ -60,7 +66,15 @@ class Approvals:
     def pending(self) -> list[Pending]:
         return list(self._pending.values())
 
-    async def wait(self, ctx: RequestContext, target: str, decision: Decision) -> Verdict:
+    def find(self, approval_id: str) -> Pending:
+        item = self._pending.get(approval_id)
+        if item is None:
+            raise UnknownApproval(approval_id)
+        return item
+
+    async def wait(
+        self, ctx: RequestContext, target: str, decision: Decision, arguments: Any = None
+    ) -> Verdict:
         item = Pending(
             id=decision.id,
             request_id=ctx.request_id,
@@ -70,6 +84,7 @@ class Approvals:
             reason=decision.reason,
             rule=decision.rule,
             created=time.time(),
+            arguments=arguments,
         )
         self._pending[item.id] = item
         try:
@@ -89,3 +104,24 @@ class Approvals:
         item.verdict = Verdict(approved, f"{word} by {by}" + (f": {note}" if note else ""))
         item._answered.set()
         return item
+
+
+TOKEN_FILE = "approver-token"
+
+
+class ApproverToken:
+    """Keyless mode's approver credential: a random token made at start and written to a
+    file only its owner can read (0600) in the guard's state dir; approvers send it as
+    ``Authorization: Bearer <token>`` (``labelgate approvals`` reads the file). A restart
+    makes a new one."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / TOKEN_FILE
+        self._token = secrets.token_urlsafe(32)
+        self.path.unlink(missing_ok=True)  # a file of someone else's, or with wider modes
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self._token + "\n")
+
+    def matches(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented, self._token)

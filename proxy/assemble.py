@@ -26,7 +26,7 @@ from labelgate.guard.policy import load_policy
 from labelgate.guard.recorded_spans import RecordedSpans
 from labelgate.guard.tracing import setup_tracing
 from labelgate.proxy.app import ProxyState, create_app
-from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.approvals import Approvals, ApproverToken
 from labelgate.proxy.config import ProxyConfig
 from labelgate.proxy.labelgate_routes import guard_routes
 from labelgate.proxy.policy_hook import PolicyHook
@@ -42,6 +42,7 @@ class GuardRuntime:
     writer: AuditWriter
     fingerprints: SQLiteFingerprintStore
     tracing: TracerProvider
+    approver_token: ApproverToken | None = None  # keyless: the approvers' credential
 
     async def close(self) -> None:
         # Order matters: spans go into the writer, so the provider shuts down first.
@@ -85,7 +86,8 @@ def build_runtime(
         approvals=Approvals(settings.approvals_timeout),
         recorder=Recorder(writer, RecordedSpans(provider), capture_content=capture),
     )
-    return GuardRuntime(guard, hook, writer, fingerprints, provider)
+    token = None if config.keys else ApproverToken(settings.state_dir)
+    return GuardRuntime(guard, hook, writer, fingerprints, provider, token)
 
 
 def build_app(
@@ -105,7 +107,7 @@ def build_app(
     app = create_app(
         config,
         state=state,
-        routes=guard_routes(runtime.hook),
+        routes=guard_routes(runtime.hook, runtime.approver_token),
         on_shutdown=[runtime.close],
         middleware=middleware,
     )

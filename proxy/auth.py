@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from labelgate.proxy.config import KeyEntry, RateLimit
 from labelgate.proxy.context import AGENT_HEADER, Caller
 from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.header_values import text_of_header
 
 ANONYMOUS = "anonymous"
 
@@ -103,7 +104,7 @@ class KeyRing:
 
     def authenticate(self, headers: Mapping[str, str]) -> tuple[Caller, KeyState]:
         if self.open:
-            agent = headers.get(AGENT_HEADER, "").strip() or ANONYMOUS
+            agent = text_of_header(headers.get(AGENT_HEADER, "")).strip() or ANONYMOUS
             return Caller(agent_id=agent), self._anonymous
         token = bearer_token(headers)
         if token is None:

@@ -59,6 +59,13 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
         raise click.ClickException(f"invalid policy: {exc}") from None
     except ConfigError as exc:  # an upstream's TLS files or proxy, as the clients are made
         raise click.ClickException(str(exc)) from None
+    runtime = getattr(app.state, "guard", None)
+    if runtime is not None and runtime.approver_token is not None:
+        click.echo(
+            f"labelgate: approver token in {runtime.approver_token.path} "
+            "(labelgate approvals reads it)",
+            err=True,
+        )
     uvicorn.run(
         app,
         host=host,
@@ -104,8 +111,27 @@ _KEY = click.option(
     "--key",
     default=None,
     envvar="LABELGATE_KEY",
-    help="An API key whose assertions allow approving (env LABELGATE_KEY).",
+    help="An API key whose assertions allow approving (env LABELGATE_KEY). Default: the "
+    "approver token of a keyless proxy, from --token-file.",
 )
+_TOKEN_FILE = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".labelgate") / "approver-token",
+    show_default=True,
+    envvar="LABELGATE_APPROVER_TOKEN_FILE",
+    help="A keyless proxy's approver token (written at start to its guard.state_dir).",
+)
+
+
+def _credential(key: str | None, token_file: Path) -> str | None:
+    """The key given, else the approver token a keyless proxy wrote, if readable."""
+    if key:
+        return key
+    try:
+        return token_file.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
@@ -131,10 +157,12 @@ def approvals() -> None:
 @approvals.command("list")
 @_URL
 @_KEY
+@_TOKEN_FILE
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def list_command(url: str, key: str | None, as_json: bool) -> None:
+def list_command(url: str, key: str | None, token_file: Path, as_json: bool) -> None:
     """List the pending approvals."""
-    pending = _call("GET", f"{url.rstrip('/')}/v1/labelgate/approvals", key)["data"]
+    credential = _credential(key, token_file)
+    pending = _call("GET", f"{url.rstrip('/')}/v1/labelgate/approvals", credential)["data"]
     if as_json:
         click.echo(json.dumps(pending, indent=2))
         return
@@ -145,6 +173,8 @@ def list_command(url: str, key: str | None, as_json: bool) -> None:
             f"{item['id']}  agent={item['agent']} target={item['target']} "
             f"rule={item['rule']} waiting={item['waiting_seconds']}s\n    {item['reason']}"
         )
+        if item.get("arguments") is not None:
+            click.echo(f"    arguments: {json.dumps(item['arguments'], ensure_ascii=False)}")
 
 
 def _answer(url: str, key: str | None, approval_id: str, approve: bool, note: str) -> None:
@@ -159,9 +189,12 @@ def _answer(url: str, key: str | None, approval_id: str, approve: bool, note: st
 @click.option("--note", default="", help="Why (kept in the audit trail).")
 @_URL
 @_KEY
-def approve_command(approval_id: str, note: str, url: str, key: str | None) -> None:
+@_TOKEN_FILE
+def approve_command(
+    approval_id: str, note: str, url: str, key: str | None, token_file: Path
+) -> None:
     """Approve APPROVAL_ID: the held flow proceeds."""
-    _answer(url, key, approval_id, True, note)
+    _answer(url, _credential(key, token_file), approval_id, True, note)
 
 
 @approvals.command("reject")
@@ -169,6 +202,9 @@ def approve_command(approval_id: str, note: str, url: str, key: str | None) -> N
 @click.option("--note", default="", help="Why (kept in the audit trail).")
 @_URL
 @_KEY
-def reject_command(approval_id: str, note: str, url: str, key: str | None) -> None:
+@_TOKEN_FILE
+def reject_command(
+    approval_id: str, note: str, url: str, key: str | None, token_file: Path
+) -> None:
     """Reject APPROVAL_ID: the held flow is denied."""
-    _answer(url, key, approval_id, False, note)
+    _answer(url, _credential(key, token_file), approval_id, False, note)

@@ -196,6 +196,11 @@ class GuardSettings(BaseModel):
     # proxy looks texts up in memory, and the index doubles an answer's write (random-order
     # B-tree inserts): a new store is made without it unless asked. A store that has it keeps it.
     fingerprint_postings: bool = False
+    # Refused requests (bad key, over a limit, cross-origin, unknown path...) get a compact
+    # record each up to this rate, then per-source summaries (proxy/refusals.py).
+    refusal_records: RateLimit = Field(
+        default_factory=lambda: RateLimit(requests_per_second=20, burst=200)
+    )
 
     def audit_path(self) -> Path:
         configured = os.environ.get(DB_ENV)

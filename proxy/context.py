@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labelgate.guard.ids import new_id
+from labelgate.proxy.header_values import text_of_header
 
 SESSION_HEADER = "x-labelgate-session"
 AGENT_HEADER = "x-labelgate-agent"
@@ -63,7 +64,7 @@ def session_of(
     Without any, each request is its own session.
     """
     trace_id = trace_id_of(headers.get("traceparent"))
-    explicit = headers.get(SESSION_HEADER, "").strip()
+    explicit = text_of_header(headers.get(SESSION_HEADER, "").strip())
     if explicit:
         return explicit[:_MAX_SESSION_LEN], "header", trace_id
     if trace_id:

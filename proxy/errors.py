@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 
@@ -47,6 +48,26 @@ class ProxyError(Exception):
             headers=headers,
             media_type="application/json",
         )
+
+
+class ErrorDetail(BaseModel):
+    """The fields of every error body (OpenAI's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """``{"error": {"message", "type", "param", "code"}}``: the body of every failure (the
+    OpenAPI description's error schema; tests validate error bodies against it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> ProxyError:

@@ -6,13 +6,14 @@
 - ``GET /v1/labelgate/approvals``: the ``ask`` decisions waiting for a person.
 - ``POST /v1/labelgate/approvals/{id}``: ``{"approve": true|false, "by": "...", "note": "..."}``.
 
-With API keys configured, answering an approval needs a key whose ``assertions`` say
-``approve: true``: an agent must not approve its own flows.
+Listing and answering approvals need an approver: with API keys, a key whose ``assertions``
+say ``approve: true``; without keys, the approver token ``build_app`` wrote to the state dir
+(``ApproverToken``), as a bearer token. Nobody answers an approval of their own agent's request.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
@@ -28,15 +29,29 @@ from labelgate.proxy.app import (
     json_response,
     read_json,
 )
-from labelgate.proxy.approvals import UnknownApproval
-from labelgate.proxy.context import Caller
+from labelgate.proxy.approvals import ApproverToken, UnknownApproval
+from labelgate.proxy.auth import bearer_token
+from labelgate.proxy.context import AGENT_HEADER, Caller
 from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.header_values import text_of_header
 from labelgate.proxy.hook import Outcome
 from labelgate.proxy.policy_hook import DocumentIn, PolicyHook
 from labelgate.proxy.schemas import validation_error
 
-_DOCUMENTS = TypeAdapter(list[DocumentIn])
 MAX_DOCUMENTS = 1000
+DocumentList = Annotated[list[DocumentIn], Field(max_length=MAX_DOCUMENTS)]
+
+
+class DocumentBatch(BaseModel):
+    """``{"documents": [...]}``, the other form of the documents endpoint's body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: DocumentList
+
+
+DocumentsBody = DocumentList | DocumentBatch  # the body of POST /v1/labelgate/documents
+_DOCUMENTS: TypeAdapter[list[DocumentIn] | DocumentBatch] = TypeAdapter(DocumentsBody)
 
 
 class ApprovalAnswer(BaseModel):
@@ -51,38 +66,74 @@ def _state(request: Request) -> ProxyState:
     return request.app.state.proxy
 
 
-def _parse(adapter: TypeAdapter[Any], data: Any) -> Any:
+def _parse(adapter: TypeAdapter[Any], data: Any, prefix: str = "") -> Any:
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, data, prefix) from None
 
 
-def _may_approve(state: ProxyState, caller: Caller) -> None:
+def _documents(hook: PolicyHook, body: Any) -> list[DocumentIn]:
+    """The documents of a body (a list, or ``{"documents": [...]}``), their labels checked
+    against the policy's lattice (400 naming ``documents.N.label``)."""
+    parsed = _parse(_DOCUMENTS, body, "documents." if isinstance(body, list) else "")
+    docs: list[DocumentIn] = parsed.documents if isinstance(parsed, DocumentBatch) else parsed
+    for index, doc in enumerate(docs):
+        hook.check_label(doc.label, f"documents.{index}.label")
+    return docs
+
+
+APPROVER = "approver"  # keyless: who answered, unless X-Labelgate-Agent says
+
+
+def _approver(state: ProxyState, token: ApproverToken | None, request: Request) -> Caller:
+    """The caller, if an approver: with keys, a key asserting ``approve: true`` (else 403);
+    keyless, the bearer of the approver token (else 401)."""
+    headers = headers_of(request)
     if state.keys.open:
-        return  # no keys: loopback only, whoever is here runs the proxy
+        if token is None or not token.matches(bearer_token(headers)):
+            where = token.path if token is not None else "the guard's state dir"
+            raise ProxyError(
+                401,
+                f"approvals need the approver token (in {where}) as `Authorization: Bearer`",
+                type="authentication_error",
+                code="invalid_approver_token",
+            )
+        agent = text_of_header(headers.get(AGENT_HEADER, "")).strip() or APPROVER
+        return Caller(agent_id=agent)
+    caller, _ = state.keys.authenticate(headers)
     if not caller.assertions.get("approve"):
         raise ProxyError(
             403,
-            f"agent {caller.agent_id} may not answer approvals (its key needs "
+            f"agent {caller.agent_id} may not list or answer approvals (its key needs "
             "assertions: {approve: true})",
             type="permission_error",
             code="not_an_approver",
         )
+    return caller
 
 
-def guard_routes(hook: PolicyHook) -> list[tuple[str, Endpoint, list[str]]]:
+def _not_own(caller: Caller, agent: str) -> None:
+    if caller.agent_id == agent:
+        raise ProxyError(
+            403,
+            f"agent {agent} may not answer an approval of its own request",
+            type="permission_error",
+            code="own_request",
+        )
+
+
+def guard_routes(
+    hook: PolicyHook, token: ApproverToken | None = None
+) -> list[tuple[str, Endpoint, list[str]]]:
+    """The guard's endpoints; ``token``: keyless mode's approver credential."""
+
     async def documents(request: Request) -> Response:
         state = _state(request)
         ctx, key = await admitted(state, request, "documents")
         ctx.model = "labelgate/documents"
         try:
-            body = await read_json(request, state.max_body)
-            if isinstance(body, dict) and "documents" in body:
-                body = body["documents"]
-            docs: list[DocumentIn] = _parse(_DOCUMENTS, body)
-            if len(docs) > MAX_DOCUMENTS:
-                raise ProxyError(400, f"at most {MAX_DOCUMENTS} documents per request")
+            docs = _documents(hook, await read_json(request, state.max_body))
             data = await hook.ingest(docs, ctx)
             await finish_request(hook, ctx, Outcome("ok"))
             return json_response({"object": "list", "data": data})
@@ -93,15 +144,13 @@ def guard_routes(hook: PolicyHook) -> list[tuple[str, Endpoint, list[str]]]:
             key.release()
 
     async def list_approvals(request: Request) -> Response:
-        state = _state(request)
-        state.keys.authenticate(headers_of(request))
+        _approver(_state(request), token, request)
         pending = [p.to_dict() for p in hook.approvals.pending()]
         return json_response({"object": "list", "data": pending})
 
     async def answer_approval(request: Request) -> Response:
         state = _state(request)
-        caller, _ = state.keys.authenticate(headers_of(request))
-        _may_approve(state, caller)
+        caller = _approver(state, token, request)
         answer: ApprovalAnswer = _parse(
             TypeAdapter(ApprovalAnswer), await read_json(request, state.max_body)
         )
@@ -110,6 +159,7 @@ def guard_routes(hook: PolicyHook) -> list[tuple[str, Endpoint, list[str]]]:
         if caller.authenticated and by != caller.agent_id:
             by = f"{by} (key of {caller.agent_id})"
         try:
+            _not_own(caller, hook.approvals.find(approval_id).agent)
             item = hook.approvals.answer(approval_id, answer.approve, by, answer.note)
         except UnknownApproval:
             raise ProxyError(

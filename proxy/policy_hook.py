@@ -50,7 +50,12 @@ from labelgate.proxy.hook import (
 from labelgate.proxy.recording import Recorder, targets
 from labelgate.proxy.remembering import AnswerFingerprints
 from labelgate.proxy.router import Router
-from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from labelgate.proxy.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    EmbeddingRequest,
+    validation_error,
+)
 from labelgate.proxy.screening import EAGER_KEY, message_positions, screen_request
 from labelgate.proxy.screening import summaries as screened_summaries
 from labelgate.proxy.streaming import HeldStream
@@ -243,22 +248,20 @@ class PolicyHook(GatewayHook):
         try:
             ext = Extension.model_validate(raw or {})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise bad_request(
-                f"labelgate.{where}: {err['msg']}",
-                param=f"labelgate.{where}",
-                code="invalid_value",
-            ) from None
+            raise validation_error(exc, raw or {}, "labelgate.") from None
         for index, note in ext.messages.items():
-            if note.label is None:
-                continue
-            try:
-                self.guard.lattice.parse(note.label)
-            except (ValueError, KeyError) as exc:
-                where = f"labelgate.messages.{index}.label"
-                raise bad_request(f"{where}: {exc}", param=where, code="invalid_value") from None
+            self.check_label(note.label, f"labelgate.messages.{index}.label")
         return ext
+
+    def check_label(self, spec: LabelSpec | None, where: str) -> None:
+        """A client's label names levels and categories of the policy's lattice, or the
+        request is refused: 400 naming the field ``where``."""
+        if spec is None:
+            return
+        try:
+            self.guard.lattice.parse(spec)
+        except (ValueError, KeyError) as exc:
+            raise bad_request(f"{where}: {exc}", param=where, code="invalid_value") from None
 
     def _text_may_stream(self, prepared: Prepared) -> bool:
         """Could the answer's text pass unchanged? Decided on the join of the inputs, which
@@ -404,9 +407,11 @@ class PolicyHook(GatewayHook):
 
     async def _settle_asks(self, ctx: RequestContext, review: Review) -> None:
         """Hold every ``ask`` until a person approves (-> allow) or rejects / time runs out."""
+        arguments = {t.call.id: t.arguments for t in review.tool_calls}
         for target, decision in targets(review):
             if decision.action is Action.ASK:
-                verdict = await self.approvals.wait(ctx, target, decision)
+                held = arguments.get(target)  # shown to approvers only
+                verdict = await self.approvals.wait(ctx, target, decision, held)
                 decision.action = Action.ALLOW if verdict.approved else Action.DENY
                 decision.reason = f"{decision.reason} [{verdict.summary}]"
 

@@ -15,6 +15,7 @@ from proxy_fixtures import async_sdk, passthrough_config, sdk
 from labelgate.proxy.auth import hash_key
 
 HELLO = [{"role": "user", "content": "hello"}]
+JSON = {"content-type": "application/json"}  # keyless, a POST must say it is JSON
 SEND = {"type": "function", "function": {"name": "send_email", "parameters": {"type": "object"}}}
 
 
@@ -34,7 +35,7 @@ def test_malformed_json_and_invalid_fields_are_400(
     start_proxy: Callable[..., str], fake_url: str
 ) -> None:
     url = start_proxy(passthrough_config(fake_url))
-    raw = httpx.post(f"{url}/chat/completions", content=b"{not json")
+    raw = httpx.post(f"{url}/chat/completions", content=b"{not json", headers=JSON)
     assert raw.status_code == 400
     assert raw.json()["error"]["code"] == "invalid_json"
     with pytest.raises(openai.BadRequestError) as caught:
@@ -74,11 +75,11 @@ def test_oversize_body_is_413(start_proxy: Callable[..., str], fake_url: str) ->
     assert _error(caught.value)["code"] == "request_too_large"
     # Chunked, with no Content-Length: counted while read.
     body = iter([b'{"model": "fake-chat", "messages": [', b" " * 3000, b"]}"])
-    chunked = httpx.post(f"{url}/chat/completions", content=body)
+    chunked = httpx.post(f"{url}/chat/completions", content=body, headers=JSON)
     assert chunked.status_code == 413
     # Chunked and within the limit: the pieces are joined.
     pieces = [b'{"model": "fake-chat", ', b'"messages": [{"role": "user", ', b'"content": "hi"}]}']
-    joined = httpx.post(f"{url}/chat/completions", content=iter(pieces))
+    joined = httpx.post(f"{url}/chat/completions", content=iter(pieces), headers=JSON)
     assert joined.status_code == 200
     assert joined.json()["choices"][0]["message"]["content"] == "echo: hi"
 

@@ -523,7 +523,7 @@ def test_ingested_document_keeps_its_label_when_quoted(rag: Guarded) -> None:
         json=[{"source": "x"}],
         headers={"authorization": "Bearer sk-legal"},
     )
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "0.text"
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "documents.0.text"
 
 
 def test_embeddings_inputs_are_labeled_and_recorded(

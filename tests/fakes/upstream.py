@@ -79,6 +79,9 @@ class FakeUpstream:
 
     async def _embeddings(self, request: Request) -> Response:
         body = await self._record(request)
+        if "input" not in body:
+            error = {"message": "input is required", "type": "invalid_request_error"}
+            return JSONResponse({"error": {**error, "param": "input", "code": None}}, 400)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i, "embedding": [float(len(str(text))), 0.5, -1.0]}
@@ -95,9 +98,14 @@ class FakeUpstream:
         failure = await self._failure(model)
         if failure is not None:
             return failure
+        try:
+            answer = _completion(body)
+        except (KeyError, IndexError, TypeError, AttributeError):  # as a real upstream would
+            error = {"message": "malformed request", "type": "invalid_request_error"}
+            return JSONResponse({"error": {**error, "param": None, "code": None}}, 400)
         if body.get("stream"):
             return StreamingResponse(_stream(body), media_type="text/event-stream")
-        response = JSONResponse(_completion(body))
+        response = JSONResponse(answer)
         if model == "fake-cookie":  # an upstream that tries to keep state in the client
             response.set_cookie("upstream_session", "secret-of-the-first-caller")
         return response
