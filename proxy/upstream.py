@@ -187,12 +187,10 @@ def _json_or_none(raw: bytes) -> Any:
 _DONE = object()
 
 
-def _event(data: bytes, kind: bytes) -> Any:
+def _event(data: bytes) -> Any:
     """The JSON chunk of one SSE event's data, or ``_DONE``."""
     if data == b"[DONE]":
         return _DONE
-    if kind == b"error":
-        raise UpstreamError("status", "upstream sent an error event mid-stream", status=502)
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -247,13 +245,14 @@ async def _sse_batches(
     try:
         async for piece in pieces:
             read = pending + piece if pending else piece
-            held_cr = b""
-            if b"\r" in read:
-                if read[-1:] == b"\r":  # CR then LF may span two reads
-                    read, held_cr = read[:-1], b"\r"
-                read = read.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            *lines, pending = read.split(b"\n")
-            pending += held_cr
+            lines = read.splitlines()  # at LF, CRLF and CR, in one pass
+            end = read[-1:]
+            if end == b"\n" or not lines:
+                pending = b""
+            elif end == b"\r":  # its LF may come in the next read: the line waits for it
+                pending = lines.pop() + b"\r"
+            else:
+                pending = lines.pop()
             if len(read) > max_line and (
                 len(pending) > max_line or any(len(line) > max_line for line in lines)
             ):
@@ -263,10 +262,13 @@ async def _sse_batches(
             for line in lines:
                 if line:
                     if line.startswith(b"data:"):
+                        if data:  # a further line of the event
+                            size += len(line)
+                            if size > max_event:
+                                raise _too_long("event", max_event)
+                        else:
+                            size = len(line)
                         data.append(line[5:])
-                        size += len(line) - 5
-                        if size > max_event:
-                            raise _too_long("event", max_event)
                     elif line[0] != 58:  # not a comment (":")
                         name, _, value = line.partition(b":")
                         value = value[1:] if value[:1] == b" " else value
@@ -278,21 +280,28 @@ async def _sse_batches(
                 if not data:  # a blank line ends an event; one without data is none
                     kind = b""
                     continue
-                field = _joined(data)
-                data, size = [], 0
+                # A chunk goes on in the bytes it came in, on one line: one that came on
+                # several is encoded anew.
+                field = data[0].strip() if len(data) == 1 else _joined(data)
+                wire = field if len(data) == 1 else None
+                data.clear()
                 try:
-                    event = _event(field, kind)
+                    if kind:
+                        named, kind = kind, b""
+                        if named == b"error":
+                            raise UpstreamError(
+                                "status", "upstream sent an error event mid-stream", status=502
+                            )
+                    event = _event(field)
                 except UpstreamError:
                     if batch:  # the good chunks before a bad line still go out, as one by one
                         yield batch
                     raise
-                kind = b""
                 if event is _DONE:
                     if batch:
                         yield batch
                     return
-                # A chunk is sent on in the bytes it came in, on one line.
-                batch.add(event, field if b"\n" not in field else orjson.dumps(event))
+                batch.add(event, wire if wire is not None else orjson.dumps(event))
                 if early and _shows_something(event):
                     early = False
                     yield batch

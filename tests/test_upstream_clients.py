@@ -594,7 +594,7 @@ async def test_comments_and_other_fields_are_skipped_and_data_without_space_read
     ]
     batches = await _batches(reads)
     assert [chunk for batch in batches for chunk in batch] == [{"a": 1}, {"b": 2}]
-    assert batches[1].lines == [b'{"b": 2}']  # an empty data line, then the chunk
+    assert batches[1].lines == [b'{"b":2}']  # it came on two lines: encoded anew, on one
 
 
 async def test_an_error_event_is_an_upstream_error() -> None:
