@@ -169,6 +169,8 @@ class Employee(BaseModel):
     manager: str
     ssn: str
     leave_days: int
+    profile: str = ""  # HR notes, self-description
+    user: str = ""  # the login name in company systems
 
 
 class LeaveRequest(BaseModel):
