@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from labelgate.guard.audit.chain import record_hash
+from labelgate.guard.audit.chain import hashed_row, record_hash
+from labelgate.guard.audit.contents import content_sha256
 from labelgate.guard.audit.records import (
     AuditRecord,
     DecisionRecord,
@@ -145,8 +146,12 @@ def test_changed_content_is_detected_and_named(store: AuditStore) -> None:
     store.write_batch(records)
     store.write_batch(_request_with_messages(["later"]))
     target = records[1]
-    with _raw(store.path) as conn:
-        conn.execute("update messages set content = 'transfer 10000 EUR' where id = ?", [target.id])
+    with _raw(store.path) as conn:  # its text, stored once in contents
+        conn.execute(
+            "update contents set text = 'transfer 10000 EUR' where sha256 = "
+            "(select content_sha256 from messages where id = ?)",
+            [target.id],
+        )
     report = store.verify()
     assert not report.ok
     assert report.broken is not None
@@ -162,19 +167,19 @@ def test_changed_content_is_detected_and_named(store: AuditStore) -> None:
 def test_rehashed_row_is_still_caught_by_the_ledger(store: AuditStore) -> None:
     records = _request_with_messages(["original"])
     store.write_batch(records)
-    with _raw(store.path) as conn:
-        row = dict(
-            zip(
-                ["id", "content", "seq", "prev_hash"],
-                conn.execute("select id, content, seq, prev_hash from messages").fetchone(),
-                strict=True,
-            )
-        )
+    with _raw(store.path) as conn:  # another text, and the row's hash recomputed over it
         full = conn.execute("select * from messages").fetchone()
         names = [d[0] for d in conn.execute("select * from messages").description]
-        forged = dict(zip(names, full, strict=True)) | {"content": "forged"}
+        row = dict(zip(names, full, strict=True))
+        forged = hashed_row(row, "forged")
         new_hash = record_hash(row["prev_hash"], "messages", forged)
-        conn.execute("update messages set content = 'forged', hash = ?", [new_hash])
+        conn.execute(
+            "insert into contents (sha256, size, text) values (?, 6, 'forged')",
+            [content_sha256("forged")],
+        )
+        conn.execute(
+            "update messages set content_sha256 = ?, hash = ?", [content_sha256("forged"), new_hash]
+        )
     report = store.verify()
     assert not report.ok and report.broken is not None
     assert report.broken.table == "messages" and "ledger" in report.broken.problem

@@ -29,10 +29,15 @@ from docs_session import DocCommandFailed, Session
 
 
 def _tamper_with_a_message(session: Session) -> None:
-    """audit.md: "after someone edited a message" (one stored message's text changed)."""
+    """audit.md: "after someone edited a message" (one stored message's text changed: texts
+    are stored once each, in ``contents``)."""
     with sqlite3.connect(session.root / ".labelgate" / "audit.db") as db:
         (seq,) = db.execute("select min(seq) from messages").fetchone()
-        db.execute("update messages set content = content || '!' where seq = ?", (seq,))
+        db.execute(
+            "update contents set text = text || '!' where sha256 = "
+            "(select content_sha256 from messages where seq = ?)",
+            (seq,),
+        )
 
 
 def _edit_quickstart_policy(session: Session) -> None:

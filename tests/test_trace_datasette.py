@@ -19,7 +19,9 @@ DOCUMENTED = {
     "decisions",
     "spans",
     "ledger",
-    "messages_fts",
+    "seals",
+    "contents",
+    "contents_fts",
     "eval_runs",
     "eval_samples",
     "eval_messages",
@@ -50,9 +52,19 @@ async def test_datasette_reads_the_audit_tables(audit_db: AuditData) -> None:
     chain = json.loads(decision["rule_chain_json"])
     assert decision["sink"] == "tool:send_email" and any(s["decisive"] for s in chain)
 
-    # the documented FTS index, through Datasette's own search
-    found = (await ds.client.get(f"/{name}/messages.json?_shape=array&_search=beach")).json()
-    assert {m["request_id"] for m in found} >= {audit_db.reader_request}
+    assert "message_texts" in {v["name"] for v in listing["views"]}
+
+    # the documented FTS index (each text once, in contents), through Datasette's own search,
+    # then the messages that use it, with their text joined back by the message_texts view
+    found = (await ds.client.get(f"/{name}/contents.json?_shape=array&_search=beach")).json()
+    assert found and all("beach" in c["text"].lower() for c in found)
+    users = (
+        await ds.client.get(
+            f"/{name}/message_texts.json?_shape=array&content_sha256={found[0]['sha256']}"
+        )
+    ).json()
+    assert {m["request_id"] for m in users} >= {audit_db.reader_request}
+    assert all(m["content"] == found[0]["text"] for m in users)
 
     # arbitrary read-only SQL joining spans to requests, as docs/audit.md shows
     sql = (

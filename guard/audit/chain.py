@@ -8,16 +8,26 @@ named by the ledger, and verifying is one ordered walk.
 
 Nulls are left out of the hashed JSON on purpose: a later migration that adds a nullable
 column does not invalidate the hashes of rows written before it.
+
+A message row refers to its text in ``contents`` by SHA-256 (``guard.audit.contents``) and is
+hashed with the text in place of the reference (``hashed_row``): the form every message row
+had before texts were shared, so moving them changed no hash, and a changed ``contents`` row
+breaks the hash of every message that uses it.
+
+A pruned store (``AuditStore.prune``) starts after its latest seal: the first record kept
+must link to the seal's ``cut_hash`` and carry seq ``cut_seq + 1``, and the seal itself, a
+record further on, is verified like any other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from labelgate.guard.audit.contents import REF, content_sha256, unpack
 from labelgate.guard.audit.records import dumps, stdlib_dumps
 from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
 
@@ -32,6 +42,18 @@ def record_hash(prev_hash: str, table: str, row: Mapping[str, Any]) -> str:
     has_float = any(isinstance(v, float) for v in fields.values())
     text = stdlib_dumps(fields) if has_float else dumps(fields)
     return hashlib.sha256((prev_hash + text).encode()).hexdigest()
+
+
+_JOINED = ("_text", "_packed", "_found")  # a message's contents row, joined by the walker
+
+
+def hashed_row(row: Mapping[str, Any], text: str | None) -> dict[str, Any]:
+    """A message row as it is hashed: ``text`` (its contents row's) in place of the
+    reference. A row without a reference (stored before contents were shared) is as stored."""
+    hashed = {k: v for k, v in row.items() if k != REF and k not in _JOINED}
+    if row.get(REF) is not None:
+        hashed["content"] = text
+    return hashed
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -52,12 +74,30 @@ class BrokenRecord:
         return f"seq {self.seq} ({where}): {self.problem}"
 
 
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """The latest prune of a store: the chain is verified from ``cut_seq + 1`` on."""
+
+    seq: int  # the seal's own record
+    created: str
+    before: str
+    cut_seq: int
+    cut_hash: str
+
+    def __str__(self) -> str:
+        return (
+            f"pruned {self.created}: records written before {self.before} "
+            f"(seq <= {self.cut_seq}), hash at the cut {self.cut_hash[:12]}…"
+        )
+
+
 @dataclass(slots=True)
 class VerifyReport:
     records: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     head_hash: str = GENESIS_HASH
     broken: BrokenRecord | None = None
+    sealed: Seal | None = None  # the chain starts after this prune
 
     @property
     def ok(self) -> bool:
@@ -68,7 +108,8 @@ class VerifyReport:
             return f"TAMPERED: {self.broken} ({self.records} records verified before it)"
         counts = ", ".join(f"{t} {n}" for t, n in sorted(self.counts.items()) if n)
         detail = f" ({counts})" if counts else ""
-        return f"OK: {self.records} records verified{detail}; head {self.head_hash}"
+        since = f" since the seal at seq {self.sealed.seq} ({self.sealed})" if self.sealed else ""
+        return f"OK: {self.records} records verified{detail}{since}; head {self.head_hash}"
 
 
 class _Broken(Exception):
@@ -96,6 +137,26 @@ def _chained_tables(conn: sqlite3.Connection) -> list[str]:
     return sorted((set(CHAINED_TABLES) & known) | in_ledger)
 
 
+def _latest_seal(conn: sqlite3.Connection, known: set[str]) -> Seal | None:
+    if "seals" not in known:
+        return None
+    row = conn.execute(
+        "select seq, created, before, cut_seq, cut_hash from seals "
+        "order by cut_seq desc, seq desc limit 1"
+    ).fetchone()
+    return Seal(*row) if row else None
+
+
+def _table_rows(conn: sqlite3.Connection, table: str, known: set[str]) -> Iterator[dict[str, Any]]:
+    if table == "messages" and "contents" in known:
+        return _rows(
+            conn,
+            "select m.*, c.text as _text, c.packed as _packed, c.sha256 as _found "
+            f"from messages m left join contents c on c.sha256 = m.{REF} order by m.seq",
+        )
+    return _rows(conn, f'select * from "{table}" order by seq')
+
+
 class _Walker:
     """Walks the ledger in seq order alongside one seq-ordered cursor per table."""
 
@@ -105,8 +166,16 @@ class _Walker:
         self.anchor_seen = expect_hash is None
         self.report = VerifyReport()
         tables = _chained_tables(conn)
+        known = {r[0] for r in conn.execute("select name from sqlite_master")}
+        self.seal = _latest_seal(conn, known)
+        self.start = 0
+        if self.seal is not None:
+            self.start, self.report.head_hash = self.seal.cut_seq, self.seal.cut_hash
+            self.report.sealed = self.seal
+            self.anchor_seen = self.anchor_seen or self.seal.cut_hash == expect_hash
+        self.seal_seen = self.seal is None
         self.report.counts = dict.fromkeys(tables, 0)
-        self.cursors = {t: _rows(conn, f'select * from "{t}" order by seq') for t in tables}
+        self.cursors = {t: _table_rows(conn, t, known) for t in tables}
         self.pending = {t: next(c, None) for t, c in self.cursors.items()}
 
     def run(self) -> VerifyReport:
@@ -114,6 +183,7 @@ class _Walker:
             for entry in _rows(self.conn, "select * from ledger order by seq"):
                 self._check(entry)
             self._check_leftovers()
+            self._check_seal()
             self._check_anchor()
         except _Broken as broken:
             self.report.broken = broken.record
@@ -121,11 +191,13 @@ class _Walker:
 
     def _check(self, entry: dict[str, Any]) -> None:
         seq, table, key = entry["seq"], entry["table_name"], entry["row_key"]
-        expected_seq = self.report.records + 1
+        expected_seq = self.start + self.report.records + 1
 
         def fail(problem: str) -> NoReturn:
             raise _Broken(BrokenRecord(seq, table, key, problem))
 
+        if seq < expected_seq:
+            fail(f"ledger entry inside what the seal at seq {self._seal_seq()} pruned (inserted?)")
         if seq != expected_seq:
             raise _Broken(BrokenRecord(expected_seq, None, None, "missing from the ledger"))
         if entry["prev_hash"] != self.report.head_hash:
@@ -135,8 +207,9 @@ class _Walker:
             fail(f"row is missing from {table} (deleted?)")
         if row["seq"] < seq:
             raise _Broken(BrokenRecord(row["seq"], table, row_key(row), "row has no ledger entry"))
-        if record_hash(entry["prev_hash"], table, row) != row["hash"]:
-            fail("row contents do not match its hash (changed?)")
+        hashed = self._joined(row, fail) if table == "messages" and "_found" in row else row
+        if record_hash(entry["prev_hash"], table, hashed) != row["hash"]:
+            fail("row contents do not match its hash (changed?)" + self._content_note(row))
         if row["prev_hash"] != entry["prev_hash"] or row["hash"] != entry["hash"]:
             fail("row hash differs from the ledger")
         self.pending[table] = next(self.cursors[table], None)
@@ -144,6 +217,49 @@ class _Walker:
         self.report.counts[table] += 1
         self.report.head_hash = entry["hash"]
         self.anchor_seen = self.anchor_seen or entry["hash"] == self.expect_hash
+        if self.seal is not None and table == "seals" and seq == self.seal.seq:
+            self.seal_seen = True
+
+    def _seal_seq(self) -> int | None:
+        return self.seal.seq if self.seal is not None else None
+
+    @staticmethod
+    def _joined(row: dict[str, Any], fail: Callable[[str], NoReturn]) -> dict[str, Any]:
+        """The message row as hashed, its text joined from ``contents``."""
+        ref = row.get(REF)
+        if ref is None:
+            return hashed_row(row, None)
+        if row["_found"] is None:
+            fail(f"its content {ref[:12]}… is missing from contents (deleted?)")
+        if row.get("content") is not None:
+            fail("holds a content both in the row and in contents (changed?)")
+        return hashed_row(row, unpack(row["_text"], row["_packed"]))
+
+    def _content_note(self, row: dict[str, Any]) -> str:
+        """When a message's shared text was changed: which one, and how many use it."""
+        ref = row.get(REF)
+        if ref is None or row.get("_found") is None:
+            return ""
+        if content_sha256(unpack(row["_text"], row["_packed"]) or "") == ref:
+            return ""
+        (users,) = self.conn.execute(
+            f"select count(*) from messages where {REF} = ?", [ref]
+        ).fetchone()
+        return f": its content {ref[:12]}… was changed (used by {users} messages)"
+
+    def _check_seal(self) -> None:
+        """The seal verify started from is a record of the chain it starts (not one
+        planted among the pruned seqs, where nothing checks it)."""
+        if self.seal is not None and not self.seal_seen:
+            raise _Broken(
+                BrokenRecord(
+                    self.seal.seq,
+                    "seals",
+                    None,
+                    f"the seal the chain starts from (cut at seq {self.seal.cut_seq}) is not "
+                    "a record of it (inserted?)",
+                )
+            )
 
     def _check_leftovers(self) -> None:
         for table, row in self.pending.items():

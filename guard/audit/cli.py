@@ -1,4 +1,4 @@
-"""``labelgate audit``: verify and summarise the audit store.
+"""``labelgate audit``: verify, summarise and prune the audit store.
 
 Only click is imported here; the store is imported inside the commands, so ``labelgate --help``
 stays fast.
@@ -87,12 +87,45 @@ def verify(db: Path | None, expect_hash: str | None) -> None:
 @audit.command()
 @db_option
 def stats(db: Path | None) -> None:
-    """Row counts, chain head and file size."""
+    """Row counts, chain head, file size and the last prune."""
     with _open(db) as store:
         counts = store.counts()
         seq, head = store.head()
+        seal = store.seal()
         size = store.path.stat().st_size
     click.echo(f"database  {store.path} ({size / 1e6:.1f} MB)")
     for table, count in counts.items():
         click.echo(f"{table:<13} {count}")
     click.echo(f"chain head seq {seq} {head}")
+    if seal is not None:
+        click.echo(
+            f"pruned {seal['created']} ({seal['by'] or 'prune'}): records written before "
+            f"{seal['before']} (seq <= {seal['cut_seq']}); hash at the cut {seal['cut_hash']}"
+        )
+
+
+@audit.command()
+@db_option
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Delete the records written before this: 30d, 12h, 2w ago, or an ISO date/time.",
+)
+@click.option("--vacuum", is_flag=True, help="Then give the freed space back (rewrites the file).")
+def prune(db: Path | None, older_than: str, vacuum: bool) -> None:
+    """Delete old records (and texts no message uses any more), sealing the chain at the cut:
+    verify then checks what remains from the seal, which records what was deleted and when."""
+    from labelgate.guard.audit.query import parse_when
+    from labelgate.guard.audit.store import AuditStore
+
+    try:
+        before = parse_when(older_than)
+    except ValueError:
+        raise CLIError(f"--older-than {older_than!r}: say 30d, 12h, 2w or an ISO date") from None
+    _open(db).close()  # an audit database, not any file
+    with AuditStore(_db_path(db)) as store:
+        report = store.prune(before, by=f"labelgate audit prune --older-than {older_than}")
+        if vacuum:
+            store.vacuum()
+    click.echo(report.summary())

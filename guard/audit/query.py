@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from labelgate.guard.audit.contents import REF, VIEW, message_content
 from labelgate.guard.audit.evalquery import EvalQueries
 from labelgate.guard.audit.views import (
     DecisionView,
@@ -129,7 +130,7 @@ class AuditReader(EvalQueries):
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._tables = set(db.table_names())
+        self._tables = set(db.table_names()) | set(db.view_names())
 
     @classmethod
     def open(cls, path: str | Path) -> AuditReader:
@@ -194,7 +195,14 @@ class AuditReader(EvalQueries):
             "join messages m on m.rowid = f.rowid join requests r on r.id = m.request_id "
             "where messages_fts match ? order by f.rank limit ?"
         )
-        if self.has("messages_fts") and text.strip():
+        if self.has("contents_fts"):  # each text indexed once; every message using it
+            fts = (
+                "select coalesce(r.trace_id, r.id) as k from contents_fts f "
+                "join contents c on c.rowid = f.rowid "
+                f"join messages m on m.{REF} = c.sha256 join requests r on r.id = m.request_id "
+                "where contents_fts match ? order by f.rank, m.seq desc limit ?"
+            )
+        if (self.has("contents_fts") or self.has("messages_fts")) and text.strip():
             keys.update(
                 dict.fromkeys(r["k"] for r in self.rows(fts, [self.db.quote_fts(text), limit]))
             )
@@ -317,8 +325,9 @@ class AuditReader(EvalQueries):
         return self.request_view(rows[0])
 
     def request_view(self, row: Row) -> RequestView:
+        table = VIEW if self.has(VIEW) else "messages"  # a store not yet migrated
         messages = self.rows(
-            "select * from messages where request_id = ? order by position", [row["id"]]
+            f"select * from {table} where request_id = ? order by position", [row["id"]]
         )
         events = self._label_events(row["id"], [m["item_id"] for m in messages if m["item_id"]])
         decisions = [
@@ -457,7 +466,7 @@ def _message(row: Row, events: list[Evidence]) -> MessageView:
         name=row["name"],
         kind=row["kind"],
         item_id=row["item_id"],
-        content=row["content"],
+        content=message_content(row),
         label=LabelView.parse(row["label_json"]),
         evidence=evidence + events,
         tool_calls=loads(row["tool_calls_json"], []) or [],

@@ -215,6 +215,25 @@ class SpanRecord(AuditRecord):
         return f"{fields['trace_id']}:{fields['span_id']}"
 
 
+class SealRecord(AuditRecord):
+    """A prune (``AuditStore.prune``): the records up to ``cut_seq`` (written before
+    ``before``) were deleted; ``cut_hash`` is the chain's hash at the cut, to which the first
+    record kept links. Appended at the head of the chain, so it cannot be changed or removed
+    unnoticed, and a store shows that, when and how far it was pruned."""
+
+    table: ClassVar[str] = "seals"
+    json_fields: ClassVar[tuple[str, ...]] = ("deleted",)
+
+    id: str = Field(default_factory=new_id)
+    created: datetime = Field(default_factory=utcnow)
+    before: str  # ISO time: records written before it were deleted
+    cut_seq: int
+    cut_hash: str
+    previous_cut_seq: int | None = None  # the cut of the prune before this one, if any
+    deleted: dict[str, int] = Field(default_factory=dict)  # rows deleted per table
+    by: str | None = None  # what pruned: a command, a setting
+
+
 class DeferredRecords:
     """Records the audit writer builds instead of the caller: an object holding what they are
     made of, cheap to hand over. The writer's thread builds them, or, for a writer with a
@@ -257,4 +276,5 @@ RECORD_TYPES: tuple[type[AuditRecord], ...] = (
     LabelEventRecord,
     DecisionRecord,
     SpanRecord,
+    SealRecord,
 )

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
+from labelgate.guard.audit.contents import content_row, content_sha256
+
 Migration = Callable[[Database], None]
 
 GENESIS_HASH = "0" * 64
 CHAIN_COLUMNS: dict[str, type] = {"seq": int, "prev_hash": str, "hash": str}
-CHAINED_TABLES = ("requests", "messages", "label_events", "decisions", "spans")
+CHAINED_TABLES = ("requests", "messages", "label_events", "decisions", "spans", "seals")
 
 
 @contextlib.contextmanager
@@ -166,7 +168,103 @@ def m003_messages_fts(db: Database) -> None:
     db.table("messages").enable_fts(["content"], create_triggers=True, tokenize="porter")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_indexes, m003_messages_fts]
+def m004_contents(db: Database) -> None:
+    """Each distinct message text stored once (``guard.audit.contents``).
+
+    1. ``contents (sha256, size, text, packed)`` and ``messages.content_sha256``;
+    2. the full-text index moves from ``messages.content`` to ``contents.text``;
+    3. every text held in ``messages.content`` moves to ``contents`` (``content`` becomes
+       null, ``content_sha256`` names its row): its hash is unchanged, because a message row
+       is hashed with its text in place of the reference (``chain.hashed_row``);
+    4. ``message_texts``: the messages with their text joined back, for SQL readers.
+    """
+    conn = db.conn
+    conn.execute(
+        "create table contents (sha256 text primary key, size integer not null, "
+        "text text, packed blob)"
+    )
+    conn.execute('alter table messages add column "content_sha256" text')
+    conn.execute("create index idx_messages_content_sha256 on messages (content_sha256)")
+    for trigger in ("messages_ai", "messages_ad", "messages_au"):
+        conn.execute(f'drop trigger if exists "{trigger}"')
+    conn.execute("drop table if exists messages_fts")
+    last = 0
+    while True:  # in chunks of rowids, so a large store is never read into memory at once
+        chunk = conn.execute(
+            "select rowid, content from messages where rowid > ? and content is not null "
+            "order by rowid limit 500",
+            [last],
+        ).fetchall()
+        if not chunk:
+            break
+        moved = [(rowid, text, content_sha256(text)) for rowid, text in chunk]
+        conn.executemany(
+            "insert or ignore into contents (sha256, size, text, packed) "
+            "values (:sha256, :size, :text, :packed)",
+            [content_row(text, sha) for _, text, sha in moved],
+        )
+        conn.executemany(
+            "update messages set content = null, content_sha256 = ? where rowid = ?",
+            [(sha, rowid) for rowid, _, sha in moved],
+        )
+        last = chunk[-1][0]
+    conn.execute(
+        "create virtual table contents_fts using fts5 "
+        "(text, tokenize='porter', content=\"contents\")"
+    )
+    conn.execute("insert into contents_fts (rowid, text) select rowid, text from contents")
+    conn.execute(
+        "create trigger contents_ai after insert on contents begin "
+        "insert into contents_fts (rowid, text) values (new.rowid, new.text); end"
+    )
+    conn.execute(
+        "create trigger contents_ad after delete on contents begin "
+        "insert into contents_fts (contents_fts, rowid, text) "
+        "values ('delete', old.rowid, old.text); end"
+    )
+    conn.execute(
+        "create trigger contents_au after update on contents begin "
+        "insert into contents_fts (contents_fts, rowid, text) "
+        "values ('delete', old.rowid, old.text); "
+        "insert into contents_fts (rowid, text) values (new.rowid, new.text); end"
+    )
+    conn.execute(
+        "create view message_texts as select m.id, m.request_id, m.position, m.role, m.name, "
+        "m.kind, m.item_id, coalesce(m.content, c.text) as content, m.content_sha256, "
+        "coalesce(c.size, length(cast(m.content as blob))) as content_size, "
+        "c.packed as content_packed, m.label_json, m.provenance_json, m.tool_calls_json, "
+        "m.seq, m.prev_hash, m.hash "
+        "from messages m left join contents c on c.sha256 = m.content_sha256"
+    )
+
+
+def m005_seals(db: Database) -> None:
+    """``seals``: one chained record per prune (``AuditStore.prune``): what was deleted, when,
+    and the chain's hash at the cut, from which ``verify`` checks what remains."""
+    _chained_table(
+        db,
+        "seals",
+        {
+            "id": str,
+            "created": str,
+            "before": str,
+            "cut_seq": int,
+            "cut_hash": str,
+            "previous_cut_seq": int,
+            "deleted_json": str,
+            "by": str,
+        },
+        pk="id",
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_indexes,
+    m003_messages_fts,
+    m004_contents,
+    m005_seals,
+]
 
 
 def applied_migrations(db: Database) -> list[str]:

@@ -16,6 +16,8 @@ Guarantees:
 - With a ``journal`` folder, ``write_ahead`` appends records to a write-ahead journal
   (``guard.audit.journal``) on the caller's thread before they are submitted, so that they
   survive the process being killed; a new writer first stores what an earlier one left there.
+- With a ``retention``, the thread prunes the records older than it (``AuditStore.prune``,
+  sealed) before its first batch and then at most every ``prune_every`` seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -53,6 +56,7 @@ class WriterStats(BaseModel):
     max_queue_depth: int = 0
     queued: int = 0  # at the time the stats were taken
     recovered: int = 0  # journal entries an earlier process left, stored at start
+    pruned: int = 0  # records deleted by the retention (``retention``), sealed
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ class AuditWriter:
         on_batch: Callable[[int], None] | None = None,
         process: bool = False,
         journal: Path | None = None,
+        retention: timedelta | None = None,
+        prune_every: float = 3600.0,
     ) -> None:
         """``store`` is owned by the writer from now on (closed by ``close``).
 
@@ -90,7 +96,9 @@ class AuditWriter:
         written by a child process (``guard.audit.process``), so the Python work of writing
         does not hold this process's GIL; ``store`` stays open here for reading. ``journal``:
         a folder for the write-ahead journal (``write_ahead``); what an earlier writer left
-        there is stored before this one starts.
+        there is stored before this one starts. ``retention``: records written longer ago
+        are pruned (``AuditStore.prune``) by the writer's thread, before its first batch and
+        then at most every ``prune_every`` seconds while records come in.
         """
         self.store = store if isinstance(store, AuditStore) else AuditStore(store)
         self._sink: AuditStore | StoreProcess = (
@@ -105,6 +113,9 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = False
+        self.retention = retention
+        self.prune_every = prune_every
+        self._next_prune = time.monotonic()
         self._journal = Journal(journal) if journal is not None else None
         if self._journal is not None:
             self._recover(self._journal)
@@ -244,6 +255,7 @@ class AuditWriter:
         while not stopping:
             batch, flushes, stopping = self._collect()
             if batch and self._error is None:
+                self._prune_when_due()
                 self._write(batch)
             elif batch:
                 self._count_failed(batch)
@@ -304,6 +316,25 @@ class AuditWriter:
                 except Exception:  # a watcher must not stop the writer
                     log.exception("audit on_batch callback failed")
             return
+
+    def _prune_when_due(self) -> None:
+        """Apply the retention, on this thread (between batches: no write waits on it but
+        the child's, for one transaction). A failure is logged; recording goes on."""
+        if self.retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self.prune_every
+        days = self.retention / timedelta(days=1)
+        try:
+            report = self.store.prune(
+                datetime.now(UTC) - self.retention, by=f"retention: {days:g} days"
+            )
+        except Exception as exc:  # locked for too long, disk full, ...
+            log.error("audit retention: prune failed: %s", exc)
+            return
+        if report.pruned:
+            log.info("audit retention: %s", report.summary())
+            with self._lock:
+                self._stats.pruned += report.records
 
     def _count_failed(self, batch: list[Submitted]) -> None:
         count = sum(len(r) if isinstance(r, DeferredRecords) else 1 for r in batch)
