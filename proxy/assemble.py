@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -72,7 +73,13 @@ def build_runtime(
     # Answers are journaled before they leave (no answer without its record, even on kill -9);
     # what an earlier process left in the journal is stored first.
     journal = audit.parent / f"{audit.stem}-journal"
-    writer = AuditWriter(audit, process=settings.audit_process, journal=journal)
+    days = settings.audit_retention_days
+    writer = AuditWriter(
+        audit,
+        process=settings.audit_process,
+        journal=journal,
+        retention=timedelta(days=days) if days is not None else None,
+    )
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
     guard = Guard(policy, fingerprints=fingerprints)
     capture = settings.capture_content or settings.tracing.capture_content

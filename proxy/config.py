@@ -192,6 +192,9 @@ class GuardSettings(BaseModel):
     # The audit store is written by a child process, so writing does not hold the proxy's
     # GIL (latency); false: by a thread of the proxy (one process, e.g. for embedding).
     audit_process: bool = True
+    # Delete audit records written more than this many days ago (sealed: audit verify still
+    # passes for what remains), checked hourly while requests come in. None: keep everything.
+    audit_retention_days: float | None = Field(None, gt=0)
     # The fingerprint store's SQL inverted index (hash -> text), for SQL-only lookups. The
     # proxy looks texts up in memory, and the index doubles an answer's write (random-order
     # B-tree inserts): a new store is made without it unless asked. A store that has it keeps it.
