@@ -28,6 +28,7 @@ from labelgate.guard.audit import AuditStore
 from labelgate.proxy.errors import ErrorBody
 
 Header = tuple[str, bytes]  # (name, value bytes as sent)
+_TOKEN = re.compile(r"approver token in (\S+)")
 _RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -69,6 +70,14 @@ class ServeProcess:
     @property
     def audit_path(self) -> Path:
         return self.state_dir / "audit.db"
+
+    def approver_token(self) -> str | None:
+        """The approver token a keyless server wrote (the path it printed at start)."""
+        for line in self.lines:
+            found = _TOKEN.search(line)
+            if found:
+                return Path(found.group(1)).read_text().strip()
+        return None
 
     def stop(self) -> None:
         """Stop it as Ctrl-C would: the shutdown flushes and closes the audit store."""
@@ -141,6 +150,16 @@ def openai_error(body: bytes) -> bool:
     return True
 
 
+RECORDED = ("/v1/chat/completions", "/v1/embeddings", "/v1/labelgate/documents")
+PROBES = ("/healthz", "/readyz")
+
+
+def must_record(path: str, status: int) -> bool:
+    """What the audit store holds (docs/proxy.md): every request to the model and documents
+    endpoints, and every error elsewhere but the probes."""
+    return path in RECORDED or (status >= 400 and path not in PROBES)
+
+
 @dataclass(slots=True)
 class Tally:
     """What a fuzz run saw; ``problems`` is empty when every property held."""
@@ -154,24 +173,28 @@ class Tally:
     ids: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)  # problem -> one request showing it
 
-    def see(self, answer: Exchange, what: str) -> None:
+    def see(self, answer: Exchange, what: str, path: str = "/v1/chat/completions") -> list[str]:
+        """Count ``answer`` to a request for ``path``; the properties it breaks (none: all
+        held). Its id is kept to check its record if it must have one (``must_record``)."""
         self.sent += 1
         if answer.status is None:
-            self._problem("dropped", what)
-            return
+            return self._problem("dropped", what)
         self.statuses[answer.status] += 1
+        found: list[str] = []
         if answer.status >= 500:
-            self._problem("server_errors", what)
+            found += self._problem("server_errors", what)
         if answer.status >= 400 and not openai_error(answer.body):
-            self._problem("not_openai", what)
+            found += self._problem("not_openai", what)
         if answer.request_id is None:
-            self._problem("no_request_id", what)
-        else:
+            found += self._problem("no_request_id", what)
+        elif must_record(path, answer.status):
             self.ids.append(answer.request_id)
+        return [f"{problem}: {answer.status} {answer.body[:200]!r}" for problem in found]
 
-    def _problem(self, name: str, what: str) -> None:
+    def _problem(self, name: str, what: str) -> list[str]:
         setattr(self, name, getattr(self, name) + 1)
         self.examples.setdefault(name, what[:300])
+        return [name]
 
     def unrecorded(self, store: AuditStore) -> list[str]:
         return [rid for rid in self.ids if store.get_request(rid) is None]

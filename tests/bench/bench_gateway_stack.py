@@ -43,7 +43,8 @@ def _client(middleware: list[Middleware]) -> httpx.AsyncClient:
     model = ScriptedModel(["ok"], cycle=True, name="bench")
     app = create_app(config, models={"bench": model}, middleware=middleware)
     app.state.proxy.ready = True  # no lifespan under ASGITransport; nothing to warm up
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")  # keyless: loopback
 
 
 async def _one(client: httpx.AsyncClient) -> float:

@@ -51,6 +51,7 @@ ISSUE_CASES = [
     {**_HI, "metadata": {"session_id": "a\nb"}},
 ]
 KEY = "sk-fuzz"
+DERANDOMIZE = True  # the same examples every run (--random: new ones)
 
 
 def _config(fake_url: str, keys: bool, state: str) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def _config(fake_url: str, keys: bool, state: str) -> dict[str, Any]:
 
 
 def _mutations(port: int, auth: list[tuple[str, bytes]], tally: Tally, n: int) -> None:
-    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=n, deadline=None, database=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(body=mutated_request(), headers=client_headers())
     def one(body: dict[str, Any], headers: list[tuple[str, bytes]]) -> None:
@@ -85,7 +86,7 @@ def _schema_cases(base: str, auth: dict[str, str], tally: Tally, n: int, keys: b
     modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
     strategy = st.one_of([schema.as_strategy(generation_mode=mode) for mode in modes])
 
-    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=n, deadline=None, database=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(case=strategy)
     def one(case: schemathesis.Case) -> None:
@@ -96,7 +97,7 @@ def _schema_cases(base: str, auth: dict[str, str], tally: Tally, n: int, keys: b
             return
         headers = {k: v[0] for k, v in response.headers.items()}
         answer = Exchange(response.status_code, headers, response.content)
-        tally.see(answer, f"{case.method} {case.formatted_path} {case.body!r}")
+        tally.see(answer, f"{case.method} {case.formatted_path} {case.body!r}", case.operation.path)
 
     one()
 
@@ -104,17 +105,23 @@ def _schema_cases(base: str, auth: dict[str, str], tally: Tally, n: int, keys: b
 def run(fake_url: str, keys: bool, n: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="fuzz-tally-"))
     server = ServeProcess(_config(fake_url, keys, str(workdir / "state")), workdir)
-    auth = [("authorization", f"Bearer {KEY}".encode())] if keys else []
+    credential = server.approver_token() or KEY  # keyless: the approvers' token
+    auth = [("authorization", f"Bearer {credential}".encode())]
     mutations, schema = Tally(), Tally()
     try:
         _mutations(server.port, auth, mutations, n)
         _schema_cases(server.url, {k: v.decode() for k, v in auth}, schema, n, keys)
     finally:
         server.stop()  # runs the shutdown: the audit writer flushes and closes
+    errors = [line for line in server.lines if "Traceback" in line or "Error" in line]
     store = AuditStore(server.audit_path, readonly=True)
-    out = {}
+    summaries = store.db.execute(
+        "select error from requests where agent = 'labelgate:refusals'"
+    ).fetchall()
+    out: dict[str, Any] = {"server_log_errors": errors[:5]}
     for name, tally in (("mutations", mutations), ("schemathesis", schema)):
         out[name] = {**tally.summary(len(tally.unrecorded(store))), "examples": tally.examples}
+    out["refusals_in_summaries"] = sum(int(row[0].split()[0]) for row in summaries)
     store.close()
     return out
 
@@ -122,7 +129,10 @@ def run(fake_url: str, keys: bool, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="examples per generator and config")
+    parser.add_argument("--random", action="store_true", help="new examples every run")
     args = parser.parse_args()
+    global DERANDOMIZE
+    DERANDOMIZE = not args.random
     fake = FakeUpstream(keep=False)
     upstream = ServerThread(fake.app()).start()
     try:
