@@ -1,8 +1,10 @@
 """Audit store throughput: the batching AuditWriter vs one transaction per record.
 
-Run: python tests/bench/bench_audit.py [--records N]
+Run: python tests/bench/bench_audit.py [--records N] [--distinct]
 Prints records/s for both, side by side in one run, and the submit() latency the caller sees.
 Both paths use the same store, schema, hash chain, FTS triggers and WAL/synchronous=NORMAL.
+Every message has the same text (as resent context is), unless ``--distinct``: each its own
+(the worst case for a store that keeps each text once).
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ LABEL = Lattice().label("confidential", "untrusted", sources=["web:example.org"]
 TEXT = "Please summarise the attached quarterly report for the finance team. " * 4
 
 
-def make_records(n: int) -> list[AuditRecord]:
+def make_records(n: int, distinct: bool = False) -> list[AuditRecord]:
     """A realistic mix: per request, 4 messages and 1 decision (6 records)."""
     records: list[AuditRecord] = []
     while len(records) < n:
         request = RequestRecord(model="local/smollm2", agent="planner", label=LABEL)
         records.append(request)
         records += [
-            MessageRecord(request_id=request.id, position=i, role="user", content=TEXT, label=LABEL)
+            MessageRecord(
+                request_id=request.id,
+                position=i,
+                role="user",
+                content=f"{TEXT} {len(records)}.{i}" if distinct else TEXT,
+                label=LABEL,
+            )
             for i in range(4)
         ]
         records.append(
@@ -75,8 +83,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--paced", type=int, default=6_000, help="records in the paced run")
     parser.add_argument("--rate", type=float, default=3_000, help="paced run, records/s")
+    parser.add_argument("--distinct", action="store_true", help="every message text different")
     args = parser.parse_args()
-    records = make_records(args.records)
+    records = make_records(args.records, args.distinct)
     with tempfile.TemporaryDirectory() as tmp:
         t_naive = naive(Path(tmp) / "naive.db", records)
         t_batched, lat, blocked = batched(Path(tmp) / "batched.db", records)
