@@ -672,7 +672,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     error = ProxyError(500, "internal error in the proxy", type="server_error")
-    return await refused(request, error, "http")
+    try:
+        return await refused(request, error, "http")
+    except Exception:  # the last resort answers whatever failed: shaped, with an id
+        log.exception("the error could not be recorded")
+        return error.response({REQUEST_ID_HEADER: new_id()})
 
 
 # --------------------------------------------------------------------------- app

@@ -39,7 +39,12 @@ def text_of_header(raw: str) -> str:
             raw = raw.encode("latin-1").decode("utf-8")
         except UnicodeError:
             return raw  # not UTF-8: kept as the bytes came
-    return unquote(raw, errors="surrogatepass") if "%" in raw else raw
+    if "%" not in raw:
+        return raw
+    try:
+        return unquote(raw, errors="surrogatepass")
+    except UnicodeDecodeError:  # escapes of bytes that are not UTF-8: not ours, kept as sent
+        return raw
 
 
 def header_json(value: Any) -> str:

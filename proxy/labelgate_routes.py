@@ -25,6 +25,7 @@ from labelgate.proxy.app import (
     admitted,
     finish_failed,
     finish_request,
+    guard_headers,
     headers_of,
     json_response,
     read_json,
@@ -136,7 +137,7 @@ def guard_routes(
             docs = _documents(hook, await read_json(request, state.max_body))
             data = await hook.ingest(docs, ctx)
             await finish_request(hook, ctx, Outcome("ok"))
-            return json_response({"object": "list", "data": data})
+            return json_response({"object": "list", "data": data}, guard_headers(ctx))
         except BaseException as exc:  # recorded like a failed model call
             await finish_failed(hook, ctx, exc, None)
             raise

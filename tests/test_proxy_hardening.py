@@ -298,3 +298,10 @@ def test_openapi_without_the_guard(start_proxy: Callable[..., str], fake_url: st
     url = start_proxy(passthrough_config(fake_url))
     paths = httpx.get(url.removesuffix("/v1") + "/openapi.json").json()["paths"]
     assert "/v1/chat/completions" in paths and "/v1/labelgate/documents" not in paths
+
+
+def test_header_escapes_that_are_not_utf8_are_kept_as_sent(keyed: Guarded) -> None:
+    headers = [("authorization", b"Bearer sk-worker"), ("x-labelgate-session", b"%DE%41x")]
+    docs = [{"text": "a note"}]
+    answer = _post(keyed, docs, *headers, path="/v1/labelgate/documents")
+    assert answer.status == 200 and answer.headers["x-labelgate-session"] == "%25DE%2541x"
