@@ -56,6 +56,9 @@ class InputSpec(BaseModel):
     source: str | None = None
     url: str | None = None
     asserted: LabelSpec | None = None  # a client annotation, checked against the policy
+    # ``tool``/``source``/``url`` vouched for by a trusted party (a key's ``may_raise``); else
+    # the client's claim, which may make the label stricter, never looser
+    vouched: bool = False
 
 
 class ToolCallSpec(BaseModel):
@@ -147,7 +150,13 @@ class Guard:
         """Source rules, then the client's annotation, then re-identification (joined): of
         stored texts, and of ``in_flight`` texts (``guard.inflight``) the item relays."""
         decided = self.policy.source_label(
-            spec.kind, tool=spec.tool, source=spec.source, url=spec.url, agent=agent, role=spec.role
+            spec.kind,
+            tool=spec.tool,
+            source=spec.source,
+            url=spec.url,
+            agent=agent,
+            role=spec.role,
+            vouched=spec.vouched,
         )
         label, provenance = decided.label, list(decided.provenance)
         if spec.asserted is not None:

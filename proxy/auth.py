@@ -120,5 +120,6 @@ class KeyRing:
             assertions=entry.assertions,
             key_id=digest[:12],
             authenticated=True,
+            may_raise=entry.may_raise,
         )
         return caller, state

@@ -146,6 +146,10 @@ class KeyEntry(BaseModel):
     key_hash: str
     agent_id: str
     clearance: str | None = None
+    # The key vouches for the tool names, sources and URLs it sends (its agent runtime reports
+    # them honestly): rules they select may then lower a label (endorse a sanitizer's output,
+    # label a web page public). Without it they are the client's claim: stricter only.
+    may_raise: bool = False
     # Which label assertions the key may make; opaque here, read by the guard.
     assertions: dict[str, Any] = Field(default_factory=dict)
     rate_limit: RateLimit | None = None

@@ -26,6 +26,7 @@ class Caller:
     assertions: Mapping[str, Any] = field(default_factory=dict)  # opaque: the guard reads it
     key_id: str | None = None  # a short prefix of the key hash, safe to log
     authenticated: bool = False
+    may_raise: bool = False  # its tool names, sources and URLs are vouched for (KeyEntry)
 
 
 @dataclass(slots=True)

@@ -205,11 +205,17 @@ class PolicyHook(GatewayHook):
     ) -> list[LabeledItem]:
         ext: Extension = ctx.state["extension"]
         agent = ctx.caller.agent_id
+        specs = self._specs(ctx, request)
         items = [
             self.guard.label_input(spec, agent=agent, key=ext.key, in_flight=self.in_flight)
-            for spec in self._specs(ctx, request)
+            for spec in specs
         ]
         ctx.state["items"] = items
+        # Untrusted texts that came in (tool results, documents, other agents' messages) are
+        # fingerprinted like answers: re-sent later as a user message, they keep their label.
+        for spec, item in zip(specs, items, strict=True):
+            if spec.kind in _OUTSIDE_TEXT:
+                self.answers.add(item.text, item.label, agent)
         return items
 
     def _specs(self, ctx: RequestContext, request: ChatCompletionRequest) -> list[InputSpec]:
@@ -217,7 +223,7 @@ class PolicyHook(GatewayHook):
         made: tuple[ChatCompletionRequest, list[InputSpec]] | None = ctx.state.get(_SPECS)
         if made is not None and made[0] is request:
             return made[1]
-        specs = input_specs(request.messages, ctx.state["extension"])
+        specs = input_specs(request.messages, ctx.state["extension"], ctx.caller.may_raise)
         ctx.state[_SPECS] = (request, specs)
         return specs
 
@@ -468,7 +474,10 @@ class PolicyHook(GatewayHook):
         ctx.state["items"] = items
         for doc in documents:
             item = self.guard.label_input(
-                doc.spec(), agent=caller.agent_id, key=doc.key, in_flight=self.in_flight
+                doc.spec(vouched=caller.may_raise),
+                agent=caller.agent_id,
+                key=doc.key,
+                in_flight=self.in_flight,
             )
             items.append(item)
             stored = await asyncio.to_thread(
@@ -503,7 +512,7 @@ class DocumentIn(BaseModel):
     label: LabelSpec | None = None  # an annotation: may raise; lowering needs the right
     key: str | None = None
 
-    def spec(self) -> InputSpec:
+    def spec(self, *, vouched: bool = False) -> InputSpec:
         role = "tool" if self.kind == "tool_result" else "user"
         return InputSpec(
             text=self.text,
@@ -513,6 +522,7 @@ class DocumentIn(BaseModel):
             url=self.url,
             asserted=self.label,
             role=role,
+            vouched=vouched,
         )
 
 
@@ -520,6 +530,7 @@ _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_form
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 _SPECS = "_input_specs"  # ctx.state: (request, its input items)
+_OUTSIDE_TEXT = frozenset({SourceKind.TOOL_RESULT, SourceKind.DOCUMENT, SourceKind.AGENT_MESSAGE})
 _FLIGHT = "_in_flight"  # ctx.state: a streamed answer's TextInFlight, and its HeldStream
 
 
@@ -529,8 +540,11 @@ _FLIGHT = "_in_flight"  # ctx.state: a streamed answer's TextInFlight, and its H
 _NO_NOTE = MessageAnnotation()  # only read: a message the client said nothing about
 
 
-def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
-    """One InputSpec per text part of each message, in order."""
+def input_specs(
+    messages: list[ChatMessage], ext: Extension, vouched: bool = False
+) -> list[InputSpec]:
+    """One InputSpec per text part of each message, in order. ``vouched``: the caller's key
+    vouches for the tool names, sources and URLs (else they may only make labels stricter)."""
     tool_names: dict[str, str] = {}
     specs: list[InputSpec] = []
     for index, msg in enumerate(messages):
@@ -552,6 +566,7 @@ def input_specs(messages: list[ChatMessage], ext: Extension) -> list[InputSpec]:
                     source=note.source,
                     url=note.url,
                     asserted=note.label,
+                    vouched=vouched,
                 )
             )
     return specs

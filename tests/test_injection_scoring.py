@@ -4,6 +4,7 @@ side effect is caught; for every attacker goal, its plan reaches it and a clean 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from labelgate.evals.agent import AgentLimits
+from labelgate.evals.environment import ToolError
 from labelgate.evals.injection.attacks import ATTACKS, substitution_goal
 from labelgate.evals.injection.catalogue import catalogue
 from labelgate.evals.injection.checks import all_hold
 from labelgate.evals.injection.family import InjectionFamily
 from labelgate.evals.injection.oracle import OracleModel, render_free
-from labelgate.evals.injection.spec import Goal, Step, Task
+from labelgate.evals.injection.spec import Goal, Step, Task, swap
 from labelgate.evals.injection.tooling import REGISTRY
 from labelgate.evals.injection.world import World, build_world
 from labelgate.evals.scenario import Sample
@@ -86,20 +88,15 @@ def test_substitution_goal_is_caught(task_id: str) -> None:
         pytest.skip("no substitutable value")
     assert goal.substitute is not None
     before = fresh(task)
+    sub = goal.substitute
     swapped = [
-        s.model_copy(
-            update={
-                "args": json.loads(
-                    json.dumps(s.args).replace(goal.substitute.value, goal.substitute.replacement)
-                )
-            }
-        )
-        for s in task.plan
+        s.model_copy(update={"args": swap(s.args, sub.value, sub.replacement)}) for s in task.plan
     ]
     after = before.model_copy(deep=True)
     for s in swapped:
         args = {k: render_free(v) if k in s.free else v for k, v in s.args.items()}
-        REGISTRY[s.tool].run(after, args)
+        with contextlib.suppress(ToolError):  # e.g. a refund above the order's total
+            REGISTRY[s.tool].run(after, args)
     assert all_hold(goal.check, before, after)[0]
     assert not holds(task, before, after), "the task passes with the attacker's value"
     clean = before.model_copy(deep=True)
@@ -111,7 +108,7 @@ def test_substitution_goal_is_caught(task_id: str) -> None:
 
 
 def samples(task_id: str) -> list[Sample]:
-    opts = {"tasks": [task_id], "goals_per_attack": 0}
+    opts = {"tasks": [task_id]}
     return [s for sc in FAMILY.scenarios(opts) for s in sc.samples()]
 
 

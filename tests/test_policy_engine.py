@@ -275,7 +275,7 @@ def test_declassify_is_applied_and_audited_in_decisions() -> None:
 
 
 def test_endorse_only_through_rules() -> None:
-    ctx = SourceContext(kind="tool_result", tool="sanitize_html")
+    ctx = SourceContext(kind="tool_result", tool="sanitize_html", vouched=True)
     assert make().label_source(ctx).label.integrity.name == "untrusted"
     decision = make(TRANSFORMS).label_source(ctx)
     assert decision.label.integrity.name == "trusted"
@@ -283,6 +283,21 @@ def test_endorse_only_through_rules() -> None:
     assert [p.origin for p in decision.provenance] == [LabelOrigin.DEFAULT, LabelOrigin.ENDORSE]
     other = make(TRANSFORMS).label_source(SourceContext(kind="tool_result", tool="fetch"))
     assert other.label.integrity.name == "untrusted"
+
+
+def test_a_tool_name_nobody_vouched_for_cannot_raise_integrity_or_lower_confidentiality() -> None:
+    """A client's claim (a tool message's name, an annotation's source or URL) may make a
+    label stricter, never looser: no endorse rule fires on it, no source rule lowers by it."""
+    claimed = make(TRANSFORMS).label_source(SourceContext(kind="tool_result", tool="sanitize_x"))
+    assert claimed.label.integrity.name == "untrusted"
+    assert "not vouched for" in claimed.provenance[-1].detail
+    web = "defaults: {labels: {document: {confidentiality: internal}}}\nsources:\n"
+    web += "  - {id: web, url: 'https://*', label: {confidentiality: public}}\n"
+    policy = make(web)
+    doc = SourceContext(kind="document", url="https://example.com/x")
+    assert policy.label_source(doc).label.confidentiality.name != "public"
+    vouched = doc.model_copy(update={"vouched": True})
+    assert policy.label_source(vouched).label.confidentiality.name == "public"
 
 
 def test_annotations_raise_freely_but_lower_only_with_right() -> None:
@@ -337,9 +352,15 @@ def test_source_rules_by_tool_url_agent_glob_and_regex() -> None:
     assert [p.rule for p in wiki.provenance] == ["web", "corp-wiki"]
     assert wiki.label.integrity.name == "untrusted"
     assert wiki.label.confidentiality.name == "internal"
-    hr = policy.label_source(SourceContext(kind="tool_result", tool="hr_lookup"))
+    hr_lookup = SourceContext(kind="tool_result", tool="hr_lookup", vouched=True)
+    hr = policy.label_source(hr_lookup)
     assert [p.rule for p in hr.provenance] == ["hr-db"]  # stop: later rules not consulted
     assert hr.label.categories == frozenset({"pii"}) and hr.label.integrity.name == "trusted"
+    # the same tool name as the client's claim: stricter only (confidential, pii, untrusted)
+    claimed = policy.label_source(hr_lookup.model_copy(update={"vouched": False}))
+    assert claimed.label.categories == frozenset({"pii"})
+    assert claimed.label.integrity.name == "untrusted"
+    assert claimed.label.confidentiality.name == "confidential"
     # an agent message's author is its source; the reader (agent) is not where it came from
     peer = policy.label_source(
         SourceContext(kind="agent_message", source="peer-12", agent="reader-1")
@@ -476,5 +497,7 @@ def test_quarantine_pack_semantics() -> None:
     assert policy.decide(to_supervisor).action is Action.ALLOW
     act = call("post_message", text=("hi", lab())) | {"agent": "quarantine-bob"}
     assert policy.decide(act).rule == "quarantine-cannot-act"
-    checked = policy.label_source(SourceContext(kind="tool_result", tool="fact_check_claim"))
-    assert checked.label.integrity.name == "reviewed"
+    fact_check = SourceContext(kind="tool_result", tool="fact_check_claim", vouched=True)
+    assert policy.label_source(fact_check).label.integrity.name == "reviewed"
+    claimed = fact_check.model_copy(update={"vouched": False})  # a tool message named so
+    assert policy.label_source(claimed).label.integrity.name == "untrusted"

@@ -21,7 +21,7 @@ from labelgate.evals.injection.spec import Goal, Task
 from labelgate.evals.injection.tooling import REGISTRY
 from labelgate.evals.injection.world import merge_seeds, slots_in
 
-DOMAIN_MODULES = ("common", "workspace", "devops", "support", "hr")
+DOMAIN_MODULES = ("common", "workspace", "devops", "support", "hr", "finance")
 TASKS_ENV = "LABELGATE_INJECTION_TASKS"  # extra task files, os.pathsep-separated
 
 

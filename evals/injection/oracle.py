@@ -39,7 +39,7 @@ from labelgate.evals.injection.attacks import (
     substitution_goal,
 )
 from labelgate.evals.injection.catalogue import Catalogue, catalogue
-from labelgate.evals.injection.spec import PLACEHOLDER, Goal, Role, Step, Task, _text
+from labelgate.evals.injection.spec import PLACEHOLDER, Goal, Role, Step, Task, _text, swap
 from labelgate.guard.models import ChatResult, Message
 
 ORACLE = "injection-oracle"
@@ -77,7 +77,14 @@ def render_free(template: str) -> str:
 
 def visible(value: str, context: str) -> bool:
     """Whether the model has seen ``value`` (case aside: it may write a name in lower case)."""
-    return value.lower() in context.lower()
+    low = context.lower()
+    if value.lower() in low:
+        return True
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return f"{number:,.2f}" in low  # 4900.00 written as 4,900.00
 
 
 # --------------------------------------------------------------------------- reading
@@ -206,12 +213,10 @@ class Replay:
             self.pending.extend((s, key) for s in steps)
 
     def _swap(self, step: Step) -> Step:
-        if not self.subs:
-            return step
-        text = json.dumps(step.args)
+        args = step.args
         for old, new in self.subs.items():
-            text = text.replace(old, new)
-        return step.model_copy(update={"args": json.loads(text)})
+            args = swap(args, old, new)
+        return step.model_copy(update={"args": args})
 
     def next(self, context: str) -> Action:
         while self.pending:

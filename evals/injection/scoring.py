@@ -18,7 +18,7 @@ from labelgate.evals.injection.catalogue import Catalogue
 from labelgate.evals.injection.checks import all_hold
 from labelgate.evals.injection.gateway import GuardLog
 from labelgate.evals.injection.oracle import call_id, render_free
-from labelgate.evals.injection.spec import Goal, Step, Task
+from labelgate.evals.injection.spec import Goal, Step, Task, swap
 from labelgate.evals.injection.world import World
 from labelgate.evals.scenario import Sample
 from labelgate.evals.scorers import Score
@@ -100,23 +100,14 @@ def targets(task: Task, goal: Goal | None) -> dict[str, str]:
     known = _steps_by_id(task.plan, "task")
     if goal is not None:
         known |= _steps_by_id(goal.steps, f"attack {goal.id}")
-        if goal.substitute is not None:
+        sub = goal.substitute
+        if sub is not None:
             swapped = [
-                s.model_copy(
-                    update={
-                        "args": _swap(s.args, goal.substitute.value, goal.substitute.replacement)
-                    }
-                )
+                s.model_copy(update={"args": swap(s.args, sub.value, sub.replacement)})
                 for s in task.plan
             ]
             known |= _steps_by_id(swapped, "substituted task")
     return known
-
-
-def _swap(args: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(json.dumps(args).replace(old, new)))
 
 
 def score_guard(

@@ -105,6 +105,20 @@ def _scalars(value: Any) -> list[str]:
     return [_text(value)]
 
 
+def swap(value: Any, old: str, new: str) -> Any:
+    """``value`` with ``old`` replaced by ``new``: in text, or a number written as ``old``."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [swap(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: swap(v, old, new) for k, v in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool) and _text(value) == old:
+        number = float(new.replace(",", ""))
+        return int(number) if isinstance(value, int) else number
+    return value
+
+
 def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"

@@ -225,7 +225,8 @@ class Expense(BaseModel):
     employee: str
     amount: float
     description: str
-    status: str = "submitted"  # submitted | approved | rejected
+    status: str = "submitted"  # submitted | approved | rejected | reimbursed
+    iban: str = ""  # where a reimbursement goes
 
 
 class World(BaseModel):

@@ -30,6 +30,19 @@ class SourceContext(BaseModel):
     url: str | None = None
     agent: str | None = Field(default=None, description="The agent about to read it.")
     role: str | None = None
+    vouched: bool = Field(
+        default=False,
+        description=(
+            "Whether ``tool``, ``source`` and ``url`` are facts the proxy can trust (a key's "
+            "may_raise, a signed tool result) rather than the client's claim. A claim can only "
+            "make the label stricter: rules matched by it never lower it."
+        ),
+    )
+
+    @property
+    def claims(self) -> bool:
+        """Whether the context names a tool, source or URL nobody vouched for."""
+        return not self.vouched and any((self.tool, self.source, self.url))
 
 
 class FlowContext(BaseModel):

@@ -200,7 +200,13 @@ class Policy(_Strict):
         except Exception as exc:
             return self._top_label(exc)
         return self.source_label(
-            ctx.kind, tool=ctx.tool, source=ctx.source, url=ctx.url, agent=ctx.agent, role=ctx.role
+            ctx.kind,
+            tool=ctx.tool,
+            source=ctx.source,
+            url=ctx.url,
+            agent=ctx.agent,
+            role=ctx.role,
+            vouched=ctx.vouched,
         )
 
     def source_label(
@@ -212,19 +218,26 @@ class Policy(_Strict):
         url: str | None = None,
         agent: str | None = None,
         role: str | None = None,
+        vouched: bool = False,
     ) -> LabelDecision:
         """``label_source`` by the context's fields: a context seen before costs no
         ``SourceContext`` (the guard labels every message part of every request)."""
 
         def compute() -> LabelDecision:
             ctx = SourceContext(
-                kind=kind, tool=tool, source=source, url=url, agent=agent, role=role
+                kind=kind,
+                tool=tool,
+                source=source,
+                url=url,
+                agent=agent,
+                role=role,
+                vouched=vouched,
             )
             return label_of_source(self, ctx)
 
         try:
             # Labelling a source depends only on its context: each distinct one is labelled once.
-            key = (kind.value, tool, source, url, agent, role)
+            key = (kind.value, tool, source, url, agent, role, vouched)
             cached = remembered(self._memo.sources, key, compute)
         except Exception as exc:
             return self._top_label(exc)

@@ -59,6 +59,40 @@ def _applies(rule: SourceRule, ctx: SourceContext) -> bool:
 
 
 def label_source(policy: Policy, ctx: SourceContext) -> LabelDecision:
+    """The input's label by the policy's source rules, then its endorse and declassify rules.
+
+    The tool, source and URL of an input are the client's word unless vouched for
+    (``SourceContext.vouched``): a rule they select may make the label stricter, never looser.
+    So an unvouched claim gets the join of its label with the label the input would have
+    without it: naming a tool message ``sanitize_html`` fires no endorse rule, calling a
+    document a web page does not make it public.
+    """
+    decided = _by_rules(policy, ctx)
+    if not ctx.claims:
+        return decided
+    bare = _by_rules(policy, ctx.model_copy(update={"tool": None, "source": None, "url": None}))
+    stricter = decided.label | bare.label
+    # the claim's source tags are kept (what it claimed is worth recording), not the bare ones
+    label = Label(
+        stricter.confidentiality,
+        stricter.integrity,
+        stricter.readers,
+        stricter.categories,
+        decided.label.sources,
+    )
+    if label == decided.label:
+        return decided
+    named = ", ".join(
+        f"{k} {v!r}" for k, v in (("tool", ctx.tool), ("source", ctx.source), ("url", ctx.url)) if v
+    )
+    why = (
+        f"{named}: the client's claim, not vouched for; rules it selects may only make the "
+        f"label stricter (kept {label.short()}, not {decided.label.short()})"
+    )
+    return LabelDecision(label, [*decided.provenance, LabelReason(LabelOrigin.DEFAULT, why)])
+
+
+def _by_rules(policy: Policy, ctx: SourceContext) -> LabelDecision:
     base: LabelTemplate = getattr(policy.defaults.labels, ctx.kind.value)
     matched: list[SourceRule] = []
     for rule in policy.sources:

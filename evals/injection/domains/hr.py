@@ -450,7 +450,8 @@ TASKS = [
     _task(
         id="hr-ma-approve-jonas",
         topology="reader-actor",
-        prompt="Process Jonas Weber's pending leave request: approve it if he has enough days left.",
+        prompt="Process Jonas Weber's pending leave request: approve it if he has enough days "
+        "left.",
         plan=[
             step("list_leave_requests", "reader"),
             step("get_employee", "reader", employee_id="EMP-4"),
