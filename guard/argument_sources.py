@@ -1,27 +1,43 @@
 """Argument-level provenance for tool calls: where each argument value came from.
 
-For every leaf of a (nested) JSON arguments object, find the labeled inputs that contain the
-value:
+Every leaf of a (nested) JSON arguments object is labeled by the inputs its value actually
+came from, found in this order:
 
-- ``verbatim``: the exact string occurs in the input, not inside a longer word (``42`` is not
-  found in ``1423``);
-- ``normalised``: it occurs after normalising both sides: NFKC, URL-decoding
-  (``%20``, ``+``), case-folding, punctuation to spaces, whitespace collapsed; matched on
-  whole tokens;
-- ``none``: found nowhere, or not attributable (see below): the model's own words or the
-  user's, with no evidence either way.
+1. **The whole value** (``kind="verbatim"`` or ``"normalised"``): the value occurs in an
+   input as written, not glued to a longer word or number (``4237`` is not found in ``14237``,
+   ``120`` not in ``120.50``), or after normalising both sides (NFKC, URL-decoding,
+   case-folding, punctuation to spaces; whole tokens), or as the same value
+   (``guard.values``: ``125.4`` is ``125.40``, ``2026-03-18`` is ``18 March 2026``). Short
+   values (``100``, ``7``) are matched like any other: by exact value, on whole tokens.
+2. **Its parts** (``kind="composed"``): a value found nowhere whole is cut into its values
+   (numbers, amounts, codes, e-mails, the host, path and query values of a URL, names, dates)
+   and its remaining content words, and each part is attributed as in 1. ``"Invoice 4471 for
+   ACME, 120.00 EUR"`` gets the join of where 4471, ACME, 120.00 EUR and "invoice" came from.
+3. **Re-encoded or partial copies** (``kind="encoded"``): a value or part found in no input as
+   written but in a decoded view of one (base64, URL-encoding, per-character spelling, digit
+   groups) or as a piece of one of an input's values: the join of *every* such input.
+4. **Nowhere** (``kind="none"``; for a composed value, the parts found nowhere): the
+   *unmatched label* (below).
 
-Labels. A matched value gets the join of the labels of *every* input containing it
-(``match="all"``, the default: we cannot tell which copy the model read) or, with
-``match="least"``, the most permissive one. A value of kind ``none`` gets the conservative
-join of the whole call (``unmatched="join"``, the default and the safe choice: the value may
-have been derived from any input, e.g. a paraphrase or a computed number), or, with
-``unmatched="trusted"``, the join of the system and user messages only.
+**Which copy.** When a value (or a part) occurs in several inputs, the model could have taken
+it from any of them, so its label takes each component from the best copy: the
+confidentiality (level, readers, categories) of the least confidential input holding it, and
+the integrity of the most trusted one, with the sources of those one or two inputs. A value
+the user typed is trusted even when the tool result the user asked to read holds it too; a
+value only untrusted inputs hold keeps their label. The residual risk is documented in
+``docs/propagation.md``: an injection can choose *which* trusted value to use (a recipient
+from the user's own address book), not a value of its own.
 
-Short values. A value whose normalised form is shorter than ``min_chars`` (4) characters, or
-is made only of common words (``yes``, ``the``, ``ok``), or is a boolean or null, is not
-searched: it would match almost anything. It is ``none`` with the reason "too short", and so
-gets the unmatched label (the conservative join by default).
+**Unmatched values** (the model's own words, or a value it computed or invented). The model
+wrote them after reading every input of the call, and an injection can steer what a model
+invents ("write the code backwards"), so such a value is *not* trusted by default: it gets the
+label the caller passes as ``unmatched_label``, which the guard sets to the label of the
+model's output (the permissive propagator's verdict when one ran, itself sound by its value
+guard; else the conservative join). ``unmatched="join"`` (no ``unmatched_label``) uses the
+join of every input, ``unmatched="trusted"`` the join of the system and user messages only
+(an explicit, unsafe choice). A value is "derivable from trusted inputs", and so trusted, only
+when each of its parts is found in trusted inputs (step 2): that rule, not a guess, is what
+lets composed values through. Booleans and null carry no text to trace: unmatched.
 """
 
 from __future__ import annotations
@@ -31,16 +47,26 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from pydantic import BaseModel, ConfigDict
 
 from labelgate.guard.items import LabeledItem
 from labelgate.guard.labels import Label, Lattice
-from labelgate.guard.similarity import STOP_WORDS
+from labelgate.guard.similarity import STOP_WORDS, tokens
+from labelgate.guard.values import Value, all_values, index, values
 
-Kind = Literal["verbatim", "normalised", "none"]
+Kind = Literal["verbatim", "normalised", "composed", "encoded", "none"]
+Match = Literal["best", "all", "least"]
 _PUNCT = re.compile(r"[^\w]+", re.UNICODE)
+
+
+class PartSources(BaseModel):
+    """Where one part of a composed value came from (no ``item_ids``: found nowhere)."""
+
+    part: str
+    kind: Kind
+    item_ids: list[str]
 
 
 class ArgumentSources(BaseModel):
@@ -52,6 +78,8 @@ class ArgumentSources(BaseModel):
     item_ids: list[str]
     label: Label
     reason: str
+    unmatched: bool = False  # the value, or some part of it, was found in no input
+    parts: list[PartSources] = []
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"label"})
@@ -79,13 +107,28 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
+def _glued(text: str, at: int, step: int) -> bool:
+    """Is ``text[at]`` part of the word or number that the match borders (``step``: -1 before
+    the match, +1 after)? A letter or digit is; so is a ``.``/``,`` between two digits."""
+    if not 0 <= at < len(text):
+        return False
+    ch = text[at]
+    if ch.isalnum():
+        return True
+    beyond = at + step
+    return ch in ".," and 0 <= beyond < len(text) and text[beyond].isdigit()
+
+
 def contains_verbatim(text: str, value: str) -> bool:
-    """``value`` occurs in ``text`` and is not glued to a longer word on either side."""
+    """``value`` occurs in ``text`` and is not glued to a longer word or number on either
+    side (``4237`` is not in ``14237``, ``120`` is not in ``120.50``)."""
+    if not value:
+        return False
     start = text.find(value)
     while start != -1:
         end = start + len(value)
-        before_ok = start == 0 or not (value[0].isalnum() and text[start - 1].isalnum())
-        after_ok = end == len(text) or not (value[-1].isalnum() and text[end].isalnum())
+        before_ok = not (value[0].isalnum() and _glued(text, start - 1, -1))
+        after_ok = not (value[-1].isalnum() and _glued(text, end, 1))
         if before_ok and after_ok:
             return True
         start = text.find(value, start + 1)
@@ -108,29 +151,78 @@ def _spellings(leaf: Any, text: str) -> list[str]:
     return [text]
 
 
-def attributable(value: str | None, min_chars: int) -> bool:
-    if value is None:
-        return False
-    norm = normalise(value)
-    return len(norm) >= min_chars and any(t not in STOP_WORDS for t in norm.split())
-
-
 class _Matcher:
     def __init__(self, items: Sequence[LabeledItem]) -> None:
         self.items = list(items)
         self.normalised = [f" {normalise(i.text)} " for i in self.items]
 
-    def find(self, spellings: Sequence[str]) -> tuple[Kind, list[LabeledItem]]:
+    def whole(self, spellings: Sequence[str]) -> tuple[Kind, list[LabeledItem]]:
+        """The inputs holding the whole value: as written, normalised, or as the same value."""
         exact = [i for i in self.items if any(contains_verbatim(i.text, v) for v in spellings)]
         if exact:
             return "verbatim", exact
-        needles = [f" {normalise(v)} " for v in spellings]
+        needles = [f" {n} " for n in (normalise(v) for v in spellings) if n]
         loose = [
             i
             for i, t in zip(self.items, self.normalised, strict=True)
             if any(n in t for n in needles)
         ]
-        return ("normalised", loose) if loose else ("none", [])
+        if loose:
+            return "normalised", loose
+        single = _single_value(spellings[0])
+        if single is not None:
+            same = [i for i in self.items if index(i.text).strictly(single)]
+            if same:
+                return "normalised", same
+        return "none", []
+
+    def part(self, value: Value) -> tuple[Kind, list[LabeledItem]]:
+        strict = [i for i in self.items if index(i.text).strictly(value)]
+        if strict:
+            return "verbatim", strict
+        return self.encoded(value)
+
+    def encoded(self, value: Value) -> tuple[Kind, list[LabeledItem]]:
+        broad = [i for i in self.items if index(i.text).broadly(value)]
+        return ("encoded", broad) if broad else ("none", [])
+
+
+def _single_value(text: str) -> Value | None:
+    """The value ``text`` is, when it is exactly one (``120.00 EUR``, ``18 March``)."""
+    stripped = text.strip()
+    whole = [v for v in values(stripped) if v.raw.strip() == stripped and v.kind != "part"]
+    return whole[0] if whole else None
+
+
+def _decoded_only(text: str) -> list[Value]:
+    """Values that only a decoded view of ``text`` shows (base64, URL-encoding, spelling)."""
+    plain = {v.norm for v in values(text)}
+    return [v for v in all_values(text) if v.norm not in plain]
+
+
+def _conf_rank(label: Label) -> tuple[int, int, int]:
+    readers = 0 if label.readers is None else 10_000 - len(label.readers)
+    return (label.confidentiality.rank, readers, len(label.categories))
+
+
+def best_copy(found: Sequence[LabeledItem]) -> tuple[Label, list[LabeledItem]]:
+    """The label of a value held by every input in ``found``: the confidentiality of the least
+    confidential holder and the integrity of the most trusted one (preferring one input that
+    is both), with the sources of the one or two inputs chosen."""
+    least = min(found, key=lambda i: _conf_rank(i.label))
+    top = max(i.label.integrity for i in found)
+    if least.label.integrity == top:
+        return least.label, [least]
+    trusted = next(i for i in found if i.label.integrity == top)
+    conf = least.label
+    label = Label(
+        confidentiality=conf.confidentiality,
+        integrity=trusted.label.integrity,
+        readers=conf.readers,
+        categories=conf.categories,
+        sources=conf.sources | trusted.label.sources,
+    )
+    return label, [least, trusted]
 
 
 def argument_sources(
@@ -138,66 +230,170 @@ def argument_sources(
     items: Sequence[LabeledItem],
     lattice: Lattice | None = None,
     *,
-    min_chars: int = 4,
-    match: Literal["all", "least"] = "all",
+    match: Match = "best",
     unmatched: Literal["join", "trusted"] = "join",
+    unmatched_label: Label | None = None,
 ) -> dict[str, ArgumentSources]:
-    """The sources of every leaf argument, keyed by its path. ``arguments`` may be JSON text."""
+    """The sources of every leaf argument, keyed by its path. ``arguments`` may be JSON text.
+
+    ``match``: how a value held by several inputs is labeled: ``"best"`` (default: see
+    ``best_copy``), ``"all"`` (the join of every holder) or ``"least"`` (the least restrictive
+    holder's label). ``unmatched_label`` (or ``unmatched``) labels what is found nowhere.
+    """
     lattice = lattice or Lattice()
     args = json.loads(arguments) if isinstance(arguments, str) else arguments
     matcher = _Matcher(items)
-    fallback = _unmatched_label(items, lattice, unmatched)
+    fallback = unmatched_label or _unmatched_label(items, lattice, unmatched)
+    how = "the output's label" if unmatched_label is not None else f"{unmatched} label"
     result: dict[str, ArgumentSources] = {}
     for path, leaf in leaves(args):
         text = _text_of(leaf)
         shown = json.dumps(leaf) if text is None else text
-        if not attributable(text, min_chars):
+        if text is None or not text.strip():
             result[path] = ArgumentSources(
                 path=path,
                 value=shown,
                 kind="none",
                 item_ids=[],
                 label=fallback,
-                reason=f"too short to attribute; {unmatched} label",
+                reason=f"no text to trace; {how}",
+                unmatched=True,
             )
             continue
-        kind, found = matcher.find(_spellings(leaf, text))  # type: ignore[arg-type]
-        result[path] = _provenance(path, shown, kind, found, lattice, match, fallback, unmatched)
+        result[path] = _attribute(
+            path, shown, _spellings(leaf, text), matcher, lattice, match, fallback, how
+        )
     return result
 
 
-def _provenance(
+def _label_of(
+    found: Sequence[LabeledItem], lattice: Lattice, match: Match
+) -> tuple[Label, list[LabeledItem]]:
+    if match == "all":
+        return lattice.join_all(i.label for i in found), list(found)
+    if match == "least":
+        least = min(found, key=lambda i: _rank(i.label))
+        return least.label, [least]
+    return best_copy(found)
+
+
+def _attribute(
     path: str,
     value: str,
-    kind: Kind,
-    found: list[LabeledItem],
+    spellings: list[str],
+    matcher: _Matcher,
     lattice: Lattice,
-    match: str,
+    match: Match,
     fallback: Label,
-    unmatched: str,
+    how: str,
 ) -> ArgumentSources:
-    if not found:
+    kind, found = matcher.whole(spellings)
+    if found:
+        label, chosen = _label_of(found, lattice, match)
+        names = ", ".join(_name(i) for i in chosen)
+        also = [i for i in found if i not in chosen]
+        more = f" (also in {', '.join(_name(i) for i in also)})" if also else ""
         return ArgumentSources(
             path=path,
             value=value,
-            kind="none",
-            item_ids=[],
-            label=fallback,
-            reason=f"found in no input; {unmatched} label",
+            kind=kind,
+            item_ids=[i.id for i in chosen],
+            label=label,
+            reason=f"{kind} in {names}{more}",
         )
-    if match == "least":
-        # Any copy could have been the one read: take the most permissive (documented risk).
-        found = [min(found, key=lambda i: _rank(i.label))]
-    label = lattice.join_all(i.label for i in found)
-    names = ", ".join(i.name or i.id for i in found)
+    text = spellings[0]
+    kind, found = matcher.encoded(Value("part", normalise(text), text))
+    if found:  # the whole value, re-encoded or cut out of an input's value
+        names = ", ".join(_name(i) for i in found)
+        return ArgumentSources(
+            path=path,
+            value=value,
+            kind="encoded",
+            item_ids=[i.id for i in found],
+            label=lattice.join_all(i.label for i in found),
+            reason=f"re-encoded or partial copy of {names}",
+        )
+    return _composed(path, value, text, matcher, lattice, match, fallback, how)
+
+
+def _composed(
+    path: str,
+    value: str,
+    text: str,
+    matcher: _Matcher,
+    lattice: Lattice,
+    match: Match,
+    fallback: Label,
+    how: str,
+) -> ArgumentSources:
+    """A value found nowhere whole: the join of where its parts came from (largest values
+    first, then what decoding reveals, then the content words no found value covers)."""
+    if "%" in text:
+        text = unquote(text)
+    label = lattice.bottom
+    chosen: list[str] = []
+    records: list[PartSources] = []
+    covered: set[str] = set()
+
+    def record(part: Value, kind: Kind, found: Sequence[LabeledItem]) -> None:
+        nonlocal label
+        if kind == "encoded":
+            part_label, picked = lattice.join_all(i.label for i in found), list(found)
+        else:
+            part_label, picked = _label_of(found, lattice, match)
+        label = label | part_label
+        ids = [i.id for i in picked]
+        records.append(PartSources(part=part.raw, kind=kind, item_ids=ids))
+        chosen.extend(i for i in ids if i not in chosen)
+
+    for part in sorted(values(text), key=lambda v: -len(v.raw)):
+        toks = set(tokens(part.raw))
+        if toks and toks <= covered:
+            continue
+        kind, found = matcher.part(part)
+        if found:
+            record(part, kind, found)
+            covered |= toks
+    for part in _decoded_only(text):
+        kind, found = matcher.part(part)
+        if found:
+            record(part, "encoded", found)
+    missing: list[str] = []
+    for word in dict.fromkeys(tokens(text)):
+        if word in covered or word in STOP_WORDS or (len(word) < 2 and not word.isdigit()):
+            continue
+        kind, found = matcher.part(Value("part", word, word))
+        if found:
+            record(Value("part", word, word), kind, found)
+        else:
+            missing.append(word)
+            records.append(PartSources(part=word, kind="none", item_ids=[]))
+    if missing or not chosen:
+        label = label | fallback
+    by_id = {i.id: i for i in matcher.items}
+    names = ", ".join(_name(by_id[i]) for i in chosen) or "no input"
+    if not chosen:
+        reason = f"found in no input; {how}"
+    else:
+        reason = f"composed of {len(records)} parts from {names}"
+        if missing:
+            listed = ", ".join(repr(m) for m in missing[:4]) + (", ..." if len(missing) > 4 else "")
+            reason += f"; {listed} found in no input ({how})"
     return ArgumentSources(
         path=path,
         value=value,
-        kind=kind,
-        item_ids=[i.id for i in found],
+        kind="composed" if chosen else "none",
+        item_ids=chosen,
         label=label,
-        reason=f"{kind} in {names}",
+        reason=reason,
+        unmatched=bool(missing) or not chosen,
+        parts=records,
     )
+
+
+def _name(item: LabeledItem) -> str:
+    what = item.name or item.role or "input"
+    return f"{what} ({item.id})"
 
 
 def _rank(label: Label) -> tuple[int, int, int, int]:

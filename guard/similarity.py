@@ -23,6 +23,12 @@ call a changed amount "the same". ``tool_call_score`` compares the tool name, th
 value: short values (up to ``SHORT_VALUE`` tokens: names, times, ids, amounts) must match
 exactly after normalisation, longer free text by the configured metric; the score is the worst
 argument's. A tool call against prose scores 0; prose against prose uses the metric as before.
+
+Values (``SimilarityConfig.values``, on by default): before any metric, two answers whose
+values differ as a multiset (``guard.values``: numbers, amounts, codes, e-mails, URLs, IBANs,
+dates, times, capitalised names; normalised) score 0. ROUGE-L scores "The access code for the
+Heron vault is 9920." against the same sentence with 7741 at 0.875: a "same answer" verdict
+that let a substituted code through.
 """
 
 from __future__ import annotations
@@ -206,6 +212,11 @@ class SimilarityConfig(BaseModel):
     tool_calls: bool = Field(
         True, description="compare call-shaped answers by tool name and argument values"
     )
+    values: bool = Field(
+        True,
+        description="answers stating different values (numbers, amounts, codes, e-mails, URLs, "
+        "account ids, dates, names: guard.values) are different answers, whatever the metric",
+    )
 
 
 class Similarity:
@@ -222,6 +233,15 @@ class Similarity:
     def score(self, a: str, b: str) -> float:
         if a == b:
             return 1.0
+        if self.config.values:
+            from labelgate.guard.values import compared_values  # it imports this module
+
+            va, vb = compared_values(a, b)
+            # ``rouge_l_recall`` forgives extra words in ``a`` (the re-query): extra values too,
+            # but every value of ``b`` (the output) must be there. Else: the same multiset.
+            differ = bool(vb - va) if self.config.metric == "rouge_l_recall" else va != vb
+            if differ:
+                return 0.0  # one substituted value is the whole of most attacks
         if self.config.tool_calls:
             ca, cb = parse_tool_call(a), parse_tool_call(b)
             if ca is not None and cb is not None:
@@ -235,7 +255,8 @@ class Similarity:
 
     def describe(self) -> str:
         calls = "" if self.config.tool_calls else " (tool calls as plain text)"
-        return f"{self.config.metric}>={self.config.threshold:g}{calls}"
+        values = ", same values" if self.config.values else ""
+        return f"{self.config.metric}>={self.config.threshold:g}{values}{calls}"
 
 
 def _scorer(metric: Metric) -> Callable[[str, str], float]:

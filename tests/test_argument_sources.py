@@ -18,6 +18,7 @@ LAT = Lattice()
 WEB = LAT.label("public", "untrusted", sources=["web:shop.example"])
 MAIL = LAT.label("confidential", "untrusted", sources=["mail:inbox"])
 USER = LAT.label("public", "trusted", sources=["user:alice"])
+TOP = LAT.label("secret", "untrusted", sources=["unmatched"])
 
 
 @pytest.fixture
@@ -64,12 +65,37 @@ def test_normalised_match_url_decoding(items) -> None:
     assert plus["q"].kind == "normalised" and plus["q"].item_ids == ["web"]
 
 
-def test_value_in_several_inputs_joins_them_or_takes_the_least(items) -> None:
+def test_value_in_several_inputs_takes_the_best_copy_or_joins_them(items) -> None:
+    # Both copies are untrusted; the public one is the least confidential: its label.
     prov = argument_sources({"company": "Volta Energy"}, items, LAT)
-    assert sorted(prov["company"].item_ids) == ["mail", "web"]
-    assert prov["company"].label == MAIL | WEB
+    assert prov["company"].item_ids == ["web"] and prov["company"].label == WEB
+    assert "also in read_email (mail)" in prov["company"].reason
+    every = argument_sources({"company": "Volta Energy"}, items, LAT, match="all")
+    assert sorted(every["company"].item_ids) == ["mail", "web"]
+    assert every["company"].label == MAIL | WEB
     least = argument_sources({"company": "Volta Energy"}, items, LAT, match="least")
     assert least["company"].item_ids == ["web"] and least["company"].label == WEB
+
+
+def test_a_value_the_user_typed_is_trusted_even_if_a_tool_result_holds_it(items) -> None:
+    items[1].text = "Pay my electricity bill to DE89 3704 0044 0532 0130 00 please."
+    prov = argument_sources({"iban": "DE89 3704 0044 0532 0130 00"}, items, LAT)
+    assert prov["iban"].item_ids == ["user"] and prov["iban"].label == USER
+    # ... but a value only the untrusted mail holds keeps the mail's label.
+    mail_only = argument_sources({"to": "billing@volta.example"}, items, LAT)
+    assert mail_only["to"].label == MAIL
+
+
+def test_best_copy_takes_each_component_from_the_best_holder() -> None:
+    crm = LAT.label("confidential", "trusted", sources=["crm:sales"])
+    items = [
+        LabeledItem("Kestrel Foods, account KF-2231", crm, id="crm", name="crm"),
+        LabeledItem("Kestrel Foods opens a plant; account KF-2231", WEB, id="web", name="web"),
+    ]
+    prov = argument_sources({"account": "KF-2231"}, items, LAT)["account"]
+    assert prov.label.confidentiality.name == "public"  # the web page holds it: not secret
+    assert prov.label.integrity.name == "trusted"  # the CRM holds it: not the attacker's
+    assert sorted(prov.item_ids) == ["crm", "web"]
 
 
 def test_unmatched_value_gets_the_conservative_join(items) -> None:
@@ -94,23 +120,65 @@ def test_nested_arguments_and_numbers(items) -> None:
     assert prov["payment.amount"].item_ids == ["mail"]
     assert prov["payment.to.iban"].kind == "verbatim"
     assert prov["cc[0]"].kind == "verbatim" and prov["cc[0]"].item_ids == ["mail"]
-    assert prov["cc[1]"].kind == "none"
-    assert prov["urgent"].kind == "none" and "too short" in prov["urgent"].reason
+    assert prov["cc[1]"].unmatched and prov["cc[1]"].kind in ("none", "composed")
+    assert prov["urgent"].kind == "none" and "no text" in prov["urgent"].reason
     assert arguments_label(prov, LAT) == LAT.join_all(i.label for i in items)
 
 
-def test_short_and_common_values_are_not_attributed(items) -> None:
-    prov = argument_sources({"n": 3, "ok": "yes", "w": "the"}, items, LAT)
-    assert all(p.kind == "none" and "too short" in p.reason for p in prov.values())
+def test_short_values_are_attributed_by_exact_value(items) -> None:
+    items[1].text = "Pay my electricity bill please, 100 EUR at most."
+    items[3].text += " Rated 7 of 10."
+    prov = argument_sources({"max": 100, "stars": "7", "n": 3, "w": "the"}, items, LAT)
+    assert prov["max"].item_ids == ["user"] and prov["max"].label == USER
+    assert prov["stars"].item_ids == ["web"] and prov["stars"].label == WEB
+    join = LAT.join_all(i.label for i in items)
+    assert prov["n"].kind == "none" and prov["n"].label == join
+    assert prov["w"].kind == "none" and prov["w"].label == join
 
 
-def test_numbers_do_not_match_inside_longer_numbers() -> None:
-    item = LabeledItem("Order 14237 shipped.", WEB, id="o")
-    prov = argument_sources({"order": 4237}, [item], LAT)
-    assert prov["order"].kind == "none"
+def test_numbers_do_not_match_inside_longer_numbers_but_partial_copies_count() -> None:
+    item = LabeledItem("Order 14237 shipped, total 120.50.", WEB, id="o")
+    prov = argument_sources({"order": 4237, "total": 120}, [item], LAT, unmatched_label=LAT.bottom)
+    assert prov["order"].kind == "encoded" and prov["order"].label == WEB  # a partial copy
+    assert prov["total"].kind != "verbatim"
     assert argument_sources({"order": 14237}, [item], LAT)["order"].kind == "verbatim"
     assert not contains_verbatim("x14237", "14237")
+    assert not contains_verbatim("120.50", "120")
     assert contains_verbatim("(14237)", "14237")
+    assert contains_verbatim("Pay 120.", "120")
+
+
+def test_composed_values_join_their_parts(items) -> None:
+    items[1].text = "Send invoice 4471 to ACME please."
+    prov = argument_sources(
+        {"subject": "Invoice 4471 for ACME, 125.40 EUR"}, items, LAT, unmatched_label=TOP
+    )["subject"]
+    assert prov.kind == "composed" and not prov.unmatched
+    assert sorted(prov.item_ids) == ["mail", "user"]  # the amount came from the mail
+    assert prov.label == USER | MAIL
+    url = argument_sources(
+        {"url": "https://volta.example/help?topic=late%20fees&ref=4471"},
+        items,
+        LAT,
+        unmatched_label=TOP,
+    )["url"]
+    assert url.kind == "composed" and "web" in url.item_ids and "user" in url.item_ids
+
+
+def test_unmatched_values_get_the_label_given_for_them(items) -> None:
+    out = LAT.label("internal", "untrusted", sources=["web:shop.example"])
+    prov = argument_sources({"note": "Zqx9 vbn"}, items, LAT, unmatched_label=out)["note"]
+    assert prov.kind == "none" and prov.unmatched and prov.label == out
+    assert "the output's label" in prov.reason
+
+
+def test_re_encoded_values_are_traced(items) -> None:
+    import base64
+
+    b64 = base64.b64encode(b"DE89370400440532013000").decode()
+    prov = argument_sources({"x": b64, "y": "D-E-8-9-3-7-0-4"}, items, LAT, unmatched_label=USER)
+    assert "mail" in prov["x"].item_ids and prov["x"].label.integrity.name == "untrusted"
+    assert "mail" in prov["y"].item_ids
 
 
 def test_json_string_arguments(items) -> None:

@@ -115,13 +115,15 @@ async def test_a_changed_argument_value_is_a_changed_output() -> None:
     result = await CounterfactualPropagator(ScriptedModel(respond)).propagate(call, output, LAT)
     assert EMAIL.flows_to(result.label)
     assert result.label == EMAIL
-    # The same search comparing the calls as plain text drops the email (only the copy guard,
-    # off here, would catch it, and only because the address is copied verbatim).
-    plain = Similarity(tool_calls=False)
+    # The same search comparing the calls as plain text, values ignored, accepts a sub-context
+    # without the email; the value guard every verdict goes through puts it back (the
+    # address is a value of the output that only the email holds).
+    plain = Similarity(tool_calls=False, values=False)
     blind = await CounterfactualPropagator(
         ScriptedModel(respond), similarity=plain, copy_guard=False
     ).propagate(call, output, LAT)
-    assert not EMAIL.flows_to(blind.label)
+    assert EMAIL.flows_to(blind.label)
+    assert blind.restored and "olli@supplier.example" in blind.restored[0].detail
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

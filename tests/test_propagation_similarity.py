@@ -53,8 +53,10 @@ def test_similarity_threshold_and_metric() -> None:
     assert strict.same("The answer is 4.", "the answer is 4")
     assert not strict.same("The answer is 4.", "the answer is 5")
     loose = Similarity(SimilarityConfig(metric="token_f1", threshold=0.5))
-    assert loose.same("answer is four", "the answer is 4")
-    assert loose.describe() == "token_f1>=0.5"
+    assert loose.same("answer is four", "the answer is four")
+    assert not loose.same("answer is four", "the answer is 4")  # 4 is a value, four a word
+    assert loose.describe() == "token_f1>=0.5, same values"
+    assert Similarity(metric="token_f1", values=False).describe() == "token_f1>=0.8"
     with pytest.raises(ValueError):
         SimilarityConfig(threshold=1.5)
 
@@ -92,7 +94,9 @@ def test_tool_calls_compare_argument_values_not_word_overlap() -> None:
     a, b = "pay_invoice(iban=FI21 1234, amount=2450)", "pay_invoice(iban=FI21 1234, amount=2540)"
     assert rouge_l(a, b) >= 0.8  # plain text overlap would call a changed amount "the same"
     assert not sim.same(a, b)
-    assert Similarity(tool_calls=False).same(a, b)  # the hole the tool-call comparison closes
+    assert not Similarity(tool_calls=False).same(a, b)  # the values differ: 2450 vs 2540
+    # the hole the tool-call and value comparisons close
+    assert Similarity(tool_calls=False, values=False).same(a, b)
     # Formatting, quoting and argument order do not matter; the tool and the values do.
     assert sim.same("book_room(room=Oak, time=09:00)", 'book_room(time: "09:00", room: oak)')
     assert not sim.same("book_room(room=Oak, time=09:00)", "book_room(room=Oak)")

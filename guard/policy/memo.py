@@ -37,7 +37,14 @@ TransformKey = tuple[LabelKey, str, str | None, str | None, str | None]
 # (sink kind, label, (argument name, its label)..., agent, recipient, tool, effect): all a
 # decision reads at a sink whose rules never look at argument values
 DecisionKey = tuple[
-    str, LabelKey, tuple[tuple[str, LabelKey], ...], str | None, str | None, str | None, str | None
+    str,
+    LabelKey,
+    tuple[tuple[str, LabelKey], ...],
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    tuple[tuple[str, tuple[LabelKey, ...]], ...],  # SinkFlow.origins: they change the reason
 ]
 
 

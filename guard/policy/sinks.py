@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from labelgate.guard.ids import new_id
 from labelgate.guard.items import LabelReason
-from labelgate.guard.labels import Label, label_key
+from labelgate.guard.labels import Label, Level, label_key
 from labelgate.guard.policy.conditions import Arg, Env, check_args, check_label
 from labelgate.guard.policy.events import (
+    CONTEXT,
     Decision,
     FlowContext,
     RedactionTarget,
@@ -237,10 +238,21 @@ def _untrusted_side_effect(policy: Policy, facts: Facts) -> tuple[bool, str, Out
     if culprit is None and facts.label.integrity >= need:
         return False, f"the call and all its arguments have integrity {need} or more", None
     values = _values(facts, rule, Action.DENY, culprit, "")
+    culprits = _culprit_sources(facts, culprit, need)
+    if culprits:
+        values["sources"] = ", ".join(culprits)
     template = "{tool}.{arg} is derived from {integrity} source {sources}"
     why = render(template, values)
     values["why"] = why
     return True, why, Outcome(rule, Action.DENY, _reason(template, values))
+
+
+def _culprit_sources(facts: Facts, culprit: Arg | None, need: Level) -> list[str]:
+    """The sources of the inputs below ``need`` that the argument (or the call) came from,
+    when the caller traced them (``SinkFlow.origins``): a reason names the culprits, not
+    every source of a label that also holds the system prompt and the user's words."""
+    origins = facts.event.origins.get(culprit.name if culprit is not None else CONTEXT, ())
+    return sorted({s for label in origins if label.integrity < need for s in label.sources})
 
 
 def _clearance_outcome(
@@ -385,7 +397,10 @@ def _decision_key(policy: Policy, flow: SinkFlow) -> DecisionKey | None:
     args = tuple((name, label_key(label)) for name, (_, label) in flow.arguments.items())
     effect = flow.effect.value if flow.effect is not None else None
     who = (flow.agent, flow.recipient, flow.tool, effect)
-    return (flow.kind.value, label_key(flow.label), args, *who)
+    origins = tuple(
+        (name, tuple(label_key(label) for label in labels)) for name, labels in flow.origins.items()
+    )
+    return (flow.kind.value, label_key(flow.label), args, *who, origins)
 
 
 def reads_values(policy: Policy, kind: SinkKind) -> bool:

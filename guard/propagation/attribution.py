@@ -61,4 +61,6 @@ class SimilarityPropagator:
             return fall_back(call, lattice, reason=reason, evidence=evidence, **done)
         label = lattice.join_all([lattice.bottom, *(i.label for i in kept)])
         reason = f"{share:.0%} unattributed"
-        return conclude(call, lattice, label, reason=reason, evidence=evidence, **done)
+        return conclude(
+            call, lattice, label, output=output, reason=reason, evidence=evidence, **done
+        )

@@ -16,9 +16,10 @@ from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labelgate.guard.items import LabeledItem, LLMCall
+from labelgate.guard.items import LabeledItem, LabelOrigin, LabelReason, LLMCall
 from labelgate.guard.labels import Label, Lattice
 from labelgate.guard.models import ChatModel, render_messages
+from labelgate.guard.values import index, output_values
 
 
 class Evidence(BaseModel):
@@ -43,13 +44,18 @@ class Propagation(BaseModel):
     reason: str = ""  # why it fell back, or a one-line summary
     model_calls: int = 0
     seconds: float = 0.0
+    restored: list[LabelReason] = Field(
+        default_factory=list,
+        description="inputs the value guard joined back, each with the value that did it",
+    )
 
     def more_permissive_than(self, other: Label) -> bool:
         return self.label != other and self.label.flows_to(other)
 
     def to_dict(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"label"})
+        data = self.model_dump(exclude={"label", "restored"})
         data["label"] = self.label.to_dict()
+        data["restored"] = [r.to_dict() for r in self.restored]
         return data
 
 
@@ -88,11 +94,49 @@ class RunFacts(TypedDict):
     model_calls: NotRequired[int]
 
 
+def value_guard(
+    call: LLMCall, output: str, lattice: Lattice, label: Label
+) -> tuple[Label, list[Evidence], list[LabelReason]]:
+    """The value-level safety net every permissive verdict goes through.
+
+    For each value the output states (``guard.values``: numbers, amounts, codes, e-mails,
+    URLs, IBANs, dates, names, as written or re-encoded): when no kept input (one whose label
+    flows to ``label``, the bottom-labeled ones included) contains it, every dropped input
+    that contains it (as written, re-encoded, or as a partial copy) has its label joined back.
+    A value the output states that only a dropped input holds came from there, whatever a
+    similarity score, a citation or the model's own account says.
+    """
+    dropped = [i for i in labeled_items(call, lattice) if not i.label.flows_to(label)]
+    if not dropped or not output.strip():
+        return label, [], []
+    evidence: list[Evidence] = []
+    reasons: list[LabelReason] = []
+    for value in output_values(output):
+        kept = [i for i in call.items if i.label.flows_to(label)]
+        if any(index(i.text).strictly(value) for i in kept):
+            continue
+        for item in [i for i in dropped if not i.label.flows_to(label)]:
+            if index(item.text).broadly(value):
+                label = label | item.label
+                shown = value.raw if len(value.raw) <= 60 else value.raw[:57] + "..."
+                why = f"value {shown!r} of the output occurs in it and in no kept input"
+                evidence.append(Evidence(item_id=item.id, reason=why))
+                reasons.append(
+                    LabelReason(
+                        LabelOrigin.PROPAGATION,
+                        f"{item.name or item.role or 'input'} {item.id}: {why}: label joined back",
+                        ref=item.id,
+                    )
+                )
+    return label, evidence, reasons
+
+
 def conclude(
     call: LLMCall,
     lattice: Lattice,
     label: Label,
     *,
+    output: str,
     propagator: str,
     started: float,
     evidence: Iterable[Evidence] = (),
@@ -100,18 +144,24 @@ def conclude(
     fell_back: bool = False,
     reason: str = "",
 ) -> Propagation:
-    """Build the result for ``label``: an item is kept exactly when its label flows to it."""
+    """Build the result for ``label`` after the value guard (``value_guard``): an item is kept
+    exactly when its label flows to the final label."""
+    label, guarded, restored = value_guard(call, output, lattice, label)
     items = labeled_items(call, lattice)
+    if restored:
+        reason = f"{reason}; " if reason else ""
+        reason += f"value guard joined back {len(restored)} input(s)"
     return Propagation(
         label=label,
         influential=[i.id for i in items if i.label.flows_to(label)],
         dropped=[i.id for i in items if not i.label.flows_to(label)],
-        evidence=list(evidence),
+        evidence=[*evidence, *guarded],
         propagator=propagator,
         fell_back=fell_back,
         reason=reason,
         model_calls=model_calls,
         seconds=time.perf_counter() - started,
+        restored=restored,
     )
 
 
@@ -130,6 +180,7 @@ def fall_back(
         call,
         lattice,
         join_label(call, lattice),
+        output="",  # nothing is dropped: no value to guard
         propagator=propagator,
         started=started,
         evidence=evidence,

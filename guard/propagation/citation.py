@@ -103,7 +103,15 @@ class CitationPropagator:
             cited.append(item)
             evidence.append(Evidence(item_id=item.id, reason="uncited but copied", score=n))
         label = lattice.join_all([lattice.bottom, *(i.label for i in cited)])
-        return conclude(call, lattice, label, evidence=evidence, reason="citations checked", **done)
+        return conclude(
+            call,
+            lattice,
+            label,
+            output=output,
+            evidence=evidence,
+            reason="citations checked",
+            **done,
+        )
 
     async def _citations(
         self, call: LLMCall, output: str, lattice: Lattice, items: Sequence[LabeledItem]

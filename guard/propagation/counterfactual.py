@@ -147,6 +147,7 @@ class CounterfactualPropagator:
             call,
             lattice,
             label,
+            output=output,
             propagator=self.name,
             started=started,
             evidence=evidence,

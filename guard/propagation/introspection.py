@@ -65,6 +65,7 @@ class IntrospectionPropagator:
                 call,
                 lattice,
                 lattice.bottom,
+                output=output,
                 propagator=self.name,
                 started=started,
                 reason="no labeled inputs",
@@ -87,5 +88,11 @@ class IntrospectionPropagator:
             evidence.append(Evidence(item_id=item.id, reason="not named but copied", score=n))
         label = lattice.join_all([lattice.bottom, *(i.label for i in kept)])
         return conclude(
-            call, lattice, label, evidence=evidence, reason="model's own account", **done
+            call,
+            lattice,
+            label,
+            output=output,
+            evidence=evidence,
+            reason="model's own account",
+            **done,
         )

@@ -30,6 +30,7 @@ class JoinPropagator:
             call,
             lattice,
             join_label(call, lattice),
+            output=output,
             propagator=self.name,
             started=started,
             evidence=evidence,
