@@ -32,6 +32,7 @@ from labelgate.guard.inflight import TextInFlight
 from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LabelReason, LLMCall
 from labelgate.guard.labels import Label, LabelSpec
 from labelgate.guard.policy import Decision, Policy, SinkFlow
+from labelgate.guard.policy.events import CONTEXT
 from labelgate.guard.policy.spec import Action, SinkKind, SourceKind
 from labelgate.guard.propagation import Propagation, Propagator
 
@@ -371,14 +372,31 @@ class Guard:
         self, call: LLMCall, label: Label, spec: ToolCallSpec, agent: str | None
     ) -> ToolCallReview:
         arguments = parse_arguments(spec.arguments)
-        provenance = argument_sources(arguments, call.items, self.lattice)
+        # A value (or part) found in no input was written by the model, after reading every
+        # input that ``label`` keeps: it gets the output's label (guard.argument_sources).
+        provenance = argument_sources(arguments, call.items, self.lattice, unmatched_label=label)
+        by_id = {item.id: item for item in call.items}
+        # The inputs that could have steered what the model wrote: those the label keeps.
+        steering = tuple(
+            i.label
+            for i in call.items
+            if i.label.flows_to(label) and not i.label.flows_to(self.lattice.bottom)
+        )
         arg_labels: dict[str, tuple[Any, Label]] = {}
+        origins: dict[str, tuple[Label, ...]] = {CONTEXT: steering}
         for path, prov in provenance.items():
-            # A value found in no input came from the model's answer, so it has its label.
-            arg_label = label if prov.kind == "none" else prov.label
-            arg_labels[path] = (prov.value, arg_label)
+            arg_labels[path] = (prov.value, prov.label)
+            came = tuple(by_id[i].label for i in prov.item_ids if i in by_id)
+            origins[path] = came + steering if prov.unmatched else came
         decision = self.policy.decide(
-            SinkFlow(SinkKind.TOOL_CALL, label, arg_labels, agent=agent, tool=spec.name)
+            SinkFlow(
+                SinkKind.TOOL_CALL,
+                label,
+                arg_labels,
+                agent=agent,
+                tool=spec.name,
+                origins=origins,
+            )
         )
         return ToolCallReview(spec, arguments, provenance, decision)
 

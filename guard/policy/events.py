@@ -15,6 +15,7 @@ from labelgate.guard.labels import Label, LabelSpec, Lattice
 from labelgate.guard.policy.spec import Action, Effect, SinkKind, SourceKind
 
 REDACTED = "[REDACTED]"
+CONTEXT = "(context)"  # ``SinkFlow.origins`` key of the call as a whole
 
 
 class SourceContext(BaseModel):
@@ -179,6 +180,10 @@ class SinkFlow:
     recipient: str | None = None
     tool: str | None = None
     effect: Effect | None = None
+    # The labels of the inputs each argument came from (``CONTEXT``: the inputs that could
+    # have steered the call), when the caller traced them: reasons then name only those
+    # inputs (the untrusted sources of *this* value), not every source of the label.
+    origins: Mapping[str, tuple[Label, ...]] = field(default_factory=dict)
 
     @property
     def effective_recipient(self) -> str | None:
