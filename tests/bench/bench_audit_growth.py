@@ -12,7 +12,8 @@ compressible as prose). Afterwards: the store's file size and its largest tables
 
 Run: ``python tests/bench/bench_audit_growth.py`` (2,000 requests: 100 conversations of 20
 turns). Point ``PYTHONPATH`` at another checkout (a folder holding ``labelgate``) to measure
-that one with the same load.
+that one with the same load. ``--prune``: then prune the older half of the records (as a
+retention setting would), verify, and vacuum, each timed.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--large-every", type=int, default=20)
     parser.add_argument("--large-kb", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--prune", action="store_true", help="then prune the older half")
     args = parser.parse_args()
 
     texts = Texts(args.seed)
@@ -147,6 +149,7 @@ def main() -> None:
         except sqlite3.OperationalError:  # SQLite built without dbstat
             tables = []
         conn.close()
+        pruned = _prune_half(db) if args.prune else []
     load = os.getloadavg()
     print(f"labelgate from {Path(labelgate.__file__).parent}")
     print(
@@ -156,8 +159,35 @@ def main() -> None:
     print(f"audit store: {size / 1e6:.1f} MB  ({', '.join(f'{t} {n}' for t, n in counts.items())})")
     print("largest: " + ", ".join(f"{name} {pages / 1e6:.1f} MB" for name, pages in tables))
     print(f"verify: {report.summary()[:60]}... in {verify_s:.1f} s")
+    for line in pruned:
+        print(line)
     print(f"load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     assert report.ok and counts["requests"] == sent
+
+
+def _prune_half(db: Path) -> list[str]:
+    """Prune the records written before the middle one, verify, vacuum; what each took."""
+    from datetime import datetime
+
+    with AuditStore(db) as store:
+        (middle,) = store.db.execute(
+            "select created from ledger where seq = (select max(seq) / 2 from ledger)"
+        ).fetchone()
+        started = time.perf_counter()
+        report = store.prune(datetime.fromisoformat(middle), by="bench")
+        prune_s = time.perf_counter() - started
+        started = time.perf_counter()
+        verified = store.verify()
+        verify_s = time.perf_counter() - started
+        started = time.perf_counter()
+        store.vacuum()
+        vacuum_s = time.perf_counter() - started
+    assert verified.ok, verified.summary()
+    return [
+        f"prune: {report.summary()[:110]}... in {prune_s:.1f} s",
+        f"then verify: {verified.summary()[:40]}... in {verify_s:.1f} s; vacuum {vacuum_s:.1f} s:"
+        f" {db.stat().st_size / 1e6:.1f} MB",
+    ]
 
 
 if __name__ == "__main__":
