@@ -73,7 +73,7 @@ def _load_script(path: Path) -> list[str]:
     "model_name",
     default="local/smollm2",
     show_default=True,
-    help="local/smollm2, scripted (with --script), or any litellm model string.",
+    help="local/smollm2, scripted (with --script), injection-oracle, or any litellm model string.",
 )
 @click.option(
     "--script",
@@ -184,7 +184,7 @@ def run_cmd(
     db: Path | None,
     out_dir: Path | None,
 ) -> None:
-    """Run FAMILY (dilemmas, scheming, spread); print the run id and its report path."""
+    """Run FAMILY (dilemmas, scheming, spread, injection); print the run id and report path."""
     from labelgate.evals.agent import AgentLimits
     from labelgate.evals.api import EvalError, run_eval
 
@@ -299,6 +299,19 @@ def compare_cmd(first: str, second: str, db: Path | None) -> None:
         raise CLIError(str(exc.args[0])) from None
     finally:
         store.close()
+
+
+@eval_group.command("oracle-serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=4100, show_default=True)
+def oracle_serve_cmd(host: str, port: int) -> None:
+    """Serve the injection family's faithful oracle (OpenAI API) for a `labelgate serve`."""
+    import uvicorn
+
+    from labelgate.evals.injection.server import app
+
+    click.echo(f"injection-oracle on http://{host}:{port}/v1", err=True)
+    uvicorn.run(app(), host=host, port=port, log_level="warning")
 
 
 @eval_group.command("runs")
