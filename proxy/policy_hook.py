@@ -31,7 +31,7 @@ from labelgate.guard.engine import (
 )
 from labelgate.guard.inflight import TextInFlight
 from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
-from labelgate.guard.labels import LabelSpec, Lattice
+from labelgate.guard.labels import Label, LabelSpec, Lattice
 from labelgate.guard.models import ChatResult, Message
 from labelgate.guard.policy import Action, Decision, SinkFlow, redact_value
 from labelgate.guard.policy.spec import SinkKind, SourceKind
@@ -215,8 +215,21 @@ class PolicyHook(GatewayHook):
         # fingerprinted like answers: re-sent later as a user message, they keep their label.
         for spec, item in zip(specs, items, strict=True):
             if spec.kind in _OUTSIDE_TEXT:
-                self.answers.add(item.text, item.label, agent)
+                self.answers.add(item.text, self._origin_label(spec), agent)
         return items
+
+    def _origin_label(self, spec: InputSpec) -> Label:
+        """The label an outside text carries wherever it goes: its source rules, without the
+        agent reading it (a rule keyed to the reader says what that reader may do with it,
+        not what the text is). Texts it relays were stored with their own labels."""
+        return self.guard.policy.source_label(
+            spec.kind,
+            tool=spec.tool,
+            source=spec.source,
+            url=spec.url,
+            role=spec.role,
+            vouched=spec.vouched,
+        ).label
 
     def _specs(self, ctx: RequestContext, request: ChatCompletionRequest) -> list[InputSpec]:
         """The request's input items, made once per request (screening makes a new one)."""
