@@ -4,17 +4,21 @@ hit, the paired comparison of two runs, tasks loaded from YAML, the oracle's ser
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from labelgate.evals.api import run_eval
 from labelgate.evals.injection.agents import first_messages
 from labelgate.evals.injection.catalogue import build, builtin_domains, catalogue, load_file
+from labelgate.evals.injection.gateway import DECISIONS_HEADER, GatewayModel, GuardLog
 from labelgate.evals.injection.oracle import OracleModel, call_id
 from labelgate.evals.injection.server import app
+from labelgate.evals.models import ProxyModel
 from labelgate.evals.report import compare_runs
 from labelgate.evals.store import ResultsStore
 
@@ -98,3 +102,35 @@ def test_guarded_run_links_each_decision_to_the_step_it_hit(tmp_path: Path) -> N
     assert "1 yes -> no" in text
     report = guarded.report_md.read_text()
     assert "Tasks broken by the guard" in report and "baseline:untrusted-side-effect" in report
+
+
+async def test_the_gateway_keeps_decisions_and_a_guard_failure() -> None:
+    """Decisions come from the response header (a prompt:N names the message it screened);
+    a guard that fails closed (500 guard_error) stops the agent and is logged as a decision."""
+    decisions = [
+        {"target": "prompt:2", "action": "redact", "rule": "r1", "reason": "x"},
+        {"target": "call_1", "action": "deny", "rule": "r2", "reason": "y"},
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if b"fail" in request.content:
+            error = {"error": {"type": "guard_error", "message": "the guard failed"}}
+            return httpx.Response(500, json=error)
+        body = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+        return httpx.Response(200, json=body, headers={DECISIONS_HEADER: json.dumps(decisions)})
+
+    log = GuardLog()
+    proxy = ProxyModel("m", "http://proxy/v1", "k")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        model = GatewayModel(proxy, "reader", log, client)
+        messages = [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u"},
+            {"role": "tool", "name": "get_ticket", "content": "t"},
+        ]
+        assert (await model.chat(messages)).text == "ok"
+        failed = await model.chat([{"role": "user", "content": "fail"}])
+    assert failed.text.startswith("[the guard failed closed]")
+    assert [d.about for d in log.decisions[:2]] == ["tool get_ticket", ""]
+    assert log.decisions[2].rule == "guard_error" and log.decisions[2].agent == "reader"
+    assert log.calls == 2

@@ -72,6 +72,9 @@ class GatewayModel:
         self._keep(response, messages)
         if response.status_code == 403:  # deny_mode: error, the whole request refused
             return ChatResult(text=f"[refused by the guard] {_error(response)}")
+        if _kind(response) == "guard_error":  # the guard failed closed: the agent is stopped
+            self._failed(response)
+            return ChatResult(text=f"[the guard failed closed] {_error(response)}")
         if response.status_code >= 400:
             raise ModelError(f"proxy answered {response.status_code}: {_error(response)}")
         return _result(response.json())
@@ -90,6 +93,25 @@ class GatewayModel:
                     about=_about(target, messages),
                 )
             )
+
+    def _failed(self, response: httpx.Response) -> None:
+        self.log.decisions.append(
+            GuardDecision(
+                agent=self.agent,
+                call=self.log.calls,
+                target="request",
+                action="error",
+                rule="guard_error",
+                reason=_error(response),
+            )
+        )
+
+
+def _kind(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _error(response: httpx.Response) -> str:

@@ -29,7 +29,7 @@ BENIGN_UTILITY, UNDER_ATTACK, ATTACK_SUCCESS, GUARD = (
     "attack_success",
     "guard",
 )
-STOPPING = ("deny", "ask", "redact")
+STOPPING = ("deny", "ask", "redact", "error")  # error: the guard failed closed
 
 
 def worlds(env: Environment) -> tuple[World, World]:
