@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from proxy_fixtures import Guarded, fake, fake_url, passthrough_config  # noqa: F401 (fixtures)
 from sqlite_utils import Database
 
 from labelgate.guard.audit.chain import hashed_row, record_hash
@@ -385,6 +387,28 @@ def test_an_existing_store_migrates_and_still_verifies(tmp_path: Path) -> None:
             conn.execute("update contents set text = 'edited' where text = 'question 2'")
         report = store.verify()
         assert report.broken is not None and report.broken.row_key == old[2][2].key()
+
+
+def test_the_server_applies_its_retention_setting(tmp_path: Path, fake_url: str) -> None:  # noqa: F811
+    """``guard.audit_retention_days`` reaches the server's writer: a store left by an earlier
+    run loses its old records (sealed) when the server records its first request."""
+    state = tmp_path / "state"
+    with AuditStore(state / "audit.db") as store:
+        store.write_batch(_request([SYSTEM, "from an earlier run"]))
+    guard = {"state_dir": str(state), "audit_retention_days": 1e-9}  # ~86 microseconds
+    proxy = Guarded({**passthrough_config(fake_url), "guard": guard}, None)
+    try:
+        body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello"}]}
+        response = httpx.post(f"{proxy.url}/chat/completions", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+    finally:
+        proxy.stop()  # the writer flushes and closes
+    with AuditStore(state / "audit.db", readonly=True) as store:
+        (request,) = store.db.query("select id from requests")
+        assert request["id"] == response.headers["x-request-id"]
+        seal = store.seal()
+        assert seal is not None and seal["by"].startswith("retention: ")
+        assert store.verify().ok
 
 
 def test_retention_is_a_guard_setting() -> None:
