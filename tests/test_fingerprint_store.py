@@ -105,7 +105,11 @@ def test_threshold_separates_partial_from_whole(store: SQLiteFingerprintStore) -
     query = f"{prose(7, 200)} {quarter}"
     (match,) = store.lookup(query, threshold=0.1)
     assert 0.15 < match.containment < 0.35
-    assert store.lookup(query, threshold=0.5) == []
+    by_share = LookupOptions(threshold=0.5, run_words=None)
+    assert store.lookup(query, options=by_share) == []
+    if store._index is not None:  # ... but 75 words copied in a row are a copied run
+        (match,) = store.lookup(query, threshold=0.5)
+        assert match.run >= 70
     assert store.lookup(stored, threshold=1.0)[0].containment == 1.0
 
 
@@ -224,9 +228,12 @@ def test_min_matches_guards_against_coincidence() -> None:
     store = memory_store()
     stored = prose(50, 100)
     store.add_text(stored, SECRET, text_id="s")
-    snippet = " ".join(stored.split()[:14])  # about one or two fingerprints
-    assert store.lookup(snippet, options=LookupOptions(threshold=0.01, min_matches=5)) == []
+    snippet = " ".join(stored.split()[:14])  # a few fingerprints
+    few = LookupOptions(threshold=0.01, min_matches=12, run_words=None)
+    assert store.lookup(snippet, options=few) == []
     assert store.lookup(snippet, options=LookupOptions(threshold=0.01, min_matches=1))
+    (match,) = store.lookup(snippet, options=LookupOptions(min_matches=12))  # a copied run
+    assert match.run >= 10
 
 
 def test_short_texts_match_when_the_same() -> None:

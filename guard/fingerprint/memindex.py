@@ -340,6 +340,21 @@ class MemoryIndex:
         counts = np.diff(np.append(starts, len(kept))).astype(np.int32)
         return kept[starts], counts
 
+    def postings(self, query: Int64s, max_df: int) -> tuple[Int64s, Int32s]:
+        """(index in ``query``, row) of every posting of the unique ``query`` hashes held by
+        at most ``max_df`` rows: which stored text holds which query fingerprint."""
+        runs = self._runs
+        biased = _biased(query)
+        keep = np.flatnonzero(runs.presence.possible(biased))
+        found = [run.find(biased[keep]) for run in runs.all if len(run.keys)] if len(keep) else []
+        if not found:
+            return np.empty(0, dtype=np.int64), _NONE
+        owner = np.concatenate([o for o, _ in found])
+        rows = np.concatenate([r for _, r in found])
+        df = np.bincount(owner, minlength=len(keep))
+        rare = df[owner] <= max_df
+        return keep[owner[rare]], rows[rare]
+
     @staticmethod
     def _lookup_few(runs: _Runs, biased: list[int], max_df: int) -> tuple[Int32s, Int32s]:
         """``lookup`` of a few (biased) fingerprints, by ``find_few``."""

@@ -9,7 +9,11 @@ Tables:
 - ``fingerprints(hash, text_id)``, WITHOUT ROWID, primary key ``(hash, text_id)``: the
   inverted index SQL lookups use (``memory_index=False``, and the model for a shared
   PostgreSQL backend). ``postings=False`` drops it when only the memory index is used.
-- ``store_meta(key, value)``: the fingerprint parameters; a store refuses other parameters.
+- ``store_meta(key, value)``: the fingerprint parameters (``params``); a store refuses other
+  parameters. A file written with an older scheme (``version``) is upgraded at open: its
+  texts keep their fingerprints, listed under ``legacy`` (the old parameters and the last row
+  written with them), and every text lookup also hashes the new text as the old scheme did,
+  so they keep matching; new texts get the current scheme.
 
 Lookups use the memory index by default (numpy sorted arrays; see ``memindex``), and SQLite
 only to fetch the label and metadata of the few matches.
@@ -25,6 +29,7 @@ first loads rows other processes added; a reader process calls ``refresh()`` to 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections import Counter
@@ -41,11 +46,17 @@ from labelgate.guard.fingerprint.store import (
     Entry,
     LookupOptions,
     Match,
+    Query,
     StoreBase,
     TextMeta,
     label_json,
 )
-from labelgate.guard.fingerprint.winnow import DEFAULT_PARAMS, Fingerprints, WinnowParams
+from labelgate.guard.fingerprint.winnow import (
+    DEFAULT_PARAMS,
+    SCHEME_VERSION,
+    Fingerprints,
+    WinnowParams,
+)
 from labelgate.guard.items import ItemKind
 from labelgate.guard.labels import Label, Lattice
 
@@ -53,6 +64,8 @@ _SQL_CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _META_COLUMNS = "id, key, label_json, kind, source, created, n_fingerprints"
 _META_CACHE_ROWS = 65_536  # stored rows never change: their (key, label, meta) are cached
 _ANSWER_CACHE_SIZE = 1024
+_RUN_CANDIDATES = 64  # stored texts examined for a copied run, most shared fingerprints first
+_log = logging.getLogger(__name__)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -96,7 +109,8 @@ class SQLiteFingerprintStore(StoreBase):
         # Lookups answered from the memory index since it last changed: the same messages come
         # back every turn; any new row (``_publish``) bumps the generation and voids them all.
         self._generation = 0
-        self._answers: dict[tuple[bytes, LookupOptions], tuple[int, list[Match]]] = {}
+        self._answers: dict[tuple[bytes, int, LookupOptions], tuple[int, list[Match]]] = {}
+        self._legacy: list[tuple[WinnowParams, int]] = []  # (old scheme, its last row)
         self._index = MemoryIndex() if memory_index else None
         self._sizes = np.zeros(1024, dtype=np.int32)  # n_fingerprints by row id
         self._loaded = 0  # highest row id in the memory index
@@ -138,14 +152,60 @@ class SQLiteFingerprintStore(StoreBase):
     def _check_params(self, params: WinnowParams | None) -> WinnowParams:
         table = self._db.table("store_meta")
         rows = list(table.rows_where("key = ?", ["params"]))
-        if rows:
+        if not rows:
+            params = params or DEFAULT_PARAMS
+            table.insert({"key": "params", "value": params.model_dump_json()})
+            return params
+        try:
             stored = WinnowParams.model_validate_json(rows[0]["value"])
-            if params is not None and params != stored:
-                raise ValueError(f"{self.path} holds fingerprints made with {stored}, not {params}")
-            return stored
-        params = params or DEFAULT_PARAMS
-        table.insert({"key": "params", "value": params.model_dump_json()})
-        return params
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: {exc}") from None
+        if stored.version < SCHEME_VERSION:
+            stored = self._upgrade(stored, params)
+        elif params is not None and params != stored:
+            raise ValueError(f"{self.path} holds fingerprints made with {stored}, not {params}")
+        for legacy in table.rows_where("key = ?", ["legacy"]):
+            self._legacy = [
+                (WinnowParams.model_validate(old), int(last))
+                for old, last in json.loads(legacy["value"])
+            ]
+        return stored
+
+    def _upgrade(self, old: WinnowParams, params: WinnowParams | None) -> WinnowParams:
+        """Move a file written with an older scheme to the current one: its texts keep their
+        fingerprints (listed as legacy, with the last row written so) and stay found."""
+        new = params or WinnowParams(k=old.k)
+        if new.version != SCHEME_VERSION or new.k != old.k:
+            raise ValueError(
+                f"{self.path} holds fingerprints of scheme {old.version} with k={old.k}: "
+                f"they can be kept only under scheme {SCHEME_VERSION} with the same k, not "
+                f"{new}. Open it with WinnowParams(k={old.k}), or move it aside (its texts "
+                "cannot be fingerprinted again: only hashes are stored) to start a new store"
+            )
+        with self._write_lock, self._transaction() as conn:
+            last = int(conn.execute("SELECT coalesce(max(id), 0) FROM texts").fetchone()[0])
+            row = conn.execute("SELECT value FROM store_meta WHERE key = 'legacy'").fetchone()
+            legacy = json.loads(row[0]) if row else []
+            if last > max((end for _, end in legacy), default=0):
+                legacy.append([old.model_dump(), last])
+            conn.execute(
+                "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('legacy', ?), "
+                "('params', ?)",
+                (json.dumps(legacy), new.model_dump_json()),
+            )
+        _log.warning(
+            "%s: fingerprint scheme %d -> %d; its %d texts keep scheme %d (still found)",
+            self.path,
+            old.version,
+            new.version,
+            last,
+            old.version,
+        )
+        return new
+
+    @property
+    def also_schemes(self) -> tuple[int, ...]:
+        return tuple(sorted({old.version for old, _ in self._legacy} - {self.params.version}))
 
     def _check_postings(self, wanted: bool) -> bool:
         """Keep the postings table complete: once it exists, every write maintains it."""
@@ -311,33 +371,113 @@ class SQLiteFingerprintStore(StoreBase):
         if self._index is None:
             return self._ranked(self._candidates_sql(fingerprints, options), options, fingerprints)
         generation = self._generation  # read first: a row published meanwhile voids the answer
-        key = (np.ascontiguousarray(fingerprints, dtype=np.int64).tobytes(), options)
+        key = (np.ascontiguousarray(fingerprints, dtype=np.int64).tobytes(), 0, options)
         cached = self._answers.get(key)
         if cached is not None and cached[0] == generation:
             return list(cached[1])
-        found = self._ranked(self._candidates_memory(fingerprints, options), options, fingerprints)
+        rows, counts = self._shares(fingerprints, options)
+        found = self._ranked(self._passing(rows, counts, options), options, fingerprints)
+        self._remember(key, generation, found)
+        return list(found)
+
+    def lookup_query(self, query: Query, options: LookupOptions) -> list[Match]:
+        """By share (``threshold``), and by copied run (``run_words``) through the memory
+        index: a stored text whose fingerprints the new text holds at least two of, at most
+        ``w`` k-grams apart (a copied part holds one in every ``w``), spanning ``run_words``."""
+        if self._index is None or options.run_words is None or len(query.kgrams) < 2:
+            return self.lookup_fingerprints(query.fingerprints, options)
+        generation = self._generation
+        key = (query.kgrams.tobytes(), len(query.fingerprints), options)
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] == generation:
+            return list(cached[1])
+        rows, counts = self._shares(query.fingerprints, options)
+        passing = self._passing(rows, counts, options)
+        runs = self._runs(query, rows, counts, {c[0] for c in passing}, options)
+        extra = [(row, shared, int(self._sizes[row])) for row, (shared, _) in runs.items()]
+        candidates = sorted(passing + extra, key=lambda c: (-c[1] / c[2], -c[1], c[0]))
+        lengths = {row: words for row, (_, words) in runs.items()}
+        found = self._ranked(candidates, options, query.fingerprints, lengths)
+        self._remember(key, generation, found)
+        return list(found)
+
+    def _remember(
+        self, key: tuple[bytes, int, LookupOptions], generation: int, found: list[Match]
+    ) -> None:
         if len(self._answers) >= _ANSWER_CACHE_SIZE:
             self._answers.clear()
         self._answers[key] = (generation, found)
-        return list(found)
+
+    def _runs(
+        self,
+        query: Query,
+        rows: np.ndarray,
+        counts: np.ndarray,
+        passed: set[int],
+        options: LookupOptions,
+    ) -> dict[int, tuple[int, int]]:
+        """Rows not found by share that the text copies a run from: {row: (shared, words)}."""
+        assert self._index is not None and options.run_words is not None
+        maybe = counts >= 2
+        if not maybe.any():
+            return {}
+        order = np.argsort(-counts[maybe], kind="stable")[:_RUN_CANDIDATES]
+        wanted = [r for r in rows[maybe][order].tolist() if r not in passed]
+        if not wanted:
+            return {}
+        max_df = min(options.run_max_df, options.max_df)
+        index, held_by = self._index.postings(query.fingerprints, max_df)
+        keep = np.isin(held_by, wanted)
+        index, held_by = index[keep], held_by[keep]
+        k, found = self.params.k, {}
+        for row in np.unique(held_by).tolist():
+            shared = query.fingerprints[index[held_by == row]]
+            if len(shared) < 2:
+                continue
+            at = np.flatnonzero(np.isin(query.kgrams, shared))  # where, in the new text
+            cuts = np.flatnonzero(np.diff(at) > self._window(row))
+            firsts = np.concatenate(([0], cuts + 1))
+            lasts = np.concatenate((cuts, [len(at) - 1]))
+            best = 0
+            for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
+                words = int(at[last] - at[first]) + k
+                chain = query.kgrams[at[first : last + 1]]
+                if words > best and words >= options.run_words and len(set(chain.tolist())) > 1:
+                    best = words
+            if best:
+                found[row] = (len(shared), best)
+        return found
+
+    def _window(self, row: int) -> int:
+        """``w`` of the scheme row ``row`` was written with."""
+        for old, last in self._legacy:
+            if row <= last:
+                return old.w
+        return self.params.w
 
     def _ranked(
         self,
         candidates: list[tuple[int, int, int]],
         options: LookupOptions,
         fingerprints: Fingerprints,
+        runs: dict[int, int] | None = None,
     ) -> list[Match]:
-        """Matches of candidates given best first (containment, shared count, then row)."""
+        """Matches of candidates given best first (containment, shared count, then row);
+        ``runs``: the copied run's words of rows found by one."""
         if not candidates:
             return []
         if options.one_per_label:
-            return self._best_per_label(candidates, len(fingerprints), options.limit)
+            return self._best_per_label(candidates, len(fingerprints), options.limit, runs)
         if options.limit is not None:
             candidates = candidates[: options.limit]
-        return self._matches(candidates, len(fingerprints))
+        return self._matches(candidates, len(fingerprints), runs=runs)
 
     def _best_per_label(
-        self, candidates: list[tuple[int, int, int]], n_query: int, limit: int | None
+        self,
+        candidates: list[tuple[int, int, int]],
+        n_query: int,
+        limit: int | None,
+        runs: dict[int, int] | None = None,
     ) -> list[Match]:
         """The first (best) candidate of each label, counting the others it stands for."""
         metas = self._row_metas([c[0] for c in candidates])
@@ -352,15 +492,20 @@ class SQLiteFingerprintStore(StoreBase):
             else:
                 best[label] = candidate
         kept = list(best.values())[:limit]
-        matches = self._matches(kept, n_query, metas)
+        matches = self._matches(kept, n_query, metas, runs)
         return [replace(m, also=more[id(m.label)]) for m in matches]
 
-    def _candidates_memory(
+    def _shares(
         self, fingerprints: Fingerprints, options: LookupOptions
-    ) -> list[tuple[int, int, int]]:
-        """(row, shared, n_fingerprints) of rows passing the thresholds."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, shared fingerprints) of every row sharing any (not boilerplate)."""
         assert self._index is not None
-        rows, counts = self._index.lookup(fingerprints, options.max_df)
+        return self._index.lookup(fingerprints, options.max_df)
+
+    def _passing(
+        self, rows: np.ndarray, counts: np.ndarray, options: LookupOptions
+    ) -> list[tuple[int, int, int]]:
+        """(row, shared, n_fingerprints) of rows passing the thresholds, best first."""
         if len(rows) == 0:  # the usual answer for a new text: no need to rank nothing
             return []
         sizes = self._sizes[rows]
@@ -404,9 +549,11 @@ class SQLiteFingerprintStore(StoreBase):
         candidates: list[tuple[int, int, int]],
         n_query: int,
         metas: dict[int, tuple[str, Label, TextMeta]] | None = None,
+        runs: dict[int, int] | None = None,
     ) -> list[Match]:
         """Candidates (never none: ``_ranked`` returns early) as matches, in order."""
         metas = metas or self._row_metas([c[0] for c in candidates])
+        runs = runs or {}
         matches = []
         for row_id, shared, size in candidates:
             key, label, meta = metas[row_id]
@@ -418,6 +565,7 @@ class SQLiteFingerprintStore(StoreBase):
                     coverage=shared / n_query,
                     matched=shared,
                     meta=meta,
+                    run=runs.get(row_id, 0),
                 )
             )
         return matches

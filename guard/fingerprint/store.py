@@ -29,7 +29,9 @@ from labelgate.guard.fingerprint.winnow import (
     Fingerprints,
     WinnowParams,
     fingerprint,
+    kgram_hashes,
     normalise,
+    sorted_unique,
     word_kgrams,
 )
 from labelgate.guard.items import ItemKind, LabelOrigin, LabelReason
@@ -38,6 +40,8 @@ from labelgate.guard.labels import Label, LabelKey, label_key
 DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
 DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
 DEFAULT_MAX_DF = 1000  # fingerprints in more stored texts than this are boilerplate
+DEFAULT_RUN_WORDS = 7  # a copied run this long re-identifies a stored text, whatever its share
+DEFAULT_RUN_MAX_DF = 16  # ... unless its k-grams are in more stored texts (a common phrase)
 # Agents resend their whole conversation every turn, and an answer remembered now is looked up
 # as an input next turn: the same texts are fingerprinted again and again. Winnowing is pure,
 # so its result is cached (read-only arrays), for texts short enough to keep many of.
@@ -72,16 +76,56 @@ def text_fingerprint_set(text: str, params: WinnowParams) -> frozenset[int]:
 
 
 @lru_cache(maxsize=1024)
-def _cached_word_kgrams(text: str, k: int) -> frozenset[tuple[str, ...]]:
-    return frozenset(word_kgrams(normalise(text), k))
+def _cached_word_kgrams(text: str, k: int, version: int) -> frozenset[tuple[str, ...]]:
+    return frozenset(word_kgrams(normalise(text, version), k))
 
 
 def text_word_kgrams(text: str, params: WinnowParams) -> frozenset[tuple[str, ...]]:
     """``word_kgrams`` of the text's words, cached like ``text_fingerprints``: the test of
     whether two texts could share a fingerprint (see ``Guard.could_reidentify``)."""
     if len(text) > _CACHED_TEXT_CHARS:
-        return frozenset(word_kgrams(normalise(text), params.k))
-    return _cached_word_kgrams(text, params.k)
+        return frozenset(word_kgrams(normalise(text, params.version), params.k))
+    return _cached_word_kgrams(text, params.k, params.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A text to look up: the hash of every k-gram in text order (``kgrams``, where a copied
+    run shows as neighbouring hashes) and their sorted unique set (``fingerprints``).
+
+    A lookup compares every k-gram of the new text, not only its winnowed ones, with the
+    stored texts' winnowed fingerprints: a stored fingerprint inside a copied part is then
+    always found, not only when the new text's own windows happen to pick it.
+    """
+
+    kgrams: Fingerprints
+    fingerprints: Fingerprints
+
+
+def _query(text: str, params: WinnowParams, also: tuple[int, ...]) -> Query:
+    kgrams = kgram_hashes(normalise(text, params.version), params.k)
+    every = kgrams
+    for version in also:  # older schemes the store still holds texts of
+        old = kgram_hashes(normalise(text, version), params.k)
+        every = np.concatenate([every, old])
+    fps = sorted_unique(every).view(np.int64)
+    fps.flags.writeable = False
+    positions = kgrams.view(np.int64)
+    positions.flags.writeable = False
+    return Query(positions, fps)
+
+
+@lru_cache(maxsize=2048)
+def _cached_query(text: str, params: WinnowParams, also: tuple[int, ...]) -> Query:
+    return _query(text, params, also)
+
+
+def text_query(text: str, params: WinnowParams, also: tuple[int, ...] = ()) -> Query:
+    """``text`` as a :class:`Query` (cached like ``text_fingerprints``); ``also``: older
+    schemes whose k-grams of the text are looked up too (their words may differ)."""
+    if len(text) > _CACHED_TEXT_CHARS:
+        return _query(text, params, also)
+    return _cached_query(text, params, also)
 
 
 def _now() -> str:
@@ -112,6 +156,18 @@ class LookupOptions(BaseModel):
     min_matches: int = Field(default=DEFAULT_MIN_MATCHES, ge=1)
     max_df: int = Field(default=DEFAULT_MAX_DF, ge=1)
     limit: int | None = Field(default=None, ge=1, description="at most this many matches")
+    run_words: int | None = Field(
+        default=DEFAULT_RUN_WORDS,
+        ge=1,
+        description="a run of at least this many words copied from a stored text finds it "
+        "whatever its share (None: only ``threshold``); needs two shared fingerprints",
+    )
+    run_max_df: int = Field(
+        default=DEFAULT_RUN_MAX_DF,
+        ge=1,
+        description="a run counts only if its fingerprints are in at most this many stored "
+        "texts: a phrase many texts share is no evidence of copying one of them",
+    )
     one_per_label: bool = Field(
         default=False,
         description="only the best match of each label, with how many more it stands for "
@@ -152,13 +208,17 @@ class Match:
     matched: int
     meta: TextMeta
     also: int = 0  # more stored texts with the same label found (``one_per_label``)
+    run: int = 0  # words of the longest copied run found, when it was found by a run
 
     def provenance(self) -> LabelReason:
         """The reason this match gives a label, as a person reads it in an audit trace."""
         source = f" from {self.meta.source}" if self.meta.source else ""
         more = f"; and {self.also} more stored texts with this label" if self.also else ""
+        share = f"{self.containment:.0%}"
+        if self.run:
+            share = f"a run of {self.run} words ({share})"
         detail = (
-            f"contains {self.containment:.0%} of a {self.meta.kind.value}{source} "
+            f"contains {share} of a {self.meta.kind.value}{source} "
             f"seen {self.meta.created} ({self.matched} shared fingerprints{more})"
         )
         return LabelReason(LabelOrigin.FINGERPRINT, detail, ref=self.text_id)
@@ -306,12 +366,20 @@ class StoreBase(ABC):
         options = options or LookupOptions()
         if threshold is not None:
             options = LookupOptions.model_validate({**options.model_dump(), "threshold": threshold})
-        fps = (
-            text_fingerprints(query, self.params)
-            if isinstance(query, str)
-            else as_fingerprints(query)
-        )
-        return self.lookup_fingerprints(fps, options)
+        if isinstance(query, str):
+            return self.lookup_query(text_query(query, self.params, self.also_schemes), options)
+        return self.lookup_fingerprints(as_fingerprints(query), options)
+
+    @property
+    def also_schemes(self) -> tuple[int, ...]:
+        """Older fingerprint schemes some stored texts were written with (looked up too)."""
+        return ()
+
+    def lookup_query(self, query: Query, options: LookupOptions) -> list[Match]:
+        """A text's lookup. This default compares all its k-grams by share (``threshold``);
+        a backend that can tell where each shared one is in the text also finds copied runs
+        (``options.run_words``), as ``SQLiteFingerprintStore`` does with its memory index."""
+        return self.lookup_fingerprints(query.fingerprints, options)
 
     def __enter__(self) -> StoreBase:
         return self
