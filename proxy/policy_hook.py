@@ -211,8 +211,11 @@ class PolicyHook(GatewayHook):
             for spec in specs
         ]
         ctx.state["items"] = items
-        # Untrusted texts that came in (tool results, documents, other agents' messages) are
-        # fingerprinted like answers: re-sent later as a user message, they keep their label.
+        # Texts from outside (tool results, documents) are fingerprinted like answers: re-sent
+        # later as a user message, they keep their label. Other agents' messages are not: an
+        # agent talking through the proxy had its answer fingerprinted when it left, with the
+        # label of what it read (a second copy, labelled as the reader saw it, only adds the
+        # reader's view to every later copy: measured by the spread eval's control runs).
         for spec, item in zip(specs, items, strict=True):
             if spec.kind in _OUTSIDE_TEXT:
                 self.answers.add(item.text, self._origin_label(spec), agent)
@@ -543,7 +546,7 @@ _REQUERY_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "response_form
 _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still to be labeled
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 _SPECS = "_input_specs"  # ctx.state: (request, its input items)
-_OUTSIDE_TEXT = frozenset({SourceKind.TOOL_RESULT, SourceKind.DOCUMENT, SourceKind.AGENT_MESSAGE})
+_OUTSIDE_TEXT = frozenset({SourceKind.TOOL_RESULT, SourceKind.DOCUMENT})
 _FLIGHT = "_in_flight"  # ctx.state: a streamed answer's TextInFlight, and its HeldStream
 
 
