@@ -164,13 +164,16 @@ _TIME = re.compile(r"\b([01]?\d|2[0-3])[:.h]([0-5]\d)(?::[0-5]\d)?\s*([ap]\.?m\.
 _CODE = re.compile(
     r"(?<![\w@])(?=[\w#/-]*\d)(?=[\w#/-]*[A-Za-z])[A-Za-z0-9][\w#/-]*[A-Za-z0-9](?![\w@])"
     r"|(?<![\w@.-])\d+(?:[-/_]\d+)+(?![\w@-])"
+    r"|\b[A-Za-z]*[a-z][A-Z][A-Za-z]*\b"  # mixed case inside a word: an id, not a word
 )
 _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:[ \t]+[A-Z][\w'’-]*)*")
 _SENTENCE_END = re.compile(r"(?:[.!?:;\n>\"(\[]|\s[-–—])\s*$")
 
 _B64 = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{6,}={0,2}(?![\w+/=-])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){3,}\b")
-_SPELLED = re.compile(r"(?<!\w)\w(?!\w)(?:[\s\-.,_/|*·]{1,3}\w(?!\w)){2,}")
+_SPELLED = re.compile(r"(?<!\w)\w(?!\w)(?:[\-.,_/|*·]{1,2}\w(?!\w)){2,}")
+_UNIT = r"\S(?![^\s.,;:!?)\]])"
+_SPELLED_SPACES = re.compile(rf"(?<!\S){_UNIT}(?:[ \t]{{1,3}}{_UNIT}){{2,}}")
 _SPELLED_DIGITS = re.compile(
     rf"\b(?:{'|'.join(_DIGIT_WORDS)})(?:[\s,-]+(?:{'|'.join(_DIGIT_WORDS)})){{2,}}\b", re.I
 )
@@ -415,6 +418,7 @@ def decoded_views(text: str) -> tuple[str, ...]:
             views.append(decoded)
     views += encoded_views(text)
     spelled = [re.sub(r"[^\w]", "", m.group(0)) for m in _SPELLED.finditer(text)]
+    spelled += [re.sub(r"\s", "", m.group(0)) for m in _SPELLED_SPACES.finditer(text)]
     words = [
         "".join(_DIGIT_WORDS[w.casefold()] for w in re.findall(r"[A-Za-z]+", m.group(0)))
         for m in _SPELLED_DIGITS.finditer(text)
@@ -499,7 +503,9 @@ def is_partial_of(norm: str, norms: Iterable[str]) -> bool:
         return False
     for other in norms:
         whole = re.sub(r"[\s\-.]", "", other)
-        if len(whole) <= len(squeezed) or squeezed not in whole:
+        if whole == squeezed:
+            return True  # the same value, spaced or hyphenated otherwise
+        if len(whole) < len(squeezed) or squeezed not in whole:
             continue
         if len(squeezed) >= 4 or 2 * len(squeezed) >= len(whole):
             return True

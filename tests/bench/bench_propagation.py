@@ -1,19 +1,23 @@
 """Benchmark the label propagators with the real local model (SmolLM2-135M via llama.cpp).
 
-    python tests/bench/bench_propagation.py [--limit N] [--families rag,agent,multi]
+    python tests/bench/bench_propagation.py [--limit N] [--families rag,agent,multi,subst]
         [--propagators a,b] [--max-tokens 32]
 
 Cases come from tests/bench/data/propagation_cases.yaml (``rag-*``: questions over retrieved
-documents; ``agent-*``: one-step agent traces) and propagation_agent_traces.yaml (``multi-*``:
+documents; ``agent-*``: one-step agent traces), propagation_agent_traces.yaml (``multi-*``:
 multi-step agent traces whose context holds several labeled tool results, the next step using
-one or two). Each family is reported separately. For every case: the model answers with the full
-context (temperature 0, seed 0); ground-truth influence is measured by leave-one-out (an input
-is influential when the answer without it is not similar to the full answer, by the same
-similarity the propagators use); then each propagator labels the answer. Reported per
-propagator: the share of cases whose label is strictly more permissive than the join, the share
-of unsound labels (an influential input's label omitted), fallbacks, model calls and seconds
-per case; and how often measured influence agrees with the relevance the case was designed
-with.
+one or two) and propagation_substitution.yaml (``subst-*``: a trusted record and an untrusted
+message stating different values of one thing). Each family is reported separately. For every
+case: the model answers with the full context (temperature 0, seed 0); ground-truth influence
+is measured by leave-one-out (an input is influential when the answer without it is not
+similar to the full answer, by the same similarity the propagators use, *and* states the same
+values exactly: ``guard.values``); then each propagator labels the answer. Reported per
+propagator: the share of cases whose label is strictly more permissive than the join; unsound
+labels, counted two ways: "LOO" (an influential input's label omitted) and "values" (a value
+of the output that an input the label drops holds, as written, re-encoded or in part, and no
+input the label keeps holds: the issue-19 rule), and "either"; fallbacks, model calls and
+seconds per case; and how often measured influence agrees with the relevance the case was
+designed with.
 
 Model answers are memoised by (messages, parameters): decoding is greedy, so the ground truth
 and every propagator asking the same sub-context get the same answer, and the wall time stays
@@ -45,10 +49,15 @@ from labelgate.guard.models import ChatModel, LocalModel, render_messages
 from labelgate.guard.propagation import PROPAGATORS, get_propagator, join_label
 from labelgate.guard.propagation.base import requery_params
 from labelgate.guard.similarity import Similarity
+from labelgate.guard.values import index, output_values, same_values
 
 DATA_DIR = Path(__file__).parent / "data"
-DATA_FILES = (DATA_DIR / "propagation_cases.yaml", DATA_DIR / "propagation_agent_traces.yaml")
-FAMILIES = ("rag", "agent", "multi")
+DATA_FILES = (
+    DATA_DIR / "propagation_cases.yaml",
+    DATA_DIR / "propagation_agent_traces.yaml",
+    DATA_DIR / "propagation_substitution.yaml",
+)
+FAMILIES = ("rag", "agent", "multi", "subst")
 LAT = Lattice()
 
 
@@ -92,6 +101,8 @@ class Tally:
     cases: int = 0
     permissive: int = 0
     unsound: int = 0
+    unsound_values: int = 0  # a value of the output only a dropped input holds
+    unsound_any: int = 0
     fell_back: int = 0
     calls: int = 0
     seconds: float = 0.0
@@ -150,6 +161,12 @@ async def ask(model: ChatModel, call: LLMCall, items: list[LabeledItem]) -> str:
     return result.text
 
 
+def same(sim: Similarity, a: str, b: str) -> bool:
+    """The ground truth's "same answer": the similarity, and the same values exactly (checked
+    here too, so a tree whose Similarity ignores values is measured by the same yardstick)."""
+    return sim.same(a, b) and same_values(a, b)
+
+
 async def influence(model: ChatModel, case: Case, output: str, sim: Similarity) -> set[str]:
     """Leave-one-out ground truth: the non-bottom inputs whose removal changes the answer."""
     found = set()
@@ -157,9 +174,22 @@ async def influence(model: ChatModel, case: Case, output: str, sim: Similarity) 
         if item.label.flows_to(LAT.bottom):
             continue
         rest = [i for i in case.call.items if i.id != item.id]
-        if not sim.same(await ask(model, case.call, rest), output):
+        if not same(sim, await ask(model, case.call, rest), output):
             found.add(item.id)
     return found
+
+
+def value_unsound(call: LLMCall, output: str, label: Label) -> list[str]:
+    """Values of the output that an input the label drops holds (as written, re-encoded or in
+    part) and no input the label keeps holds as written: the issue-19 soundness rule."""
+    kept = [i for i in call.items if i.label.flows_to(label)]
+    dropped = [i for i in call.items if not i.label.flows_to(label)]
+    return [
+        v.raw
+        for v in output_values(output)
+        if not any(index(i.text).strictly(v) for i in kept)
+        and any(index(i.text).broadly(v) for i in dropped)
+    ]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,11 +225,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             unsound = any(
                 not i.label.flows_to(result.label) for i in case.call.items if i.id in truth
             )
-            _count(tallies[name], case, result.more_permissive_than(join), unsound, result, seconds)
+            by_value = value_unsound(case.call, output, result.label)
+            tally = tallies[name]
+            tally.unsound_values += bool(by_value)
+            tally.unsound_any += unsound or bool(by_value)
+            _count(tally, case, result.more_permissive_than(join), unsound, result, seconds)
             row[name] = {
                 "label": result.label.short(),
                 "fell_back": result.fell_back,
                 "unsound": unsound,
+                "unsound_values": by_value,
                 "calls": result.model_calls,
                 "reason": result.reason,
             }
@@ -208,14 +243,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{case.id}: {output[:70]!r} influential={len(truth)}/{len(labeled)} "
             + " ".join(
                 f"{n}={'P' if row[n]['label'] != join.short() else '-'}"
-                f"{'!' if row[n]['unsound'] else ''}"
+                f"{'!' if row[n]['unsound'] else ''}{'$' if row[n]['unsound_values'] else ''}"
                 for n in names
             ),
             flush=True,
         )
     return {
         "cases": len(cases),
-        "similarity": sim.describe(),
+        "similarity": sim.describe() + " (ground truth: and the same values)",
         "max_tokens": args.max_tokens,
         "families": fam_stats,
         "model_calls_real": model.real_calls,
@@ -278,9 +313,9 @@ def report(res: dict[str, Any]) -> str:
     head = " | ".join(f"{fam}: perm. / unsound" for fam in fams)
     lines += [
         "",
-        f"| propagator | more permissive than join | unsound | {head} |"
-        " fell back | model calls/case | s/case |",
-        "|---|---|---|" + "---|" * len(fams) + "---|---|---|",
+        f"| propagator | more permissive than join | unsound (LOO) | unsound (values) |"
+        f" unsound (either) | {head} | fell back | model calls/case | s/case |",
+        "|---|---|---|---|---|" + "---|" * len(fams) + "---|---|---|",
     ]
     for name, t in res["tallies"].items():
         n = max(t["cases"], 1)
@@ -289,7 +324,8 @@ def report(res: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {t['permissive'] / n:.0%} ({t['permissive']}/{t['cases']}) | "
-            f"{t['unsound'] / n:.0%} ({t['unsound']}) | {per} | {t['fell_back']} | "
+            f"{t['unsound'] / n:.0%} ({t['unsound']}) | {t['unsound_values']} | "
+            f"{t['unsound_any']} | {per} | {t['fell_back']} | "
             f"{t['calls'] / n:.1f} | {t['seconds'] / n:.2f} |"
         )
     return "\n".join(lines)
