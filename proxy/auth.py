@@ -116,7 +116,6 @@ class KeyRing:
         entry = state.entry
         caller = Caller(
             agent_id=entry.agent_id,
-            clearance=entry.clearance,
             assertions=entry.assertions,
             key_id=digest[:12],
             authenticated=True,

@@ -19,8 +19,7 @@ litellm_settings:
   ssl_verify: true                      # the defaults of every deployment
 keys:
   - key_hash: sha256:...                # `labelgate keys hash` prints one
-    agent_id: planner
-    clearance: internal
+    agent_id: planner                   # what it may read: the policy's agents.planner
 server: {host: 127.0.0.1, port: 4000, max_request_bytes: 4194304}
 ```
 """
@@ -140,20 +139,46 @@ class RateLimit(BaseModel):
     burst: int = Field(1, ge=1)
 
 
+KNOWN_ASSERTIONS = frozenset({"approve"})
+
+
 class KeyEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key_hash: str
     agent_id: str
-    clearance: str | None = None
+    # Not a key's setting (refused at load, so it cannot be believed to work): the policy's
+    # ``agents:`` section sets what an agent may read.
+    clearance: None = None
     # The key vouches for the tool names, sources and URLs it sends (its agent runtime reports
     # them honestly): rules they select may then lower a label (endorse a sanitizer's output,
     # label a web page public). Without it they are the client's claim: stricter only.
     may_raise: bool = False
-    # Which label assertions the key may make; opaque here, read by the guard.
+    # What the key may do besides calling models: ``approve: true`` answers approvals.
     assertions: dict[str, Any] = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
     max_concurrency: int | None = Field(None, ge=1)
+
+    @field_validator("clearance", mode="before")
+    @classmethod
+    def _no_clearance(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "a key does not set a clearance: the policy's `agents:` section does "
+                "(agents.<agent_id>.clearance), for the agent this key names"
+            )
+        return None
+
+    @field_validator("assertions")
+    @classmethod
+    def _known_assertions(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - KNOWN_ASSERTIONS)
+        if unknown:
+            known = ", ".join(sorted(KNOWN_ASSERTIONS))
+            raise ValueError(f"unknown assertion {unknown[0]!r} (known: {known})")
+        if "approve" in value and not isinstance(value["approve"], bool):
+            raise ValueError("approve must be true or false")
+        return value
 
     @field_validator("key_hash")
     @classmethod

@@ -22,7 +22,6 @@ class Caller:
     """The authenticated principal behind a request (``anonymous`` when no keys are set)."""
 
     agent_id: str
-    clearance: str | None = None
     assertions: Mapping[str, Any] = field(default_factory=dict)  # opaque: the guard reads it
     key_id: str | None = None  # a short prefix of the key hash, safe to log
     authenticated: bool = False

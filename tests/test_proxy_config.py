@@ -221,3 +221,27 @@ def test_held_stream_says_what_each_choice_has_streamed_so_far() -> None:
     held.feed({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})  # held, not sent
     assert held.sent_texts() == ["Hello", "Other"]
     assert held.sent_texts() == ["Hello", "Other"]  # asked again, nothing new
+
+
+def test_a_key_setting_that_would_not_take_effect_is_refused_at_load(tmp_path: Path) -> None:
+    """Security settings take effect or are refused, with file, line and field: a key's
+    clearance (the policy's ``agents:`` section decides what an agent reads) and an assertion
+    nothing reads."""
+    digest = "a" * 64
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        "model_list: []\n"
+        "keys:\n"
+        f"  - key_hash: {digest}\n"
+        "    agent_id: planner\n"
+        "    clearance: public\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value).startswith(f"{config}:5: keys.0.clearance: ")
+    assert "agents:" in str(caught.value)
+    config.write_text(
+        f"keys:\n  - key_hash: {digest}\n    agent_id: planner\n    assertions: {{lower: true}}\n"
+    )
+    with pytest.raises(ConfigError, match=r":4: keys\.0\.assertions: .*unknown assertion 'lower'"):
+        load_config(config)

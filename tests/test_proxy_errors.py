@@ -55,7 +55,7 @@ def test_unknown_route_and_method_are_openai_errors(
 
 
 def test_keys_authenticate(start_proxy: Callable[..., str], fake_url: str) -> None:
-    keys = [{"key_hash": hash_key("sk-good"), "agent_id": "planner", "clearance": "internal"}]
+    keys = [{"key_hash": hash_key("sk-good"), "agent_id": "planner"}]
     url = start_proxy(passthrough_config(fake_url, keys=keys))
     with pytest.raises(openai.AuthenticationError):
         sdk(url, key="sk-bad").chat.completions.create(model="fake-chat", messages=HELLO)

@@ -197,8 +197,8 @@ def test_context_carries_caller_session_and_extension(
         {
             "key_hash": hash_key("sk-p"),
             "agent_id": "planner",
-            "clearance": "secret",
-            "assertions": {"may_raise": ["pii"]},
+            "may_raise": True,
+            "assertions": {"approve": True},
         }
     ]
     url = start_proxy(passthrough_config(fake_url, keys=keys), hook=hook)
@@ -218,8 +218,8 @@ def test_context_carries_caller_session_and_extension(
         extra_headers={"X-Labelgate-Session": "s-42"},
     )
     first, by_user, by_header = hook.contexts
-    assert first.caller.agent_id == "planner" and first.caller.clearance == "secret"
-    assert first.caller.assertions == {"may_raise": ["pii"]}
+    assert first.caller.agent_id == "planner" and first.caller.may_raise
+    assert first.caller.assertions == {"approve": True}
     assert first.session_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert first.session_source == "traceparent"
     assert raw.headers["x-labelgate-session"] == first.session_id
