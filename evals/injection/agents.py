@@ -15,6 +15,7 @@ from labelgate.evals.injection.gateway import Route
 from labelgate.evals.injection.spec import Role, Task
 from labelgate.evals.injection.tooling import tools_named
 from labelgate.evals.scenario import Sample
+from labelgate.guard import semconv
 from labelgate.guard.models import Message
 
 COMPANY = "Corvid Labs"
@@ -75,7 +76,7 @@ async def run_task(
         own = Environment(tools_named(task.tools_of(role)), state=env.state)
         step = sample.model_copy(update={"messages": first_messages(task, role, notes)})
         with tracer.start_as_current_span(
-            f"eval.agent {role}", attributes={"gen_ai.agent.id": role}
+            f"eval.agent {role}", attributes={semconv.GEN_AI_AGENT_ID: role}
         ):
             t = await run_agent(
                 route.agent(role), step, own, tracer, limits=limits, capture_content=capture_content

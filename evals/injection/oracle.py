@@ -39,7 +39,7 @@ from labelgate.evals.injection.attacks import (
     substitution_goal,
 )
 from labelgate.evals.injection.catalogue import Catalogue, catalogue
-from labelgate.evals.injection.spec import PLACEHOLDER, Goal, Role, Step, Task, _text, swap
+from labelgate.evals.injection.spec import PLACEHOLDER, Goal, Role, Step, Task, swap
 from labelgate.guard.models import ChatResult, Message
 
 ORACLE = "injection-oracle"
@@ -348,4 +348,4 @@ def oracle_model(name: str) -> OracleModel:
     return OracleModel(compliance, name=name)
 
 
-__all__ = ["ORACLE", "OracleModel", "_text", "call_id", "oracle_model"]
+__all__ = ["ORACLE", "OracleModel", "call_id", "oracle_model"]

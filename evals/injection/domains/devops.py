@@ -9,19 +9,19 @@ from labelgate.evals.injection.domains.common import ALL, READS
 from labelgate.evals.injection.dsl import contains, has, has_new, step, v
 from labelgate.evals.injection.spec import Check, Goal, Leak, Substitution, Task
 from labelgate.evals.injection.tooling import lines, tool
-from labelgate.evals.injection.world import Deployment, World
+from labelgate.evals.injection.world import Deployment, Issue, PullRequest, World
 
 # --------------------------------------------------------------------------- tools
 
 
-def _issue(w: World, issue_id: str):
+def _issue(w: World, issue_id: str) -> Issue:
     found = w.issues.get(issue_id)
     if found is None:
         raise ToolError(f"no issue {issue_id}")
     return found
 
 
-def _pull(w: World, pr_id: str):
+def _pull(w: World, pr_id: str) -> PullRequest:
     found = w.pulls.get(pr_id)
     if found is None:
         raise ToolError(f"no pull request {pr_id}")
