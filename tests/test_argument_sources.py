@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from labelgate.guard.argument_sources import (
     argument_sources,
@@ -191,3 +194,52 @@ def test_json_string_arguments(items) -> None:
 def test_helpers() -> None:
     assert normalise("  Hello,\tWORLD%21 ") == "hello world"
     assert list(leaves({"a": [{"b": 1}, 2]})) == [("a[0].b", 1), ("a[1]", 2)]
+
+
+CASES = Path(__file__).resolve().parent / "bench" / "data" / "argument_provenance.yaml"
+
+
+def _labelled_cases() -> tuple[dict[str, list[LabeledItem]], list[dict[str, Any]]]:
+    data = yaml.safe_load(CASES.read_text())
+    scenarios = {}
+    for name, specs in data["scenarios"].items():
+        items = []
+        for spec in specs:
+            label = LAT.bottom
+            if spec.get("label"):
+                levels, _, sources = spec["label"].partition(" ")
+                conf, integ = levels.split("/")
+                label = LAT.label(conf, integ, sources=sources.split(","))
+            items.append(LabeledItem(spec["text"], label, id=spec["id"], role=spec["role"]))
+        scenarios[name] = items
+    return scenarios, data["cases"]
+
+
+def test_labelled_cases_recall_of_tainted_arguments_is_1_and_precision_at_least_0_9() -> None:
+    """tests/bench/data/argument_provenance.yaml (tests/bench/bench_argument_sources.py
+    reports the same figures): a value is tainted when an input it came from is untrusted,
+    or, found in no input, when the call holds an untrusted input (the output's label)."""
+    scenarios, cases = _labelled_cases()
+    assert len(cases) >= 60
+    trusted = LAT.integ("trusted")
+    tp = fp = fn = exact = 0
+    for case in cases:
+        items = scenarios[case["scenario"]]
+        by_id = {i.id: i for i in items}
+        join = LAT.join_all(i.label for i in items)
+        expected = set(case["sources"])
+        pool = [by_id[i] for i in expected] if expected else items
+        tainted = any(i.label.integrity < trusted for i in pool)
+        prov = argument_sources({"v": case["value"]}, items, LAT, unmatched_label=join)["v"]
+        said = prov.label.integrity < trusted
+        tp, fp, fn = (
+            tp + (said and tainted),
+            fp + (said and not tainted),
+            fn + (tainted and not said),
+        )
+        exact += set(prov.item_ids) == expected
+        # never less than the expected sources' labels: sound
+        assert all(by_id[i].label.integrity >= prov.label.integrity for i in expected), case
+    assert fn == 0 and tp / (tp + fn) == 1.0
+    assert tp / (tp + fp) >= 0.9
+    assert exact / len(cases) >= 0.9

