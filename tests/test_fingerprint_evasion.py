@@ -167,8 +167,8 @@ def test_a_scheme_1_store_keeps_matching_after_the_upgrade(tmp_path: Path) -> No
     words = text.split()
     assert [m.text_id for m in store.lookup(text)] == ["old"]
     assert [m.text_id for m in store.lookup(" ".join(words[20:80]))] == ["old"]
-    (match,) = store.lookup(" ".join(words[40:56]))  # 16 words: a run (w=8 in scheme 1)
-    assert match.run >= 7 and match.containment < 0.2
+    (match,) = store.lookup(" ".join(words[40:64]))  # 24 words: a run (w=8 in scheme 1)
+    assert match.run >= 8 and match.containment < 0.2
     store.add_text(text_of(2, 100), SECRET, text_id="new")
     assert [m.text_id for m in store.lookup(swap(text_of(2, 100), random.Random(0), 1))] == ["new"]
     store.close()

@@ -40,8 +40,8 @@ from labelgate.guard.labels import Label, LabelKey, label_key
 DEFAULT_THRESHOLD = 0.2  # a quarter-copy of a stored text scores about 0.25 (measured)
 DEFAULT_MIN_MATCHES = 3  # shared fingerprints needed (fewer when the stored text has fewer)
 DEFAULT_MAX_DF = 1000  # fingerprints in more stored texts than this are boilerplate
-DEFAULT_RUN_WORDS = 7  # a copied run this long re-identifies a stored text, whatever its share
-DEFAULT_RUN_MAX_DF = 16  # ... unless its k-grams are in more stored texts (a common phrase)
+DEFAULT_RUN_WORDS = 8  # a copied run this long re-identifies a stored text, whatever its share
+DEFAULT_RUN_MAX_DF = 4  # ... unless its k-grams are in more stored texts (a common phrase)
 # Agents resend their whole conversation every turn, and an answer remembered now is looked up
 # as an input next turn: the same texts are fingerprinted again and again. Winnowing is pure,
 # so its result is cached (read-only arrays), for texts short enough to keep many of.
