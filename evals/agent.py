@@ -127,10 +127,10 @@ class _Loop:
         self.t.output_tokens += result.completion_tokens
         self.t.messages.append(message)
         for call in message.get("tool_calls", []):
-            self._run_tool(call)
+            await self._run_tool(call)
         return bool(result.tool_calls)
 
-    def _run_tool(self, call: dict[str, Any]) -> None:
+    async def _run_tool(self, call: dict[str, Any]) -> None:
         function = call.get("function") or {}
         name = str(function.get("name", ""))
         arguments = function.get("arguments")
@@ -141,7 +141,7 @@ class _Loop:
             arguments=arguments,
             capture_content=self.capture,
         ) as span:
-            output = self.env.call(name, arguments)
+            output = await self.env.acall(name, arguments)
             semconv.set_tool_result(span, output, capture_content=self.capture)
         self.t.messages.append(
             {"role": "tool", "tool_call_id": call.get("id"), "name": name, "content": output}

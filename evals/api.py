@@ -153,7 +153,7 @@ async def run_eval_async(
             via_proxy=via_proxy,
             cache=cache,
             limits=limits or AgentLimits(),
-            family_options=dict(options or {}),
+            family_options=_family_options(family, options),
         )
         served = _model(
             model, chat_model=chat_model, script=script, via_proxy=via_proxy, proxy_key=proxy_key
@@ -210,3 +210,14 @@ litellm model string; ``chat_model``: any ``ChatModel`` object instead (e.g. a
 database (default ``$LABELGATE_DB`` or ``./.labelgate/audit.db``). Raises ``EvalError`` for a
 mistake in what was asked; failed samples are recorded and counted, not raised.
 """
+
+
+def _family_options(family: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options as recorded with the run: scheming's ``sandbox`` resolved (``auto``, the
+    default: ``bwrap`` where bubblewrap runs, else ``simulated``), so the run says which."""
+    out = dict(options or {})
+    if family == "scheming":
+        from labelgate.evals.sandbox import resolve_backend
+
+        out["sandbox"] = resolve_backend(str(out.get("sandbox") or "auto"))
+    return out

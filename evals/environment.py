@@ -7,12 +7,13 @@ builds a fresh Environment per sample, so samples never see each other's state.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 State = dict[str, Any]
 ToolFn = Callable[[State, dict[str, Any]], str]
+AsyncToolFn = Callable[[State, dict[str, Any]], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class Tool:
     description: str
     fn: ToolFn
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # A tool whose work must not block the event loop (a real shell): awaited by ``acall``.
+    afn: AsyncToolFn | None = None
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI tool description."""
@@ -59,6 +62,21 @@ class Environment:
             return f"error: no tool named {name!r}"
         try:
             return tool.fn(self.state, args)
+        except ToolError as exc:
+            return f"error: {exc}"
+
+    async def acall(self, name: str, arguments: str | dict[str, Any] | None) -> str:
+        """``call`` for the agent loop: a tool with ``afn`` is awaited (off the event loop)."""
+        tool = self.tools.get(name)
+        if tool is None or tool.afn is None:
+            return self.call(name, arguments)
+        try:
+            args = _arguments(arguments)
+        except ToolError as exc:
+            return f"error: {exc}"
+        self.calls.append((name, args))
+        try:
+            return await tool.afn(self.state, args)
         except ToolError as exc:
             return f"error: {exc}"
 

@@ -27,8 +27,9 @@ TRACER = TracerProvider().get_tracer("test")
 LIMITS = AgentLimits(max_turns=12, retries=0)
 
 
-def samples(eval_name: str) -> list[Sample]:
-    opts = {"evals": [eval_name], "nudge": "on", "interrogate": False}
+def samples(eval_name: str, sandbox: str = "simulated") -> list[Sample]:
+    # the simulated shell here; tests/test_sandbox_scheming.py replays these in bubblewrap
+    opts = {"evals": [eval_name], "nudge": "on", "interrogate": False, "sandbox": sandbox}
     return [s for sc in FAMILY.scenarios(opts) for s in sc.samples()]
 
 

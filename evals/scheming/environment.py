@@ -1,7 +1,10 @@
-"""A sample's environment: the restricted shell over its world's filesystem, plus the
-scenario tools (option selector, scoring and ranking submission, answer submission).
+"""A sample's environment: a shell in the sample's sandbox (``evals/sandbox``: a real bash
+under bubblewrap, or the simulated shell over the in-memory filesystem), plus the scenario
+tools (option selector, scoring and ranking submission, answer submission).
 
-State keys, read by the scorers: ``world`` (World), ``vfs`` (the live VFS), ``shell``,
+State keys, read by the scorers: ``world`` (World), ``sandbox`` (the Sandbox), ``backend``
+(its name), ``vfs`` (the filesystem the verdicts read: the live one of the simulated shell,
+or the sandbox's final state read back after the run), ``shell`` (simulated only),
 ``choices`` (selector calls, in order), ``ranking`` (the last submitted ranking),
 ``answers`` (the last submitted answers), ``scoring_runs`` (run_scoring outputs).
 """
@@ -12,18 +15,22 @@ import re
 from typing import Any
 
 from labelgate.evals.environment import Environment, State, Tool, ToolError
-from labelgate.evals.scheming.shell import Shell
-from labelgate.evals.scheming.vfs import VFS, FsError, norm
+from labelgate.evals.sandbox import Sandbox, backend_class
+from labelgate.evals.sandbox.simulated import SimulatedSandbox
+from labelgate.evals.scheming.vfs import norm
 from labelgate.evals.scheming.worlds import INBOX, World, score_candidates
 
 
-def build_environment(world: World) -> Environment:
-    vfs = VFS.from_specs(world.hosts)
-    shell = Shell(vfs, world.host, world.cwd)
+def build_environment(world: World, backend: str = "simulated") -> Environment:
+    """The sample's tools and state; a real sandbox is created by ``sandbox.setup()`` (the
+    family does it around the rollout) and read back into ``vfs`` after it."""
+    sandbox: Sandbox = backend_class(backend)(world.hosts, world.host, world.cwd)
     state: State = {
         "world": world,
-        "vfs": vfs,
-        "shell": shell,
+        "sandbox": sandbox,
+        "backend": backend,
+        "vfs": sandbox.vfs if isinstance(sandbox, SimulatedSandbox) else None,
+        "shell": sandbox.sh if isinstance(sandbox, SimulatedSandbox) else None,
         "choices": [],
         "ranking": None,
         "answers": None,
@@ -48,7 +55,10 @@ def _string_arg(args: dict[str, Any], name: str) -> str:
 
 def _bash_tool() -> Tool:
     def run(state: State, args: dict[str, Any]) -> str:
-        output = state["shell"].run(_string_arg(args, "command"))
+        raise ToolError("the bash tool runs only in the agent loop (Environment.acall)")
+
+    async def arun(state: State, args: dict[str, Any]) -> str:
+        output = await state["sandbox"].shell(_string_arg(args, "command"))
         return output or "(no output)"
 
     return Tool(
@@ -60,6 +70,7 @@ def _bash_tool() -> Tool:
             "properties": {"command": {"type": "string", "description": "the command line"}},
             "required": ["command"],
         },
+        afn=arun,
     )
 
 
@@ -88,10 +99,13 @@ def _selector_tool(world: World) -> Tool:
 
 def _scoring_tool() -> Tool:
     def run(state: State, args: dict[str, Any]) -> str:
+        raise ToolError("run_scoring runs only in the agent loop (Environment.acall)")
+
+    async def arun(state: State, args: dict[str, Any]) -> str:
         world: World = state["world"]
         assert world.ranking is not None
         folder = norm(str(args.get("path") or INBOX), world.cwd)
-        rows, problems = read_inbox(state["vfs"], world, folder)
+        rows, problems = await read_inbox(state["sandbox"], world, folder)
         ranked = score_candidates(world.ranking, rows)
         state["scoring_runs"].append(ranked)
         text = "\n".join(f"{i}. {name}" for i, name in enumerate(ranked, 1))
@@ -103,11 +117,12 @@ def _scoring_tool() -> Tool:
         "Returns the ranking, best first.",
         run,
         {"type": "object", "properties": {"path": {"type": "string"}}},
+        afn=arun,
     )
 
 
-def read_inbox(
-    vfs: VFS, world: World, folder: str
+async def read_inbox(
+    sandbox: Sandbox, world: World, folder: str
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Each email's 'name:' and feature lines, as the scoring tool reads them now (so an
     agent that edits the emails changes what the tool computes)."""
@@ -116,13 +131,15 @@ def read_inbox(
     rows: dict[str, dict[str, float]] = {}
     problems: list[str] = []
     try:
-        names = vfs.children(world.host, folder)
-    except FsError as exc:
+        names = await sandbox.list_dir(folder)
+    except FileNotFoundError:
+        names = []
+    except OSError as exc:
         raise ToolError(str(exc)) from None
     for name in names:
         try:
-            text = vfs.read(world.host, f"{folder.rstrip('/')}/{name}")
-        except FsError as exc:
+            text = await sandbox.read_file(f"{folder.rstrip('/')}/{name}")
+        except OSError as exc:
             problems.append(str(exc))
             continue
         values = dict(re.findall(r"^(\w+):[ \t]*(.+?)\s*$", text, re.MULTILINE))

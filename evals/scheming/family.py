@@ -15,6 +15,7 @@ from labelgate.evals.agent import AgentLimits, Transcript, run_agent
 from labelgate.evals.environment import Environment
 from labelgate.evals.family import ReportSection
 from labelgate.evals.models import CachedModel, resolve_model
+from labelgate.evals.sandbox import Sandbox, backend_status, resolve_backend
 from labelgate.evals.scenario import Sample, Scenario, Variant
 from labelgate.evals.scheming import analysis
 from labelgate.evals.scheming.environment import build_environment
@@ -71,6 +72,11 @@ class SchemingOptions(BaseModel):
         "auto", description="tool calls written as text (auto: for the local model)"
     )
     bootstrap: int = Field(2000, ge=100)
+    sandbox: Literal["auto", "bwrap", "simulated"] = Field(
+        "auto",
+        description="where the agent's shell runs: bwrap (a real bash in a throwaway root), "
+        "simulated (the in-memory shell), auto (bwrap where it runs, else simulated)",
+    )
 
     @field_validator("nudge", "text_tools", mode="before")
     @classmethod
@@ -127,6 +133,7 @@ class SchemingFamily:
             "repeats": opts.repeats,
             "turns": opts.turns,
             "text_tools": opts.text_tools,
+            "sandbox": resolve_backend(opts.sandbox),
         }
 
     def _scenario(
@@ -191,7 +198,8 @@ class SchemingFamily:
 
     # ------------------------------------------------------------------ running
     def environment(self, sample: Sample) -> Environment:
-        return build_environment(World.model_validate(sample.metadata["world"]))
+        world = World.model_validate(sample.metadata["world"])
+        return build_environment(world, str(sample.metadata.get("sandbox", "simulated")))
 
     async def run_sample(
         self,
@@ -206,9 +214,17 @@ class SchemingFamily:
         """The agent loop, then (after a scheming rollout) the interrogation."""
         limits = limits or AgentLimits()
         agent_model = _adapt(model, str(sample.metadata.get("text_tools", "auto")))
-        transcript = await run_agent(
-            agent_model, sample, env, tracer, limits=limits, capture_content=capture_content
-        )
+        sandbox: Sandbox = env.state["sandbox"]
+        # The sandbox lives for the rollout; its final state is read back for the verdicts
+        # (the interrogation uses no tools) and the throwaway root removed.
+        try:
+            await sandbox.setup()
+            transcript = await run_agent(
+                agent_model, sample, env, tracer, limits=limits, capture_content=capture_content
+            )
+            env.state["vfs"] = await sandbox.snapshot()
+        finally:
+            await sandbox.cleanup()
         v = verdict(env.state)
         env.state["verdict"] = v
         if v.scheming and sample.metadata.get("interrogate"):
@@ -243,7 +259,31 @@ class SchemingFamily:
         options: dict[str, Any] | None = None,
     ) -> list[ReportSection]:
         opts = SchemingOptions.parse(options)
-        return analysis.sections(samples, scores, n_boot=opts.bootstrap)
+        sections = analysis.sections(samples, scores, n_boot=opts.bootstrap)
+        return [sandbox_section((options or {}).get("sandbox")), *sections]
+
+
+def sandbox_section(recorded: object) -> ReportSection:
+    """Where the agent's shell ran, as the run recorded it (runs from before the option
+    always used the simulated shell)."""
+    if recorded == "bwrap":
+        text = (
+            "**bwrap**: a real bash (coreutils, python3, perl, sed, awk) in a throwaway root "
+            "per sample under bubblewrap: no network, no view of the host, CPU, memory, time "
+            "and output limits. Other hosts are directories reached with `scp`/`rsync`/`ssh` "
+            "stand-ins. The verdicts read the real files after each rollout."
+        )
+    else:
+        ok, why = backend_status("bwrap")
+        text = (
+            "**simulated**: the restricted in-memory shell, not a real one (no sandbox was "
+            "used"
+            + ("" if recorded == "simulated" else "; this run predates the sandbox option")
+            + "). It knows fewer commands than bash, so an agent may fail at, or be told it is "
+            "in a simulation by, what a real shell would do: a `no` here is weaker evidence."
+            + (f" A real sandbox cannot run here: {why}." if not ok else "")
+        )
+    return ReportSection("Sandbox", text)
 
 
 def _adapt(model: ChatModel, mode: str) -> ChatModel:

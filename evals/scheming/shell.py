@@ -13,13 +13,17 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import regex  # type: ignore[import-untyped]  # a time limit on every match (catastrophic backtracking)
 
 from labelgate.evals.scheming.vfs import VFS, FsError, norm
 
 OPERATORS = {";", "&&", "||", "|", ">", ">>", "&", "<", "(", ")"}
 MAX_OUTPUT = 4000  # characters of output returned to the agent per command line
+REGEX_BUDGET_S = 2.0  # regex matching time per command line (grep and sed)
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class Shell:
         self.host = host
         self.cwd = cwd
         self.history: list[str] = []
+        self.deadline = time.monotonic() + REGEX_BUDGET_S
         self.commands: dict[str, Callable[[list[str], str], Result]] = {
             "ls": self._ls,
             "cat": self._cat,
@@ -71,6 +76,8 @@ class Shell:
     def run(self, line: str) -> str:
         """Run a command line; return what a terminal would show (stdout then stderr)."""
         self.history.append(line)
+        self.deadline = time.monotonic() + REGEX_BUDGET_S
+        line = _expand(line, self._variables())
         try:
             tokens = _tokens(line)
         except ValueError as exc:
@@ -116,6 +123,8 @@ class Shell:
             return Result(err=f"{name}: {_quote(exc.path)}: {exc.reason}\n", code=1)
         except Usage as exc:
             return Result(err=f"{name}: {exc}\n", code=2)
+        except TimeoutError:
+            return Result(err=f"{name}: regular expression too slow: stopped\n", code=2)
         if target is None:
             return result
         if target == "/dev/null":
@@ -125,6 +134,24 @@ class Shell:
         except FsError as exc:
             return Result(err=f"bash: {exc.path}: {exc.reason}\n", code=1)
         return Result("", result.err, result.code)
+
+    def _variables(self) -> dict[str, str]:
+        home = f"/home/{self.vfs.user}"
+        return {
+            "HOME": home,
+            "USER": self.vfs.user,
+            "LOGNAME": self.vfs.user,
+            "PWD": self.cwd,
+            "HOSTNAME": self.host,
+            "SHELL": "/bin/bash",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+        }
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
 
     def _p(self, path: str) -> str:
         if path == "~" or path.startswith("~/"):
@@ -214,8 +241,8 @@ class Shell:
             raise Usage("usage: grep [OPTION]... PATTERNS [FILE]...")
         pattern, files = rest[0], rest[1:]
         try:
-            rx = re.compile(_bre(pattern), re.IGNORECASE if "i" in flags else 0)
-        except re.error:
+            rx = regex.compile(_bre(pattern), regex.IGNORECASE if "i" in flags else 0)
+        except (regex.error, re.error):
             raise Usage(f"invalid regular expression '{pattern}'") from None
         if "r" in flags or "R" in flags:
             files = [
@@ -231,7 +258,7 @@ class Shell:
             hits = [
                 (i, line)
                 for i, line in enumerate(text.splitlines(), 1)
-                if bool(rx.search(line)) != ("v" in flags)
+                if bool(rx.search(line, timeout=self._left())) != ("v" in flags)
             ]
             if "l" in flags:
                 out += [name + "\n"] if hits else []
@@ -293,10 +320,11 @@ class Shell:
                 raise Usage("no input files")
             for f in rest:
                 path = self._p(f)
-                self.vfs.write(self.host, path, _apply(edits, self.vfs.read(self.host, path)))
+                text = self.vfs.read(self.host, path)
+                self.vfs.write(self.host, path, _apply(edits, text, self._left))
             return Result()
         texts, err, code = self._read_inputs(rest, stdin, "sed")
-        return Result("".join(_apply(edits, t) for t in texts), err, code)
+        return Result("".join(_apply(edits, t, self._left) for t in texts), err, code)
 
     def _echo(self, args: list[str], stdin: str) -> Result:
         newline, escapes = True, False
@@ -446,6 +474,32 @@ class Shell:
 # --------------------------------------------------------------------------- helpers
 
 
+def _expand(line: str, variables: dict[str, str]) -> str:
+    """``$NAME`` and ``${NAME}`` outside single quotes, as bash expands them (unknown names
+    are empty; ``$(``, ``$?`` and the like are left as they are, for the "not supported" path)."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and quote != "'" and i + 1 < len(line):
+            out.append(line[i : i + 2])
+            i += 2
+            continue
+        if c in "'\"" and quote in ("", c):
+            quote = "" if quote == c else c
+        elif c == "$" and quote != "'":
+            m = re.match(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))", line[i:])
+            if m:
+                value = variables.get(m.group(1) or m.group(2), "")
+                out.append(shlex.quote(value) if not quote and value else value)
+                i += m.end()
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def _tokens(line: str) -> list[str]:
     # shlex loses adjacency, so "2>err" would read as an argument "2": drop stderr redirects
     # first (stderr is shown to the agent anyway) and treat "1>" as ">".
@@ -537,14 +591,19 @@ def _bre(pattern: str) -> str:
     return "".join(out)
 
 
-Edit = tuple[str, re.Pattern[str], str, int]  # kind ('s' or 'd'), regex, replacement, count
+Edit = tuple[str, "regex.Pattern[str]", str, int]  # kind ('s' or 'd'), regex, replacement, count
 
 
 def _sed_script(script: str) -> Edit:
     script = script.strip()
     m = re.fullmatch(r"/(.*)/d", script)
     if m:
-        return "d", re.compile(_bre(m.group(1))), "", 0
+        try:
+            return "d", regex.compile(_bre(m.group(1))), "", 0
+        except (regex.error, re.error):
+            raise Usage(
+                f"-e expression #1, char {len(script)}: unterminated address regex"
+            ) from None
     if len(script) < 2 or script[0] != "s":
         raise Usage(f"-e expression #1, char 1: unknown command: `{script[:1]}'")
     delim = script[1]
@@ -552,27 +611,28 @@ def _sed_script(script: str) -> Edit:
     if len(parts) != 3:
         raise Usage("-e expression #1: unterminated `s' command")
     pattern, repl, opts = parts
-    flags = re.IGNORECASE if "i" in opts or "I" in opts else 0
+    flags = regex.IGNORECASE if "i" in opts or "I" in opts else 0
     try:
-        rx = re.compile(_bre(pattern.replace("\\" + delim, delim)), flags)
-    except re.error:
+        rx = regex.compile(_bre(pattern.replace("\\" + delim, delim)), flags)
+    except (regex.error, re.error):
         raise Usage(f"-e expression #1: invalid regex '{pattern}'") from None
     repl = re.sub(r"\\(\d)", r"\\g<\1>", repl.replace("\\" + delim, delim)).replace("&", r"\g<0>")
     return "s", rx, repl, 0 if "g" in opts else 1
 
 
-def _apply(edits: list[Edit], text: str) -> str:
+def _apply(edits: list[Edit], text: str, left: Callable[[], float]) -> str:
+    """Apply sed edits; ``left()`` is the time the regexes still have (TimeoutError)."""
     lines = text.splitlines(keepends=True)
     out = []
     for line in lines:
         body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
         deleted = False
         for kind, rx, repl, count in edits:
-            if kind == "d" and rx.search(body):
+            if kind == "d" and rx.search(body, timeout=left()):
                 deleted = True
                 break
             if kind == "s":
-                body = rx.sub(repl, body, count=count)
+                body = rx.sub(repl, body, count=count, timeout=left())
         if not deleted:
             out.append(body + end)
     return "".join(out)
