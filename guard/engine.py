@@ -334,11 +334,10 @@ class Guard:
         if propagation.label == join:
             review.propagation = propagation
             return review
-        # Inputs the propagator found without influence cannot be where an argument came from.
-        kept = LLMCall(
-            [i for i in call.items if i.id not in set(propagation.dropped)], call.model, call.params
-        )
-        permissive = self._decide(kept, propagation.label, join, text, tool_calls, agent, recipient)
+        # Arguments are still traced through every input: a value (or a word of one) that only
+        # an input the propagator dropped holds came from there, whatever its verdict on the
+        # whole answer; what is found nowhere gets the permissive label.
+        permissive = self._decide(call, propagation.label, join, text, tool_calls, agent, recipient)
         permissive.propagation = propagation
         return permissive
 
