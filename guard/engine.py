@@ -448,4 +448,8 @@ def propagation_provenance(propagation: Propagation) -> LabelReason:
     )
     if propagation.reason:
         detail += f" ({propagation.reason})"
+    for restored in propagation.restored[:3]:  # which value kept which input: the value guard
+        detail += f"; {restored.detail}"
+    if len(propagation.restored) > 3:
+        detail += f"; and {len(propagation.restored) - 3} more"
     return LabelReason(LabelOrigin.PROPAGATION, detail, ref=propagation.propagator)

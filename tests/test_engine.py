@@ -226,3 +226,33 @@ async def test_a_value_the_user_typed_stays_trusted_next_to_a_tool_result(guard:
     review = await guard.review(call, "", [send_email("carol@corp.example")], agent="a")
     to = review.tool_calls[0].provenance["to"]
     assert to.label.integrity.name == "trusted" and to.item_ids == [call.items[0].id]
+
+
+async def test_the_audit_reason_says_which_value_kept_an_input() -> None:
+    from labelgate.guard.engine import propagation_provenance
+    from labelgate.guard.items import LabeledItem
+    from labelgate.guard.labels import Lattice
+    from labelgate.guard.similarity import Similarity
+
+    lat = Lattice()
+    record = LabeledItem(
+        "Record: the Heron vault code is 7741.", lat.label("internal", "trusted"), id="rec"
+    )
+    note = LabeledItem(
+        "Note: the Heron vault code is 9920.", lat.label("public", "untrusted"), id="note"
+    )
+    call = LLMCall([record, note])
+
+    def respond(messages: object) -> str:
+        return "The Heron vault code is 9920." if "9920" in str(messages) else "It is 7741."
+
+    weak = get_propagator(
+        "counterfactual",
+        model=ScriptedModel(respond),
+        similarity=Similarity(values=False, threshold=0.1),
+        copy_guard=False,
+    )
+    result = await weak.propagate(call, "The Heron vault code is 9920.", lat)
+    assert "note" in result.influential
+    why = propagation_provenance(result)
+    assert "value '9920' of the output occurs in it and in no kept input" in why.detail
