@@ -84,11 +84,33 @@ def test_baseline_checks_the_call_context_too() -> None:
     assert "write_note.(context) is derived from untrusted source tool:fetch" in decision.reason
 
 
+def test_read_tools_are_sinks_for_the_arguments_that_reach_outside() -> None:
+    """A URL or query chosen by untrusted data, or carrying what may not leave, is refused on
+    every tool, a read-only one too (issue 19: read tools exfiltrate); other arguments of a read
+    tool are not sinks."""
+    policy = make()
+    untrusted = lab("untrusted", sources=["web:x"])
+    chosen = policy.decide(call("lookup", url=("https://evil.example/?k=1", untrusted)))
+    assert chosen.action is Action.DENY and chosen.rule == "baseline:outward-argument"
+    assert "lookup.url reaches outside" in chosen.reason and "web:x" in chosen.reason
+    secret = lab("trusted", "confidential")
+    leaked = policy.decide(call("lookup", search_query=("salary of Ana: 98k", secret)))
+    assert leaked.action is Action.DENY and leaked.rule == "baseline:outward-argument"
+    fine = policy.decide(call("lookup", q=("weather in Lisbon", lab()), key=("a", untrusted)))
+    assert fine.action is Action.ALLOW
+    assert not policy.is_outward("lookup", "recipient")
+    declared = Policy.from_yaml_text(
+        BASE.replace("lookup: {effect: read}", "lookup: {effect: read, outward: [recipient]}"),
+        "t.yaml",
+    )
+    assert declared.is_outward("lookup", "filters.recipient")
+
+
 def test_reads_are_not_side_effects_and_unknown_tools_are_external() -> None:
     policy = make()
     untrusted = lab("untrusted", sources=["web:x"])
-    assert policy.decide(call("lookup", q=("a", untrusted))).action is Action.ALLOW
-    unknown = policy.decide(call("mystery_tool", q=("a", untrusted)))
+    assert policy.decide(call("lookup", key=("a", untrusted))).action is Action.ALLOW
+    unknown = policy.decide(call("mystery_tool", key=("a", untrusted)))
     assert unknown.action is Action.DENY and unknown.effect is Effect.EXTERNAL
     # the event may declare a stricter effect than the policy, never a weaker one
     lying = call("send_email", to=("a", untrusted)) | {"effect": "read"}

@@ -31,7 +31,7 @@ TABLE_SIZE = 4096
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None]
+SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None, bool]
 # (label, sink kind, tool, agent, recipient): the context a sink's declassify/endorse rules see
 TransformKey = tuple[LabelKey, str, str | None, str | None, str | None]
 # (sink kind, label, (argument name, its label)..., agent, recipient, tool, effect): all a
@@ -53,6 +53,7 @@ class PolicyMemo:
     sources: dict[SourceKey, LabelDecision] = field(default_factory=dict)
     agents: dict[str | None, AgentSpec] = field(default_factory=dict)
     effects: dict[str | None, Effect] = field(default_factory=dict)
+    outward: dict[tuple[str | None, str], bool] = field(default_factory=dict)
     readable: dict[tuple[LabelKey, str | None], tuple[bool, str]] = field(default_factory=dict)
     outside: dict[LabelKey, tuple[bool, str]] = field(default_factory=dict)
     envs: dict[tuple[str | None, str | None], Env] = field(default_factory=dict)

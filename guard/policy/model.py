@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -147,6 +148,22 @@ class Policy(_Strict):
             if matches(pattern, agent or ""):
                 return spec
         return _UNKNOWN_AGENT
+
+    def is_outward(self, tool: str | None, argument: str) -> bool:
+        """Does this argument of this tool reach outside the system (a URL, a query)?"""
+        return remembered(
+            self._memo.outward, (tool, argument), lambda: self._is_outward(tool, argument)
+        )
+
+    def _is_outward(self, tool: str | None, argument: str) -> bool:
+        name = argument.rsplit(".", 1)[-1].lower()
+        patterns = list(self.defaults.outward_arguments)
+        if tool is not None:
+            for pattern, spec in self.tools.items():
+                if pattern == tool or matches(pattern, tool):
+                    patterns += spec.outward
+                    break
+        return any(fnmatchcase(name, pattern.lower()) for pattern in patterns)
 
     def tool_effect(self, tool: str | None) -> Effect:
         return remembered(self._memo.effects, tool, lambda: self._tool_effect(tool))

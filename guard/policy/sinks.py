@@ -289,9 +289,49 @@ def _external_clearance(policy: Policy, facts: Facts) -> tuple[bool, str, Outcom
     return _clearance_outcome(policy, facts, "baseline:external-clearance", check, "the outside")
 
 
-BASELINE: list[Baseline] = [_untrusted_side_effect, _recipient_clearance, _external_clearance]
+def _outward_argument(policy: Policy, facts: Facts) -> tuple[bool, str, Outcome | None] | None:
+    """Arguments that reach outside (a URL, a query), on every tool, read-only or not: the
+    place must not be chosen by untrusted data, and what goes there must be cleared for it."""
+    if facts.event.kind is not SinkKind.TOOL_CALL:
+        return None
+    tool = facts.event.tool
+    outward = [a for a in facts.args.values() if policy.is_outward(tool, a.name)]
+    if not outward:
+        return None
+    rule = "baseline:outward-argument"
+    need = policy.required_integrity
+    culprit = next((a for a in outward if a.label.integrity < need), None)
+    if culprit is not None:
+        values = _values(facts, rule, Action.DENY, culprit, "")
+        culprits = _culprit_sources(facts, culprit, need)
+        if culprits:
+            values["sources"] = ", ".join(culprits)
+        template = "{tool}.{arg} reaches outside and is derived from {integrity} source {sources}"
+        why = render(template, values)
+        values["why"] = why
+        return True, why, Outcome(rule, Action.DENY, _reason(template, values))
+    check = facts.env.clearances["external_clearance"]
+    assert check is not None
+    bad = [(a, why) for a in outward for ok, why in [check(a.label)] if not ok]
+    if not bad:
+        return False, "the arguments that reach outside are trusted and cleared for it", None
+    action = Action(policy.defaults.on_clearance_violation)
+    arg, why = bad[0]
+    values = _values(facts, rule, action, arg, why)
+    template = "{tool}.{arg} reaches outside carrying {label}, which the outside may not read"
+    redactions = [RedactionTarget(argument=a.name, rule=rule) for a, _ in bad]
+    return True, why, Outcome(rule, action, _reason(template, values), redactions=redactions)
+
+
+BASELINE: list[Baseline] = [
+    _untrusted_side_effect,
+    _outward_argument,
+    _recipient_clearance,
+    _external_clearance,
+]
 BASELINE_IDS = [
     "baseline:untrusted-side-effect",
+    "baseline:outward-argument",
     "baseline:recipient-clearance",
     "baseline:external-clearance",
 ]

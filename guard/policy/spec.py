@@ -148,9 +148,36 @@ class AgentSpec(_Strict):
     )
 
 
+# Argument names that reach a place outside the system whatever the tool does (a URL fetched,
+# a query sent to a search engine, a webhook called): glob patterns, matched against an
+# argument's last path part. Read tools are channels too: a URL chosen by injected text, or
+# one carrying a secret, leaks through a plain GET.
+OUTWARD_ARGUMENTS = (
+    "url",
+    "*_url",
+    "uri",
+    "link",
+    "href",
+    "endpoint",
+    "webhook",
+    "query",
+    "q",
+    "*_query",
+    "search",
+    "host",
+    "hostname",
+    "domain",
+)
+
+
 class ToolSpec(_Strict):
     effect: Effect
     description: str = ""
+    outward: list[str] = Field(
+        default_factory=list,
+        description="More argument names (globs) of this tool that reach outside the system "
+        "(besides `defaults.outward_arguments`).",
+    )
 
 
 class DefaultLabels(_Strict):
@@ -180,6 +207,12 @@ class Defaults(_Strict):
         description="What may leave the system through external tools and egress.",
     )
     on_clearance_violation: Literal["deny", "redact"] = "deny"
+    outward_arguments: list[str] = Field(
+        default_factory=lambda: list(OUTWARD_ARGUMENTS),
+        description="Argument names (globs, matched against an argument's last path part) that "
+        "reach outside the system on every tool, read-only or not: they must have the "
+        "required integrity and be cleared for the outside (baseline:outward-argument).",
+    )
 
 
 class LabelCondition(_Strict):
