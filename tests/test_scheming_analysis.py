@@ -184,12 +184,15 @@ def test_cli_run_with_scripted_text_tools(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     args = ["run", "scheming", "--model", "scripted", "--script", str(script), "--db", str(db)]
     args += ["--limit", "1", "-O", "text_tools=on", "-O", "repeats=1", "-O", "turns=2"]
+    args += ["-O", "sandbox=simulated", "--concurrency", "1"]  # chattr +i: simulated only;
+    # one sample at a time: the two variants share the cycled script
     result = CliRunner().invoke(eval_group, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     html = Path(re.search(r"^report: (.*)$", result.output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     text = html.read_text()
-    for title in ("Covert subversion", "Interrogation", "Tool use"):
+    for title in ("Sandbox", "Covert subversion", "Interrogation", "Tool use"):
         assert title in text
+    assert "<strong>simulated</strong>" in text or "**simulated**" in text
     conn = sqlite3.connect(db)
     rows = dict(
         conn.execute(
