@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from labelgate.evals.agent import AgentLimits
 from labelgate.evals.family import FamilyUnavailable, get_family
-from labelgate.evals.runner import RunConfig, RunSummary
+from labelgate.evals.runner import RunConfig, RunSummary, new_run_id
 from labelgate.guard.models import ChatModel, ModelError
 
 __all__ = ["EvalError", "EvalResult", "run_eval", "run_eval_async"]
@@ -75,9 +75,12 @@ def _model(
 
 
 @contextmanager
-def _guarded(name: str, model: ChatModel, policy: Path | None, db: Path) -> Iterator[Any]:
+def _guarded(
+    name: str, model: ChatModel, policy: Path | None, db: Path, run_id: str
+) -> Iterator[Any]:
     """With a policy: the model served by an in-process guarded gateway (its audit records go
-    to ``audit.db`` beside the results), and a client for it; else nothing."""
+    to ``audit.db`` beside the results; its fingerprints to a store of this run's own, so that
+    runs sharing a database stay independent), and a client for it; else nothing."""
     if policy is None:
         yield None
         return
@@ -85,8 +88,13 @@ def _guarded(name: str, model: ChatModel, policy: Path | None, db: Path) -> Iter
     from labelgate.guard.policy import PolicyError
     from labelgate.proxy.embedded import guarded_proxy
 
+    own_store = db.parent / "guard" / f"{run_id}.fingerprints.db"
+    own_store.parent.mkdir(parents=True, exist_ok=True)
+    own = {"fingerprints": str(own_store)}
     try:
-        with guarded_proxy(name, policy=policy, state_dir=db.parent, models={name: model}) as url:
+        with guarded_proxy(
+            name, policy=policy, state_dir=db.parent, models={name: model}, guard=own
+        ) as url:
             yield resolve_model(name, via_proxy=url)
     except PolicyError as exc:
         raise EvalError(f"invalid policy: {exc}") from None
@@ -142,6 +150,7 @@ async def run_eval_async(
         raise EvalError(str(exc.args[0])) from None
     if guard_policy is not None and via_proxy:
         raise EvalError("guard_policy starts its own gateway: give it or via_proxy, not both")
+    run_id = run_id or new_run_id(family)
     path = Path(db) if db is not None else default_db_path()
     out = Path(out_dir) if out_dir is not None else path.parent / "reports"
     policy = Path(guard_policy) if guard_policy is not None else None
@@ -162,7 +171,7 @@ async def run_eval_async(
         store = ResultsStore(path)
         try:
             with (
-                _guarded(model, served, policy, path) as guarded,
+                _guarded(model, served, policy, path, run_id) as guarded,
                 audit_tracing(path, capture_content=capture_content) as provider,
             ):
                 if guarded is not None:

@@ -215,6 +215,9 @@ class GuardSettings(BaseModel):
     propagator_options: dict[str, Any] = Field(default_factory=dict)
     deny_mode: Literal["replace", "error"] = "replace"
     state_dir: Path = Path(".labelgate")  # audit.db and fingerprints.db ($LABELGATE_DB wins)
+    # The fingerprint store, if not ``state_dir/fingerprints.db`` (an eval run keeps its own, so
+    # that one run's texts are not re-identified in the next)
+    fingerprints: Path | None = None
     approvals_timeout: float = Field(60.0, gt=0)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     capture_content: bool = False  # prompts and answers in spans (the audit store keeps them)
@@ -239,7 +242,7 @@ class GuardSettings(BaseModel):
         return Path(configured) if configured else self.state_dir / "audit.db"
 
     def fingerprints_path(self) -> Path:
-        return self.state_dir / "fingerprints.db"
+        return self.fingerprints or self.state_dir / "fingerprints.db"
 
 
 class ProxyConfig(BaseModel):

@@ -235,3 +235,27 @@ def test_runs_of_a_missing_database_says_so_and_creates_nothing(tmp_path: Path) 
     assert f"no eval runs in {db}" in result.output
     assert invoke("runs", "--db", str(db), "--json").output.strip() == "[]"
     assert not db.parent.exists()
+
+
+def test_guarded_runs_sharing_a_database_keep_their_own_fingerprints(tmp_path: Path) -> None:
+    """Two in-process guarded runs with one results database: each run's guard remembers its
+    own texts only (a second run must not re-identify the first run's answers)."""
+    from labelgate.evals import run_eval
+
+    policy = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    db = tmp_path / "runs" / "audit.db"
+    for run_id in ("first", "second"):
+        run_eval(
+            "dilemmas",
+            model="scripted",
+            script=["Action 1"],
+            limit=1,
+            options={"steer": 0},
+            guard_policy=policy,
+            db=db,
+            run_id=run_id,
+            concurrency=1,
+        )
+    stores = sorted(p.name for p in (db.parent / "guard").iterdir() if p.suffix == ".db")
+    assert stores == ["first.fingerprints.db", "second.fingerprints.db"]
+    assert not (db.parent / "fingerprints.db").exists()
