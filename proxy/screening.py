@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from labelgate.guard.engine import Guard
 from labelgate.guard.items import LabeledItem
@@ -31,7 +31,7 @@ from labelgate.guard.policy import Action, Decision
 from labelgate.proxy.approvals import Approvals
 from labelgate.proxy.context import RequestContext
 from labelgate.proxy.hook import PolicyDenied
-from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage
+from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage, TextPart
 
 NOTE_PREFIX = "[labelgate]"  # the same prefix as the hook's notes about tool calls
 STATE_KEY = "screened"
@@ -98,7 +98,7 @@ def message_positions(m: int, msg: ChatMessage) -> list[tuple[Position, str]]:
         here.append((Position(m, "content"), msg.content))
     elif isinstance(msg.content, list):
         here += [
-            (Position(m, "part", k), p.get("text", ""))
+            (Position(m, "part", k), str(p.get("text", "")))
             for k, p in enumerate(msg.content)
             if p.get("type") == "text"
         ]
@@ -175,7 +175,8 @@ def _enforce(s: Screened, messages: list[ChatMessage]) -> LabeledItem | None:
 def _rewrite(messages: list[ChatMessage], pos: Position, text: str) -> None:
     msg = messages[pos.message].model_copy(deep=True)
     if pos.kind == "part" and isinstance(msg.content, list):
-        msg.content[pos.index]["text"] = text
+        part = cast(TextPart, msg.content[pos.index])  # a part Position is always a text part
+        part["text"] = text
     else:
         msg.content = text
     messages[pos.message] = msg
