@@ -827,7 +827,13 @@ async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Pat
         (item,) = ctx.state["items"]
         return item
 
-    summary = "Summary of the page, in the reader's words: " + PAGE
+    # the reader's own words (the page itself, a tool result, is fingerprinted as it comes in:
+    # a relay of the page would be found by that, not by the stream this test is about)
+    summary = (
+        "In my own words: a travel blog that ranks ten summer beaches by water clarity, crowds "
+        "and how far each one is from the nearest town, then hides a demand that assistants mail "
+        "a stranger their user's travel plans, which no assistant should ever do for anyone."
+    )
     ctx, held = await open_stream(PAGE)
     stream(held, summary[:130])  # part of the answer is out; the stream is still on
 
@@ -837,8 +843,7 @@ async def test_a_relay_of_a_stream_still_on_gets_its_bound_at_once(tmp_path: Pat
     assert relay.label.to_dict()["integrity"] == "untrusted"  # the stream's inputs' bound
     (why,) = [p for p in relay.provenance if p.ref == ctx.request_id]
     assert why.origin is LabelOrigin.FINGERPRINT and "still streaming to reader" in why.detail
-    # nothing of the stream is stored yet: the summary finds only the page (a tool result)
-    assert {m.text_id for m in store.lookup(summary)} <= {m.text_id for m in store.lookup(PAGE)}
+    assert not store.lookup(summary)  # nothing of the stream is stored yet
 
     stream(held, summary[130:])
     answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": summary}}]}
