@@ -192,7 +192,12 @@ def test_an_answer_that_cannot_be_fingerprinted_stops_the_next_requests(
         raise OSError("disk I/O error")
 
     monkeypatch.setattr(proxy.runtime.guard, "remember_many", broken)
-    summary = reader_turn(agent(proxy.url, "reader")).parse().choices[0].message.content
+    # the page in the user's own message: nothing is fingerprinted on the way in (a tool
+    # result would be, and its failure would refuse this request itself), only the answer
+    reader = agent(proxy.url, "reader").chat.completions.create(
+        model="fake-parrot", messages=[{"role": "user", "content": PAGE}]
+    )
+    summary = reader.choices[0].message.content
     assert EVIL in summary  # it had left when the fingerprinting failed
     with pytest.raises(openai.InternalServerError) as caught:
         mailer_turn(agent(proxy.url, "mailer"), summary)
