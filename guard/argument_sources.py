@@ -157,24 +157,25 @@ class _Matcher:
         self.normalised = [f" {normalise(i.text)} " for i in self.items]
 
     def whole(self, spellings: Sequence[str]) -> tuple[Kind, list[LabeledItem]]:
-        """The inputs holding the whole value: as written, normalised, or as the same value."""
+        """The inputs holding the whole value: as written, normalised, or as the same value.
+
+        Every holder counts, however it writes the value (``Mara`` in the request, ``mara``
+        in a tool result): the best copy is chosen among all of them. The kind is the
+        strongest match found.
+        """
         exact = [i for i in self.items if any(contains_verbatim(i.text, v) for v in spellings)]
-        if exact:
-            return "verbatim", exact
         needles = [f" {n} " for n in (normalise(v) for v in spellings) if n]
         loose = [
             i
             for i, t in zip(self.items, self.normalised, strict=True)
             if any(n in t for n in needles)
         ]
-        if loose:
-            return "normalised", loose
         single = _single_value(spellings[0])
-        if single is not None:
-            same = [i for i in self.items if index(i.text).strictly(single)]
-            if same:
-                return "normalised", same
-        return "none", []
+        same = [] if single is None else [i for i in self.items if index(i.text).strictly(single)]
+        found = [i for i in self.items if i in exact or i in loose or i in same]
+        if not found:
+            return "none", []
+        return ("verbatim" if exact else "normalised"), found
 
     def part(self, value: Value) -> tuple[Kind, list[LabeledItem]]:
         strict = [i for i in self.items if index(i.text).strictly(value)]

@@ -252,7 +252,11 @@ def _culprit_sources(facts: Facts, culprit: Arg | None, need: Level) -> list[str
     when the caller traced them (``SinkFlow.origins``): a reason names the culprits, not
     every source of a label that also holds the system prompt and the user's words."""
     origins = facts.event.origins.get(culprit.name if culprit is not None else CONTEXT, ())
-    return sorted({s for label in origins if label.integrity < need for s in label.sources})
+    found = sorted({s for label in origins if label.integrity < need for s in label.sources})
+    # A chat role (``role:user``) says least about where a text came from: named only when
+    # nothing more specific is known (an untrusted input relayed with a joined label has both).
+    specific = [s for s in found if not s.startswith("role:")]
+    return specific or found
 
 
 def _clearance_outcome(
