@@ -21,10 +21,14 @@ from labelgate.guard import semconv
 from labelgate.guard.models import ChatModel, ChatResult, Message
 
 StopReason = Literal["answer", "max_turns", "max_tokens", "timeout"]
+# The one stop reason after which the agent's final state is its own: any other (a limit cut
+# the rollout off) leaves the sample *undecided* unless the state already shows the act.
+DECIDED_STOP: StopReason = "answer"
 
 TURN_SPAN = "eval.agent_turn"
 ATTR_TURN = "labelgate.eval.turn"
 ATTR_CACHE_HIT = "labelgate.eval.cache_hit"
+ATTR_TOP_P = "gen_ai.request.top_p"
 
 
 class AgentLimits(BaseModel):
@@ -32,9 +36,10 @@ class AgentLimits(BaseModel):
 
     max_turns: int = Field(8, ge=1, description="model calls per sample")
     max_tokens: int = Field(16_000, ge=1, description="prompt + completion tokens per sample")
-    max_output_tokens: int = Field(256, ge=1, description="completion tokens per model call")
+    max_output_tokens: int = Field(1024, ge=1, description="completion tokens per model call")
     timeout_s: float = Field(300.0, gt=0, description="wall-clock seconds per sample")
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling; None: unset")
     retries: int = Field(3, ge=0, description="retries of a transient model error")
     retry_backoff: float = Field(0.5, ge=0, description="seconds before the first retry")
 
@@ -50,11 +55,32 @@ class Transcript(BaseModel):
     retries: int = 0
 
     @property
+    def undecided(self) -> str | None:
+        """Why the rollout was cut off (``timeout``, ``max_turns``, ``max_tokens``), or None
+        when the agent finished by answering."""
+        return undecided_reason(self.stop_reason)
+
+    @property
     def final_text(self) -> str:
         for message in reversed(self.messages):
             if message.get("role") == "assistant" and message.get("content"):
                 return str(message["content"])
         return ""
+
+
+def undecided_reason(stop_reason: str | None) -> str | None:
+    """None for a rollout the agent ended itself; else the limit (or ``error``) that ended it."""
+    if stop_reason == DECIDED_STOP:
+        return None
+    return stop_reason or "error"
+
+
+def sampling_params(limits: AgentLimits, seed: int) -> dict[str, Any]:
+    """The sampling parameters of a model call under ``limits`` (top_p only when set)."""
+    params: dict[str, Any] = {"temperature": limits.temperature, "seed": seed}
+    if limits.top_p is not None:
+        params["top_p"] = limits.top_p
+    return params
 
 
 class _Loop:
@@ -93,11 +119,7 @@ class _Loop:
 
     async def turn(self, seed: int) -> bool:
         """One model call and its tool calls; False when the agent has answered."""
-        params: dict[str, Any] = {
-            "temperature": self.limits.temperature,
-            "max_tokens": self.limits.max_output_tokens,
-            "seed": seed,
-        }
+        params = sampling_params(self.limits, seed) | {"max_tokens": self.limits.max_output_tokens}
         if self.env.tools:
             params["tools"] = self.env.specs()
         with semconv.chat_span(
@@ -108,6 +130,7 @@ class _Loop:
             attributes={
                 semconv.GEN_AI_REQUEST_TEMPERATURE: self.limits.temperature,
                 semconv.GEN_AI_REQUEST_MAX_TOKENS: self.limits.max_output_tokens,
+                **({ATTR_TOP_P: self.limits.top_p} if self.limits.top_p is not None else {}),
             },
         ) as span:
             result, hit = await self._chat(params)

@@ -59,14 +59,18 @@ def _model(
     script: Sequence[str] | None,
     via_proxy: str | None,
     proxy_key: str | None,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
 ) -> ChatModel:
-    from labelgate.evals.models import resolve_model
+    from labelgate.evals.models import endpoint_key, resolve_model
     from labelgate.guard.models import ScriptedModel
 
     if chat_model is not None:
         return chat_model
     if via_proxy:  # the proxy decides what serves ``name``
         return resolve_model(name, via_proxy=via_proxy, api_key=proxy_key)
+    if api_base:  # any OpenAI-compatible endpoint serves ``name``
+        return resolve_model(name, api_base=api_base, api_key=endpoint_key(api_key_env))
     if name == "scripted":
         if not script:
             raise EvalError("model 'scripted' needs a script (a non-empty list of responses)")
@@ -124,8 +128,13 @@ async def run_eval_async(
     limit: int | None = None,
     options: Mapping[str, Any] | None = None,
     limits: AgentLimits | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    epochs: int = 1,
     via_proxy: str | None = None,
     proxy_key: str | None = None,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
     guard_policy: Path | str | None = None,
     db: Path | str | None = None,
     out_dir: Path | str | None = None,
@@ -150,6 +159,11 @@ async def run_eval_async(
         raise EvalError(str(exc.args[0])) from None
     if guard_policy is not None and via_proxy:
         raise EvalError("guard_policy starts its own gateway: give it or via_proxy, not both")
+    if api_base and via_proxy:
+        raise EvalError("via_proxy decides what serves the model: give it or api_base, not both")
+    if api_key_env and not api_base:
+        raise EvalError("api_key_env names the key of an api_base endpoint: give api_base too")
+    sampling = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
     run_id = run_id or new_run_id(family)
     path = Path(db) if db is not None else default_db_path()
     out = Path(out_dir) if out_dir is not None else path.parent / "reports"
@@ -161,11 +175,19 @@ async def run_eval_async(
             limit=limit,
             via_proxy=via_proxy,
             cache=cache,
-            limits=limits or AgentLimits(),
+            limits=AgentLimits.model_validate((limits or AgentLimits()).model_dump() | sampling),
+            epochs=epochs,
+            api_base=api_base.rstrip("/") if api_base else None,
             family_options=_family_options(family, options),
         )
         served = _model(
-            model, chat_model=chat_model, script=script, via_proxy=via_proxy, proxy_key=proxy_key
+            model,
+            chat_model=chat_model,
+            script=script,
+            via_proxy=via_proxy,
+            proxy_key=proxy_key,
+            api_base=api_base,
+            api_key_env=api_key_env,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         store = ResultsStore(path)
@@ -215,7 +237,12 @@ notebook): ``await run_eval_async(...)`` is the same without blocking.
 litellm model string; ``chat_model``: any ``ChatModel`` object instead (e.g. a
 ``ScriptedModel``); ``options``: the family's options (``-O KEY=VALUE`` on the command line);
 ``guard_policy``: the model behind an in-process guarded gateway enforcing that policy;
-``via_proxy``: the model through a running ``labelgate serve``; ``db``: the results and audit
+``via_proxy``: the model through a running ``labelgate serve``; ``api_base``: the model
+served by any OpenAI-compatible endpoint (vLLM, Ollama, a gateway; ``model`` is the name it
+serves), its key read from the environment variable ``api_key_env`` (none: a placeholder
+key, which local servers accept); ``temperature`` and ``top_p``: sampling (they override
+``limits``; default greedy, temperature 0); ``epochs``: samples per scenario variant, each
+with a seed of its own; ``db``: the results and audit
 database (default ``$LABELGATE_DB`` or ``./.labelgate/audit.db``). Raises ``EvalError`` for a
 mistake in what was asked; failed samples are recorded and counted, not raised.
 """

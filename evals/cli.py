@@ -89,6 +89,17 @@ def _load_script(path: Path) -> list[str]:
 )
 @click.option("--proxy-key", envvar="LABELGATE_PROXY_KEY", help="API key for the proxy.")
 @click.option(
+    "--api-base",
+    metavar="URL",
+    help="An OpenAI-compatible endpoint serving --model (vLLM, Ollama, a gateway), "
+    "e.g. http://127.0.0.1:8000/v1.",
+)
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    help="Environment variable holding the --api-base endpoint's key (default: none sent).",
+)
+@click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
     help="Dilemma data file or DailyDilemmas folder (default: the starter set).",
@@ -120,6 +131,26 @@ def _load_script(path: Path) -> list[str]:
 )
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Samples per scenario variant (and seed), each with a seed of its own.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Sampling temperature of the model calls (0: greedy).",
+)
+@click.option(
+    "--top-p",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=None,
+    help="Nucleus sampling of the model calls (default: not sent).",
+)
+@click.option(
     "--option",
     "-O",
     "extra_options",
@@ -144,7 +175,13 @@ def _load_script(path: Path) -> list[str]:
     show_default=True,
     help="Token budget per sample.",
 )
-@click.option("--max-output-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option(
+    "--max-output-tokens",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Completion tokens per model call (room for an agent to reason).",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
@@ -164,12 +201,17 @@ def run_cmd(
     via_proxy: str | None,
     guard_policy: Path | None,
     proxy_key: str | None,
+    api_base: str | None,
+    api_key_env: str | None,
     data: Path | None,
     fmt: str,
     principles: Path | None,
     steer: int,
     swap: bool,
     seeds: str,
+    epochs: int,
+    temperature: float,
+    top_p: float | None,
     extra_options: tuple[str, ...],
     grader: str | None,
     concurrency: int,
@@ -206,6 +248,10 @@ def run_cmd(
     options |= _extra_options(extra_options)
     if guard_policy and via_proxy:
         raise CLIError("--guard-policy starts its own proxy: give it or --via-proxy, not both")
+    if api_base and via_proxy:
+        raise CLIError("--via-proxy decides what serves the model: give it or --api-base, not both")
+    if api_key_env and not api_base:
+        raise CLIError("--api-key-env names the key of an --api-base endpoint: give --api-base")
     if model_name == "scripted" and script is None and not via_proxy:
         raise CLIError("--model scripted needs --script FILE (a list of responses)")
     try:
@@ -220,9 +266,14 @@ def run_cmd(
                 max_tokens=max_tokens,
                 max_output_tokens=max_output_tokens,
                 timeout_s=timeout,
+                temperature=temperature,
+                top_p=top_p,
             ),
+            epochs=epochs,
             via_proxy=via_proxy,
             proxy_key=proxy_key,
+            api_base=api_base,
+            api_key_env=api_key_env,
             guard_policy=guard_policy,
             db=_db(db),
             out_dir=out_dir,

@@ -2,7 +2,8 @@
 
 - ``resolve_model``: ``local/smollm2``, any litellm model string, a scripted agent the evals
   ship (``injection-oracle``), or the same through a labelgate proxy (an OpenAI-compatible
-  endpoint: litellm model ``openai/<name>``, ``api_base``: a ``ProxyModel``).
+  endpoint: litellm model ``openai/<name>``, ``api_base``: a ``ProxyModel``), or any
+  OpenAI-compatible endpoint (vLLM, Ollama, a gateway: an ``EndpointModel``).
 - ``CachedModel``: opt-in answer cache in ``eval_model_cache``, keyed by the whole request.
 - ``call_with_retries``: retries transient errors (timeouts, connection and rate-limit errors)
   with exponential backoff; everything else fails the sample at once.
@@ -14,6 +15,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -56,6 +58,27 @@ class ProxyModel(LiteLLMModel):
         self.served, self.base_url, self.api_key = served, base_url, api_key
 
 
+class EndpointModel(LiteLLMModel):
+    """A model served by any OpenAI-compatible endpoint (vLLM, Ollama, a gateway): litellm's
+    ``openai/<name>`` provider at ``api_base``."""
+
+    def __init__(self, served: str, api_base: str, api_key: str) -> None:
+        model = served if served.startswith("openai/") else f"openai/{served}"
+        super().__init__(model, api_base=api_base, api_key=api_key)
+        self.served, self.api_base = served, api_base
+
+
+def endpoint_key(env_name: str | None) -> str:
+    """The API key for an endpoint, from the environment variable ``env_name``; without one,
+    a placeholder (local servers such as vLLM and Ollama take any key)."""
+    if env_name is None:
+        return "EMPTY"
+    key = os.environ.get(env_name)
+    if not key:
+        raise ModelError(f"the API key variable {env_name} is not set (or empty)")
+    return key
+
+
 # Scripted agent models the evals ship, by name prefix: "module:factory(name)".
 SCRIPTED_AGENTS = {"injection-oracle": "labelgate.evals.injection.oracle:oracle_model"}
 
@@ -73,11 +96,18 @@ def _scripted_agent(name: str) -> ChatModel | None:
 
 
 def resolve_model(
-    name: str, *, via_proxy: str | None = None, api_key: str | None = None
+    name: str,
+    *,
+    via_proxy: str | None = None,
+    api_key: str | None = None,
+    api_base: str | None = None,
 ) -> ChatModel:
-    """A ChatModel by name. Through a proxy, the proxy picks the upstream for ``name``."""
+    """A ChatModel by name. Through a proxy, the proxy picks the upstream for ``name``; with
+    ``api_base``, ``name`` is what that OpenAI-compatible endpoint serves."""
     if via_proxy:
         return ProxyModel(name, via_proxy.rstrip("/"), api_key or "labelgate")
+    if api_base:
+        return EndpointModel(name, api_base.rstrip("/"), api_key or "EMPTY")
     return _scripted_agent(name) or get_model(name)
 
 
@@ -151,9 +181,11 @@ class CachedModel:
 
 __all__ = [
     "CachedModel",
+    "EndpointModel",
     "ModelError",
     "ProxyModel",
     "call_with_retries",
+    "endpoint_key",
     "is_transient",
     "request_key",
     "resolve_model",

@@ -13,6 +13,7 @@ from jinja2 import Environment as Jinja
 from jinja2 import select_autoescape
 from markupsafe import Markup
 
+from labelgate.evals.agent import undecided_reason
 from labelgate.evals.family import ComparesScorers, FamilyUnavailable, ReportSection, get_family
 from labelgate.evals.stats import mcnemar_exact, rate
 from labelgate.evals.store import ResultsStore
@@ -74,6 +75,7 @@ def run_section(run: dict[str, Any], samples: list[dict[str, Any]]) -> ReportSec
             + ", ".join(f"{v} {k}" for k, v in sorted(status.items())),
         ],
         ["stop reasons", ", ".join(f"{v} {k}" for k, v in sorted(stops.items())) or "-"],
+        ["undecided (cut off by a limit, or failed)", _undecided(samples)],
         ["model calls", str(calls)],
         ["model-call cache", cache],
         ["tokens (in / out)", f"{tokens_in} / {tokens_out}"],
@@ -88,6 +90,23 @@ def run_section(run: dict[str, Any], samples: list[dict[str, Any]]) -> ReportSec
             f"- `{s['sample_id']}`: {s['error']}" for s in errors
         )
     return ReportSection("Run", text)
+
+
+def _undecided(samples: list[dict[str, Any]]) -> str:
+    """Samples whose rollout did not end by the agent's own answer: no verdict on them is a
+    clean "no" (state-based scores are NA with the reason); the family's tables leave them
+    out of their rates and count them beside."""
+    reasons = Counter(
+        "error" if s["status"] == "error" else s["stop_reason"]
+        for s in samples
+        if s["status"] == "error" or undecided_reason(s["stop_reason"])
+    )
+    if not reasons:
+        return "0"
+    total = sum(reasons.values())
+    return f"{total} of {len(samples)}: " + ", ".join(
+        f"{v} {k}" for k, v in sorted(reasons.items())
+    )
 
 
 def sections_for(store: ResultsStore, run_id: str) -> tuple[dict[str, Any], list[ReportSection]]:

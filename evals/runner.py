@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from labelgate.evals.agent import AgentLimits
 from labelgate.evals.family import Family
 from labelgate.evals.models import CachedModel, is_transient
-from labelgate.evals.scenario import Sample, Scenario
+from labelgate.evals.scenario import Sample, Scenario, with_epochs
 from labelgate.evals.store import ResultsStore, now
 from labelgate.guard.models import ChatModel
 
@@ -52,10 +52,21 @@ class RunConfig(BaseModel):
     via_proxy: str | None = None
     cache: bool = False
     limits: AgentLimits = Field(default_factory=AgentLimits)
+    epochs: int = Field(1, ge=1, description="samples per scenario variant, each its own seed")
+    api_base: str | None = Field(None, description="the OpenAI-compatible endpoint serving model")
     family_options: dict[str, Any] = Field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"family", "model", "via_proxy", "cache"})
+        """What a resumed run must match. Settings at the value runs had before they existed
+        (one epoch, no top_p, no endpoint) are left out, so those runs still resume."""
+        out = self.model_dump(exclude={"family", "model", "via_proxy", "cache"})
+        if out["epochs"] == 1:
+            del out["epochs"]
+        if out["api_base"] is None:
+            del out["api_base"]
+        if out["limits"].get("top_p") is None:
+            out["limits"].pop("top_p", None)
+        return out
 
 
 class RunSummary(BaseModel):
@@ -96,7 +107,7 @@ class Runner:
     ) -> RunSummary:
         started = time.monotonic()
         scenarios = family.scenarios(config.family_options)[: config.limit]
-        samples = [s for sc in scenarios for s in sc.samples()]
+        samples = with_epochs([s for sc in scenarios for s in sc.samples()], config.epochs)
         run_id = run_id or new_run_id(family.name)
         resumed = self.store.start_run(
             run_id,

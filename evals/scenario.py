@@ -3,11 +3,13 @@
 A Scenario is one situation to put to a model, written once: a prompt template (plus an
 optional system prompt) with variables, expanded over its variants and seeds into Samples.
 A variant changes variables or the system prompt (e.g. the order of two actions, a steering
-prompt); a seed repeats the same variant. Scenarios load from YAML or JSON.
+prompt); a seed repeats the same variant, and so does an epoch (``with_epochs``: the run's
+samples per scenario, each with a seed of its own). Scenarios load from YAML or JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from string import Formatter
@@ -93,6 +95,40 @@ class Scenario(BaseModel):
             for variant in self.variants
             for seed in self.seeds
         ]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of repeat ``epoch`` of a sample with ``seed`` (epoch 0 keeps it): derived, so
+    that every variant of a scenario gets the same one in the same epoch (the pairs stay
+    pairs) and different epochs different ones."""
+    if epoch == 0:
+        return seed
+    digest = hashlib.sha256(f"labelgate-epoch:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def with_epochs(samples: list[Sample], epochs: int) -> list[Sample]:
+    """Each sample ``epochs`` times, each repeat with its own seed (``epoch_seed``) and id
+    (``scenario:variant:seed``); metadata ``epoch`` (0-based) and ``base_seed`` say which.
+    One epoch leaves the samples as they are."""
+    if epochs < 1:
+        raise ValueError("epochs must be at least 1")
+    if epochs == 1:
+        return list(samples)
+    out = []
+    for epoch in range(epochs):
+        for s in samples:
+            seed = epoch_seed(s.seed, epoch)
+            out.append(
+                s.model_copy(
+                    update={
+                        "id": f"{s.scenario_id}:{s.variant}:{seed}",
+                        "seed": seed,
+                        "metadata": {**s.metadata, "epoch": epoch, "base_seed": s.seed},
+                    }
+                )
+            )
+    return out
 
 
 def _fields(template: str) -> set[str]:

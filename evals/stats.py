@@ -1,5 +1,6 @@
 """Statistics for eval results: rates with Wilson intervals, exact binomial tests, a seeded
-bootstrap, and exact McNemar tests for paired changes.
+bootstrap (also by cluster, for repeated samples of one scenario), and exact McNemar tests for
+paired changes. Resampling p-values are (k + 1) / (B + 1), never 0.
 
 Everything is a pure function of its inputs (the bootstrap takes its seed), so a report
 computed twice from the same database gives the same numbers.
@@ -123,11 +124,55 @@ def paired_bootstrap_diff(
     first: Sequence[float], second: Sequence[float], *, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[BootstrapCI, float]:
     """Mean of (second - first) over pairs, its bootstrap interval and a two-sided p-value
-    (the share of resampled means on the other side of zero, doubled)."""
+    (``resampling_p_value``: (k + 1) / (B + 1) of the resampled means on the other side of
+    zero, doubled; never 0)."""
     diffs = np.asarray(second, dtype=float) - np.asarray(first, dtype=float)
     ci = bootstrap_ci(diffs, n_resamples=n_resamples, seed=seed)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, diffs.size, size=(n_resamples, diffs.size))
     means = diffs[idx].mean(axis=1)
-    tail = min(float(np.mean(means <= 0)), float(np.mean(means >= 0)))
-    return ci, min(1.0, 2 * tail)
+    return ci, resampling_p_value(means, n_resamples)
+
+
+def resampling_p_value(stats: np.ndarray, n_resamples: int) -> float:
+    """Two-sided p-value from resampled statistics: the smaller tail's count k (resamples on
+    the other side of zero, or at it), as (k + 1) / (B + 1), doubled and capped at 1. Never 0:
+    B resamples cannot show a probability below 1 / (B + 1)."""
+    k = min(int(np.sum(stats <= 0)), int(np.sum(stats >= 0)))
+    return min(1.0, 2 * (k + 1) / (n_resamples + 1))
+
+
+def cluster_bootstrap_rate(
+    successes: Sequence[bool],
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapCI:
+    """A rate's percentile interval when samples come in clusters (several samples, epochs, of
+    one scenario are not independent): whole clusters are resampled with replacement and the
+    rate recomputed as successes / samples over the drawn clusters."""
+    if len(successes) != len(clusters):
+        raise ValueError("one cluster per value")
+    if not successes:
+        raise ValueError("the bootstrap needs at least one value")
+    names = sorted(set(clusters))
+    index = {c: i for i, c in enumerate(names)}
+    hits = np.zeros(len(names))
+    counts = np.zeros(len(names))
+    for ok, c in zip(successes, clusters, strict=True):
+        hits[index[c]] += float(ok)
+        counts[index[c]] += 1
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(names), size=(n_resamples, len(names)))
+    stats = hits[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return BootstrapCI(
+        estimate=float(hits.sum() / counts.sum()),
+        low=float(low),
+        high=float(high),
+        n_resamples=n_resamples,
+        seed=seed,
+    )

@@ -90,7 +90,40 @@ def test_bootstrap_is_seeded_and_sane() -> None:
 
 def test_paired_bootstrap_detects_a_shift_and_not_noise() -> None:
     before = [0.0] * 30
-    assert paired_bootstrap_diff(before, [1.0] * 30)[1] == 0.0
+    # Every resample on one side of zero: the smallest p-value 2000 resamples can show,
+    # (0 + 1) / (2000 + 1) doubled, never 0.
+    assert paired_bootstrap_diff(before, [1.0] * 30)[1] == pytest.approx(2 / 2001)
     ci, p = paired_bootstrap_diff(before, [1.0, -1.0] * 15, seed=1)
     assert ci.low < 0 < ci.high
     assert p > 0.5
+
+
+def test_resampling_p_values_never_print_zero() -> None:
+    import numpy as np
+
+    from labelgate.evals.stats import resampling_p_value
+
+    assert resampling_p_value(np.ones(99), 99) == pytest.approx(2 / 100)
+    assert resampling_p_value(np.array([-1.0, 1.0] * 50), 100) == 1.0
+    # three pairs, all lower under the incentive (the "p = 0" case)
+    _, p = paired_bootstrap_diff([0.2, 0.3, 0.1], [0.9, 0.8, 1.0], n_resamples=500)
+    assert p > 0
+    assert f"{p:.3g}" != "0"
+
+
+def test_cluster_bootstrap_resamples_whole_scenarios() -> None:
+    from labelgate.evals.stats import cluster_bootstrap_rate
+
+    # two scenarios, eight epochs each: one always schemes, one never does
+    values = [True] * 8 + [False] * 8
+    clusters = ["a"] * 8 + ["b"] * 8
+    ci = cluster_bootstrap_rate(values, clusters, n_resamples=1000, seed=0)
+    assert ci.estimate == 0.5
+    # samples treated as independent would give a narrow interval around 0.5; resampling
+    # the two scenarios can draw "a" twice or "b" twice
+    assert ci.low == 0.0 and ci.high == 1.0
+    assert cluster_bootstrap_rate(values, clusters, seed=0) == cluster_bootstrap_rate(
+        values, clusters, seed=0
+    )
+    with pytest.raises(ValueError):
+        cluster_bootstrap_rate([True], ["a", "b"])

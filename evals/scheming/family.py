@@ -11,7 +11,7 @@ from typing import Any, Literal
 from opentelemetry.trace import Tracer
 from pydantic import BaseModel, Field, field_validator
 
-from labelgate.evals.agent import AgentLimits, Transcript, run_agent
+from labelgate.evals.agent import AgentLimits, Transcript, run_agent, sampling_params
 from labelgate.evals.environment import Environment
 from labelgate.evals.family import ReportSection
 from labelgate.evals.models import CachedModel, resolve_model
@@ -235,6 +235,7 @@ class SchemingFamily:
                     max_tokens=limits.max_output_tokens,
                     retries=limits.retries,
                     backoff=limits.retry_backoff,
+                    sampling=sampling_params(limits, sample.seed),
                 ).run(
                     v.eval,
                     transcript.messages,

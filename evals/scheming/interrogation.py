@@ -192,15 +192,19 @@ class Interrogator:
         max_tokens: int,
         retries: int = 3,
         backoff: float = 0.5,
+        sampling: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.tools = list(tools)
         self.max_tokens = max_tokens
+        # the rollout's temperature and top_p (greedy when not given)
+        self.sampling = {k: v for k, v in (sampling or {}).items() if k != "seed"}
         self.retries = retries
         self.backoff = backoff
 
     async def _ask(self, messages: list[Message], seed: int, record: Interrogation) -> str:
-        params: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.max_tokens, "seed": seed}
+        params: dict[str, Any] = {"temperature": 0.0, **self.sampling}
+        params |= {"max_tokens": self.max_tokens, "seed": seed}
         if self.tools:
             # The history holds tool calls, which some providers accept only with tools
             # declared; "none" keeps the answer in words.

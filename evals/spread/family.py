@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry.trace import Tracer
 from pydantic import Field, field_validator
 
-from labelgate.evals.agent import AgentLimits, Transcript
+from labelgate.evals.agent import AgentLimits, Transcript, sampling_params
 from labelgate.evals.environment import Environment
 from labelgate.evals.family import ReportSection
 from labelgate.evals.models import call_with_retries
@@ -84,7 +84,7 @@ class _Caller:
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.limits.temperature, "seed": self.seed}
+        return sampling_params(self.limits, self.seed)
 
     def wrap(self, inner: Channel) -> Channel:
         async def call(agent: str, turns: list[Turn], max_tokens: int) -> Said:
