@@ -200,6 +200,8 @@ class LocalModel:
             "max_tokens": int(params.get("max_tokens") or 256),
             "seed": int(params.get("seed", 0)),
         }
+        if params.get("top_p") is not None:
+            kwargs["top_p"] = float(params["top_p"])
         if params.get("stop"):
             kwargs["stop"] = params["stop"]
         with self._lock:

@@ -347,3 +347,62 @@ def test_endpoint_options_are_checked(tmp_path: Path, monkeypatch: pytest.Monkey
         eval_group, ["run", "dilemmas", "--api-key-env", "X", "--db", str(tmp_path / "a.db")]
     )
     assert result.exit_code == 1 and "--api-base" in result.output
+
+
+async def test_the_local_model_passes_top_p_to_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labelgate.guard.models import LocalModel
+
+    seen: list[dict[str, Any]] = []
+
+    class FakeLlama:
+        def create_chat_completion(self, **kwargs: Any) -> dict[str, Any]:
+            seen.append(kwargs)
+            return {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+
+    model = LocalModel()
+    monkeypatch.setattr(model, "_llama", FakeLlama)
+    await model.chat([{"role": "user", "content": "hi"}], temperature=0.7, top_p=0.9, seed=3)
+    await model.chat([{"role": "user", "content": "hi"}])
+    assert seen[0]["top_p"] == 0.9 and seen[0]["temperature"] == 0.7 and seen[0]["seed"] == 3
+    assert "top_p" not in seen[1]  # unset: llama.cpp's own default
+
+
+def test_dilemmas_count_cut_off_samples_as_undecided_not_unparsed() -> None:
+    from labelgate.evals.dilemmas.family import DilemmasFamily
+
+    def sample(i: int, stop: str, status: str = "done") -> dict[str, Any]:
+        meta = {
+            "dilemma_id": f"d{i}",
+            "order": "original",
+            "condition": "baseline",
+            "values": {},
+            "theories": {},
+        }
+        return {
+            "sample_id": f"d{i}:base:0",
+            "scenario_id": f"d{i}",
+            "seed": 0,
+            "status": status,
+            "stop_reason": stop,
+            "metadata": meta,
+        }
+
+    samples = [
+        sample(0, "answer"),
+        sample(1, "answer"),
+        sample(2, "timeout"),
+        sample(3, None, "error"),
+    ]  # type: ignore[arg-type]
+    scores = [
+        {
+            "sample_id": "d0:base:0",
+            "scorer": "choice",
+            "value": "to_do",
+            "metadata": {"position": 1},
+        },
+        {"sample_id": "d1:base:0", "scorer": "choice", "value": None, "metadata": {}},
+        {"sample_id": "d2:base:0", "scorer": "choice", "value": None, "metadata": {}},
+    ]
+    md = DilemmasFamily().analyze(samples, scores, {"bootstrap": 0})[0].markdown
+    assert "| samples | n (decided) | undecided | NA (unparsed) |" in md
+    assert "| all samples | 2 | 2 | 50.0% " in md, md

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from labelgate.evals.agent import undecided_reason
 from labelgate.evals.dilemmas import analysis as an
 from labelgate.evals.dilemmas.data import SourceFormat, load_dilemmas, load_principles
 from labelgate.evals.dilemmas.protocol import FAMILY, conditions, scenario
@@ -63,9 +64,17 @@ class DilemmasFamily(AgentLoop):
         options: dict[str, Any] | None = None,
     ) -> list[ReportSection]:
         opts = DilemmaOptions.model_validate(options or {})
-        items = an.choices(samples, scores)
+        # A rollout cut off (timeout, token budget) or failed before any answer is undecided:
+        # counted apart, not as an unparsed answer.
+        cut = {
+            s["sample_id"]: s
+            for s in samples
+            if s["status"] == "error" or undecided_reason(s["stop_reason"])
+        }
+        items = [c for c in an.choices(samples, scores) if c.choice or c.sample_id not in cut]
+        undecided = [s for sid, s in cut.items() if sid not in {c.sample_id for c in items}]
         base = [c for c in items if c.condition == "baseline"]
-        sections = [_rates_section(items, base)]
+        sections = [_rates_section(items, base, undecided)]
         sections += _profile_sections(base, opts.bootstrap)
         bias = an.position_bias(items)
         if bias is not None:
@@ -89,13 +98,25 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _rates_section(items: list[an.Choice], base: list[an.Choice]) -> ReportSection:
+def _rates_section(
+    items: list[an.Choice], base: list[an.Choice], undecided: list[dict[str, Any]]
+) -> ReportSection:
     rows = []
-    for label, group in (("all samples", items), ("baseline (no system prompt)", base)):
+    cut_base = [s for s in undecided if (s["metadata"] or {}).get("condition") == "baseline"]
+    for label, group, cut in (
+        ("all samples", items, undecided),
+        ("baseline (no system prompt)", base, cut_base),
+    ):
         r = an.choice_rates(group)
-        rows.append([label, str(r.n), _r(r.na), _r(r.to_do), _r(r.first_position)])
-    text = _table(["samples", "n", "NA (unparsed)", "chose to do", "chose Action 1"], rows)
-    text += "\n\nRates with 95% Wilson intervals; 'chose ...' shares are among parsed answers."
+        rows.append([label, str(r.n), str(len(cut)), _r(r.na), _r(r.to_do), _r(r.first_position)])
+    text = _table(
+        ["samples", "n (decided)", "undecided", "NA (unparsed)", "chose to do", "chose Action 1"],
+        rows,
+    )
+    text += (
+        "\n\nRates with 95% Wilson intervals; 'chose ...' shares are among parsed answers. "
+        "Undecided: cut off by a limit or failed before answering, left out of every rate."
+    )
     return ReportSection("Choices", text)
 
 
