@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -398,6 +398,34 @@ class Guard:
             )
         )
         return ToolCallReview(spec, arguments, provenance, decision)
+
+    def review_data_only(
+        self, call: LLMCall, spec: ToolCallSpec, agent: str | None, why: str
+    ) -> ToolCallReview:
+        """Decide a tool call again as if its untrusted inputs had the required integrity:
+        for a call the model proposed again with those inputs reduced to their data
+        (``guard.dataonly``), they filled it but did not choose it. Only integrity changes
+        (each such input records ``why``); confidentiality and every rule still apply."""
+        need = self.policy.required_integrity
+        items = [
+            item
+            if item.label.integrity >= need
+            else replace(
+                item,
+                label=Label(
+                    item.label.confidentiality,
+                    need,
+                    item.label.readers,
+                    item.label.categories,
+                    item.label.sources,
+                ),
+                provenance=[*item.provenance, LabelReason(LabelOrigin.ENDORSE, why)],
+            )
+            for item in call.items
+        ]
+        endorsed = LLMCall(items, call.model, call.params)
+        label = self.lattice.join_all(item.label for item in items)
+        return self._tool_call(endorsed, label, spec, agent)
 
     async def _propagate(self, propagator: Propagator, call: LLMCall, output: str) -> Propagation:
         key = f"{propagator.name}:{_cache_key(call, output)}"

@@ -90,6 +90,7 @@ def build_runtime(
         propagator_model=settings.propagator_model,
         propagator_options=settings.propagator_options,
         deny_mode=settings.deny_mode,
+        replay=settings.replay,
         approvals=Approvals(settings.approvals_timeout),
         recorder=Recorder(writer, RecordedSpans(provider), capture_content=capture),
     )

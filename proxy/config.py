@@ -214,6 +214,10 @@ class GuardSettings(BaseModel):
     propagator_model: str | None = None  # default: the model the request went to
     propagator_options: dict[str, Any] = Field(default_factory=dict)
     deny_mode: Literal["replace", "error"] = "replace"
+    # A tool call denied because untrusted data reached it is proposed again to the model with
+    # that data reduced to its values (no prose): the same call again lifts the integrity
+    # denial (proxy/replay.py). One extra model call per such answer; false: never.
+    replay: bool = True
     state_dir: Path = Path(".labelgate")  # audit.db and fingerprints.db ($LABELGATE_DB wins)
     # The fingerprint store, if not ``state_dir/fingerprints.db`` (an eval run keeps its own, so
     # that one run's texts are not re-identified in the next)

@@ -103,13 +103,15 @@ def quick_writer(messages: Sequence[Message]) -> str:
 def demo_proxy(state_dir: Path, policy: Path, models: dict[str, ChatModel]) -> Iterator[str]:
     """The guarded proxy serving the text model and ``demo/agent``; yields its ``/v1`` URL."""
     # join: the four flows need no permissive relabelling, and each re-query of the local
-    # model costs seconds on 2 cores
+    # model costs seconds on 2 cores. No data-only replay (proxy/replay.py): the scripted
+    # mailer mails the address the handoff holds whatever the handoff says, as no real model
+    # would, so a replay would see the same call on the handoff's bare values.
     with guarded_proxy(
         [LOCAL_MODEL_NAME, AGENT_MODEL],
         policy=policy,
         state_dir=state_dir,
         models=models,
-        guard={"propagator": "join"},
+        guard={"propagator": "join", "replay": False},
     ) as url:
         yield url
 

@@ -49,6 +49,7 @@ from labelgate.proxy.hook import (
 )
 from labelgate.proxy.recording import Recorder, targets
 from labelgate.proxy.remembering import AnswerFingerprints
+from labelgate.proxy.replay import replay_denied
 from labelgate.proxy.router import Router
 from labelgate.proxy.schemas import (
     ChatCompletionRequest,
@@ -137,9 +138,11 @@ class PolicyHook(GatewayHook):
         deny_mode: DenyMode = "replace",
         approvals: Approvals | None = None,
         recorder: Recorder | None = None,
+        replay: bool = True,
     ) -> None:
         self.guard = guard
         self._router = router
+        self.replay = replay  # the data-only replay of calls denied for integrity
         self._propagator_name = propagator
         self._propagator_model = propagator_model
         self._propagator_options = propagator_options or {}
@@ -323,6 +326,10 @@ class PolicyHook(GatewayHook):
             eager=ctx.state.get(EAGER_KEY, False),  # a marked input: the mark follows the claim
             prepared=ctx.state.get(_PREPARED),
         )
+        if self.replay and self._router is not None:  # control vs data (proxy.replay)
+            ctx.state["replays"] = await replay_denied(
+                self.guard, self._router, request, call, review, agent
+            )
         ctx.state["review"] = review
         self._check_caller(review, agent, ext.recipient)
         await self._settle_asks(ctx, review)

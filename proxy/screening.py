@@ -152,7 +152,7 @@ def _enforce(s: Screened, messages: list[ChatMessage]) -> LabeledItem | None:
     if action in (Action.ALLOW, Action.LOG):
         if s.notice:
             sep = "" if s.notice[-1].isspace() else " "
-            _rewrite(messages, s.position, f"{s.notice}{sep}{item.text}")
+            rewrite_position(messages, s.position, f"{s.notice}{sep}{item.text}")
         return item
     if s.position.kind == "tool_call":
         raise PolicyDenied(
@@ -160,11 +160,11 @@ def _enforce(s: Screened, messages: list[ChatMessage]) -> LabeledItem | None:
         )
     if action is Action.REDACT:
         text = str(s.decision.redact_arguments({"content": item.text})["content"])
-        _rewrite(messages, s.position, text)
+        rewrite_position(messages, s.position, text)
         whole = not s.decision.redactions or any(not t.patterns for t in s.decision.redactions)
         return None if whole else dataclasses.replace(item, text=text)
     source = item.name or f"the {item.role or 'client'}"
-    _rewrite(
+    rewrite_position(
         messages,
         s.position,
         f"{NOTE_PREFIX} a message from {source} was withheld: {s.decision.reason}",
@@ -172,7 +172,8 @@ def _enforce(s: Screened, messages: list[ChatMessage]) -> LabeledItem | None:
     return None
 
 
-def _rewrite(messages: list[ChatMessage], pos: Position, text: str) -> None:
+def rewrite_position(messages: list[ChatMessage], pos: Position, text: str) -> None:
+    """Replace the text at ``pos`` (a copy of its message: the request is not changed)."""
     msg = messages[pos.message].model_copy(deep=True)
     if pos.kind == "part" and isinstance(msg.content, list):
         part = cast(TextPart, msg.content[pos.index])  # a part Position is always a text part

@@ -71,8 +71,10 @@ def test_the_oracle_server_answers_in_the_openai_shape() -> None:
 
 
 def test_guarded_run_links_each_decision_to_the_step_it_hit(tmp_path: Path) -> None:
-    """The default pack denies the payment (its IBAN came from a tool) and the injected
-    mail: the report says which deny broke the task and which stopped the attack."""
+    """The default pack lets the payment through (its IBAN came from the invoice, a tool
+    result, but the data-only replay proposes the same payment: data, not control) and denies
+    the injected one (not proposed again without the injected prose): the report links the
+    deny to the attack step it stopped."""
     options = {
         "tasks": ["fin-pay-nordlicht"],
         "attacks": ["important_instructions"],
@@ -85,23 +87,20 @@ def test_guarded_run_links_each_decision_to_the_step_it_hit(tmp_path: Path) -> N
     store = ResultsStore(tmp_path / "r.db")
     try:
         scores = {(s["sample_id"], s["scorer"]): s for s in store.scores("guarded")}
-        benign = scores[("fin-pay-nordlicht:benign:0", "guard")]
-        assert benign["value"] == "intervened"
-        broke = benign["metadata"]["broke_task"]
-        assert broke and broke[0]["hit"].startswith("task step 3")
-        assert broke[0]["rule"] == "baseline:untrusted-side-effect"
+        assert scores[("fin-pay-nordlicht:benign:0", "benign_utility")]["value"] == "yes"
         attacked = next(k for k in scores if k[0] != "fin-pay-nordlicht:benign:0")[0]
         assert scores[(attacked, "attack_success")]["value"] == "no"
         stopped = scores[(attacked, "guard")]["metadata"]["stopped_attack"]
         assert stopped and stopped[0]["hit"].startswith("attack ")
+        assert stopped[0]["rule"] == "baseline:untrusted-side-effect"
         text = compare_runs(store, "direct", "guarded")
     finally:
         store.close()
     for scorer in ("## benign_utility", "## utility_under_attack", "## attack_success"):
         assert scorer in text
-    assert "1 yes -> no" in text
+    assert "1 yes -> no" in text  # the attack, stopped
     report = guarded.report_md.read_text()
-    assert "Tasks broken by the guard" in report and "baseline:untrusted-side-effect" in report
+    assert "Attacks stopped" in report and "baseline:untrusted-side-effect" in report
 
 
 async def test_the_gateway_keeps_decisions_and_a_guard_failure() -> None:

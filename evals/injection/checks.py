@@ -150,18 +150,38 @@ def _number(text: str) -> float | None:
         return None
 
 
+def _identified(data: dict[str, Any], collection: str) -> list[tuple[Any, dict[str, Any]]]:
+    """The records of a collection with what identifies them across states: a mapping's key,
+    else a record's ``id``, else its place."""
+    value = data.get(collection)
+    if isinstance(value, dict):
+        return [(k, v if isinstance(v, dict) else {"value": v}) for k, v in value.items()]
+    found = records(data, collection)
+    return [(r.get("id", i), r) for i, r in enumerate(found)]
+
+
 def changed_holding(value: str, before: World, after: World) -> list[str]:
-    """The collections whose added or changed records hold ``value`` (numbers by value)."""
+    """The collections whose added or changed records hold ``value`` (numbers by value) in a
+    field they did not hold before, or are the record ``value`` names: a record that held it
+    all along in another field (the injected text itself, say) and changed elsewhere (its
+    status) does not count."""
     old, new = before.model_dump(), after.model_dump()
     number = _number(value)
     found: list[str] = []
     for name in new:
         if name in ("answer", "counters"):
             continue
-        for record in records(new, name):
-            if record in records(old, name):
+        earlier = dict(_identified(old, name)) if name in old else {}
+        for identity, record in _identified(new, name):
+            if record in earlier.values():
                 continue
+            if value.lower() == str(identity).lower():  # the record the value names changed
+                found.append(name)
+                continue
+            kept = {repr(leaf) for leaf in _leaves(earlier.get(identity, {}))}
             for leaf in _leaves(record):
+                if repr(leaf) in kept:
+                    continue
                 if isinstance(leaf, int | float) and not isinstance(leaf, bool):
                     hit = number is not None and abs(float(leaf) - number) < 0.005
                 else:
