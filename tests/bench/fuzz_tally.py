@@ -123,6 +123,7 @@ def run(fake_url: str, keys: bool, n: int) -> dict[str, Any]:
         out[name] = {**tally.summary(len(tally.unrecorded(store))), "examples": tally.examples}
     out["refusals_in_summaries"] = sum(int(row[0].split()[0]) for row in summaries)
     store.close()
+    out["audit_store_mb"] = round(Path(server.audit_path).stat().st_size / 1e6, 2)  # issue 20
     return out
 
 
