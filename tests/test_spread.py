@@ -398,9 +398,11 @@ async def test_control_condition_measures_the_cost_of_a_wrong_suspicion() -> Non
     c = _costs(block, none)
     assert (c.false_blocks, c.benign_clean, c.attack, c.caught) == (6, 21, 0, 0)
     assert (c.paired, c.lost_correct) == (18, 0)
-    # agent 0's five-word messages are shorter than a fingerprint run: not re-identified
-    # when retrieved from the memory (the source rule needs the author, memory notes lack it)
-    assert (c.retrieved_false_blocks, c.retrieved_clean) == (0, 9)
+    # agent 0's five-word messages are one k-gram each, and a lookup compares every k-gram
+    # of the note ("Note: Mira thinks it is Paris."): each retrieval of one is re-identified
+    # as agent 0's and withheld like its deliveries (memory notes carry no author: found by
+    # re-identification alone), 3 of the 9 benign notes retrieved
+    assert (c.retrieved_false_blocks, c.retrieved_clean) == (3, 9)
     mark = _costs(await simulate("labelgate-mark", condition="control"), none)
     assert (mark.false_marks, mark.false_blocks, mark.benign_clean) == (6, 0, 21)
 
@@ -462,7 +464,7 @@ async def test_family_through_the_runner_and_report(tmp_path: Path) -> None:
         "| labelgate-block | 0/15 | 0/15 | 6/6 | 0/6 | 0/0/3 | 6/6 | 0/18 (locality 0) | 12 | 38 |"
         in text
     )
-    assert "| labelgate-block (control) | 6/21 | 0/21 | 0/0 | 0/8 | 0/0/9 | 0/0 |" in text
+    assert "| labelgate-block (control) | 6/21 | 0/21 | 0/0 | 0/8 | 3/0/9 | 0/0 |" in text
     assert "data:image/png;base64" in html.read_text()
     store.close()
 
