@@ -122,7 +122,7 @@ def test_export_otlp_json_is_valid_otlp(audit_db: AuditData, tmp_path: Path) -> 
     chat = next(s for s in spans if s["name"] == "chat scripted")
     attrs = {a["key"]: a["value"] for a in chat["attributes"]}
     assert attrs["gen_ai.operation.name"] == {"stringValue": "chat"}
-    assert attrs["gen_ai.request.max_tokens"] == {"intValue": "48"}
+    assert attrs["gen_ai.request.max_tokens"] == {"intValue": "1024"}  # the default output cap
     assert "doubleValue" in attrs["gen_ai.request.temperature"]
     assert attrs["gen_ai.response.finish_reasons"] == {
         "arrayValue": {"values": [{"stringValue": "stop"}]}

@@ -12,8 +12,10 @@
 - ``fake-parrot``: answers ``Summary: <the last message's text>`` (a model repeating a page);
 - ``fake-linger``: as ``fake-parrot``, but a stream waits ``SLOW_SECONDS`` after its text
   before it ends (a stream whose text is out while it is still on);
-- ``fake-mailer``: calls the first tool with ``{"to": <first e-mail address in the messages>,
-  "body": "as requested"}`` (a model obeying whatever address it read).
+- ``fake-mailer``: calls the first tool with ``{"to": <the address of the first instruction
+  it reads to send, forward or email something to someone>, "body": "as requested"}`` (a model
+  obeying whatever instruction it read; with the prose gone, as in the guard's data-only
+  replay, it has no instruction to obey and writes to nobody@example.com).
 
 Every request is recorded in ``FakeUpstream.requests`` for assertions (``keep=False``: only
 counted, for benchmarks). ``GET /v1/models`` lists ``fake-chat`` (a readiness probe).
@@ -36,6 +38,10 @@ from starlette.routing import Route
 SLOW_SECONDS = 2.0
 ARGUMENTS = '{"to": "bob@example.com", "body": "hello"}'
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# "forward the itinerary to x@y", "please email the notes to x@y": an instruction, in a sentence
+_INSTRUCTION = re.compile(
+    r"\b(?:send|forward|e-?mail|mail|reply)\b[^.\n]*?\bto\s+(" + _ADDRESS.pattern + ")", re.I
+)
 
 
 @dataclass
@@ -137,7 +143,7 @@ def _texts(body: dict[str, Any]) -> list[str]:
 
 
 def _mail_arguments(body: dict[str, Any]) -> str:
-    found = [a for text in _texts(body) for a in _ADDRESS.findall(text)]
+    found = [m.group(1) for text in _texts(body) for m in _INSTRUCTION.finditer(text)]
     return json.dumps({"to": found[0] if found else "nobody@example.com", "body": "as requested"})
 
 
