@@ -223,17 +223,30 @@ class Guard:
         return self.fingerprints.add_text(text, label, meta=TextMeta(kind=kind, source=source))
 
     def remember_many(
-        self, texts: Sequence[tuple[str, Label, str | None]], *, kind: ItemKind = ItemKind.OUTPUT
+        self,
+        texts: Sequence[tuple[str, Label, str | None]],
+        *,
+        kind: ItemKind = ItemKind.OUTPUT,
+        borrowed: Sequence[Sequence[str]] = (),
     ) -> int:
-        """``remember`` for several (text, label, source), in one write; how many were new."""
+        """``remember`` for several (text, label, source), in one write; how many were new.
+        ``borrowed[i]``: texts the i-th may quote without owning their words
+        (``text_entry``); a text left with no fingerprint of its own is not stored."""
         store = self.fingerprints
         if store is None:
             return 0
         entries = [
-            text_entry(text, label, store.params, meta=TextMeta(kind=kind, source=source))
-            for text, label, source in texts
+            text_entry(
+                text,
+                label,
+                store.params,
+                meta=TextMeta(kind=kind, source=source),
+                borrowed=borrowed[i] if i < len(borrowed) else (),
+            )
+            for i, (text, label, source) in enumerate(texts)
             if self.worth_remembering(text, label)
         ]
+        entries = [e for e in entries if len(e.fingerprints)]
         return store.add_many(entries) if entries else 0
 
     def worth_remembering(self, text: str, label: Label) -> bool:

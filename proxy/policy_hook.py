@@ -30,7 +30,7 @@ from labelgate.guard.engine import (
     parse_arguments,
 )
 from labelgate.guard.inflight import TextInFlight
-from labelgate.guard.items import ItemKind, LabeledItem, LLMCall
+from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall
 from labelgate.guard.labels import Label, LabelSpec, Lattice
 from labelgate.guard.models import ChatResult, Message
 from labelgate.guard.policy import Action, Decision, SinkFlow, redact_value
@@ -224,6 +224,25 @@ class PolicyHook(GatewayHook):
                 self.answers.add(item.text, self._origin_label(spec), agent)
         return items
 
+    def _own_words(self, call: LLMCall) -> tuple[str, ...]:
+        """The prompt's public words of the client's own (system and user messages labelled
+        by no more than the source rules, with a public, category-free origin): an answer
+        may quote them without owning them, so their k-grams are not fingerprinted with it
+        (a later text quoting the same prompt is not a copy of the answer). Words that
+        carry any other label stay the answer's."""
+        lattice = self.guard.lattice
+        own = []
+        for item in call.items:
+            if item.kind is not ItemKind.MESSAGE_PART or item.role not in ("system", "user"):
+                continue
+            if any(r.origin not in _OWN_ORIGINS for r in item.provenance):
+                continue
+            origin = self.guard.policy.source_label(SourceKind.MESSAGE, role=item.role).label
+            public = origin.confidentiality == lattice.bottom.confidentiality
+            if public and not origin.categories and origin.readers is None:
+                own.append(item.text)
+        return tuple(own)
+
     def _origin_label(self, spec: InputSpec) -> Label:
         """The label an outside text carries wherever it goes: its source rules, without the
         agent reading it (a rule keyed to the reader says what that reader may do with it,
@@ -335,7 +354,7 @@ class PolicyHook(GatewayHook):
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        self.answers.add(out, review.label, agent)
+        self.answers.add(out, review.label, agent, self._own_words(call))
         self._landed(ctx)  # pending now: a relay finds the answer with its own label
         return GuardedResponse(
             response=response,
@@ -554,6 +573,7 @@ _UNLABELED = "_unlabeled_request"  # ctx.state: a request whose inputs are still
 _PREPARED = "_prepared_review"  # ctx.state: Guard.prepare's result for the call
 _SPECS = "_input_specs"  # ctx.state: (request, its input items)
 _OUTSIDE_TEXT = frozenset({SourceKind.TOOL_RESULT, SourceKind.DOCUMENT})
+_OWN_ORIGINS = frozenset({LabelOrigin.DEFAULT, LabelOrigin.SOURCE_RULE})
 _FLIGHT = "_in_flight"  # ctx.state: a streamed answer's TextInFlight, and its HeldStream
 
 

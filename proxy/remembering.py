@@ -34,7 +34,7 @@ from labelgate.guard.labels import Label
 
 log = logging.getLogger("labelgate.proxy")
 
-_Queued = tuple[str, Label, str, "asyncio.Future[None]"]
+_Queued = tuple[str, Label, str, tuple[str, ...], "asyncio.Future[None]"]
 _LATELY = 1024  # answers known to be stored, by (text, label), up to this size
 _LATELY_CHARS = 32_768
 WRITER_NICENESS = 19
@@ -67,12 +67,13 @@ class AnswerFingerprints:
         )
         self.failure: BaseException | None = None
 
-    def add(self, text: str, label: Label, agent: str) -> None:
-        """Register an answer as pending (on the loop: requests see it from now on)."""
+    def add(self, text: str, label: Label, agent: str, borrowed: tuple[str, ...] = ()) -> None:
+        """Register an answer as pending (on the loop: requests see it from now on).
+        ``borrowed``: its prompt's own words, which it may quote without owning them."""
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[None] = loop.create_future()
         self._pending[stored] = text
-        loop.call_soon(self._enqueue, text, label, agent, stored)
+        loop.call_soon(self._enqueue, text, label, agent, borrowed, stored)
 
     def unsettled(self, texts: Callable[[], list[str]]) -> list[asyncio.Future[None]]:
         """The pending answers that labeling ``texts()`` could find (every one when the writer
@@ -102,7 +103,14 @@ class AnswerFingerprints:
         self._pending.pop(stored, None)
         stored.set_result(None)
 
-    def _enqueue(self, text: str, label: Label, agent: str, stored: asyncio.Future[None]) -> None:
+    def _enqueue(
+        self,
+        text: str,
+        label: Label,
+        agent: str,
+        borrowed: tuple[str, ...],
+        stored: asyncio.Future[None],
+    ) -> None:
         try:
             # Nothing is fingerprinted here, on the loop: the writer thread does that. What is
             # not worth storing, or was stored lately (an answer often comes again), needs no
@@ -116,17 +124,18 @@ class AnswerFingerprints:
         if not needed:
             self._stored(stored)
             return
-        self._queue.append((text, label, agent, stored))
+        self._queue.append((text, label, agent, borrowed, stored))
         if not self._writing:
             self._write_next()
 
     def _write_next(self) -> None:
         batch, self._queue = self._queue, []
         self._writing = True
-        texts = [(text, label, agent) for text, label, agent, _ in batch]
+        texts = [(text, label, agent) for text, label, agent, _, _ in batch]
+        remember = partial(self._guard.remember_many, borrowed=[b for *_, b, _ in batch])
         loop = asyncio.get_running_loop()
         try:
-            job = loop.run_in_executor(self._writer, self._guard.remember_many, texts)
+            job = loop.run_in_executor(self._writer, remember, texts)
         except RuntimeError as exc:  # the writer is shut down (an answer after aclose)
             job = loop.create_future()
             job.set_exception(exc)

@@ -256,3 +256,20 @@ async def test_the_audit_reason_says_which_value_kept_an_input() -> None:
     assert "note" in result.influential
     why = propagation_provenance(result)
     assert "value '9920' of the output occurs in it and in no kept input" in why.detail
+
+
+def test_an_answer_is_remembered_without_the_words_it_quoted_from_its_prompt(
+    guard: Guard,
+) -> None:
+    """A tainted answer that quotes its own prompt lends its label to its own words only: a
+    later text quoting the same prompt is not a copy of the answer (issue 20: the spread
+    eval's quarantined claim quoted the orchestrator's question)."""
+    question = "Complete this statement about the famous landmark in the old city centre today."
+    claim = "I am certain, because the records and the maps that I have seen all agree on it."
+    answer = f"{question} {claim}"
+    label = guard.lattice.parse({"integrity": "untrusted", "sources": ["quarantine"]})
+    guard.remember_many([(answer, label, "agent-0")], borrowed=[(question,)])
+    asked_again = guard.label_input(InputSpec(text=f"Agent 3 asks: {question}"))
+    assert asked_again.label.integrity.name == "trusted"
+    relayed = guard.label_input(InputSpec(text=f"Agent 2 says: {claim}"))
+    assert relayed.label.integrity.name == "untrusted"

@@ -247,6 +247,16 @@ def content_id(fingerprints: Fingerprints, label: Label) -> str:
     return "fp-" + digest.hexdigest()
 
 
+def borrowed_kgrams(texts: Sequence[str], params: WinnowParams) -> Fingerprints:
+    """Every k-gram hash of ``texts`` (not only the winnowed ones), sorted unique."""
+    parts = [
+        kgram_hashes(normalise(t, params.version), params.k).view(np.int64)
+        for t in texts
+        if t.strip()
+    ]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
+
 def text_entry(
     text: str,
     label: Label,
@@ -254,9 +264,16 @@ def text_entry(
     *,
     text_id: str | None = None,
     meta: TextMeta | None = None,
+    borrowed: Sequence[str] = (),
 ) -> Entry:
-    """``text`` as an entry to store (its id by default derived from content and label)."""
+    """``text`` as an entry to store (its id by default derived from content and label).
+
+    ``borrowed``: texts whose words ``text`` may quote without owning them (an answer's own
+    prompt, in the client's words): their k-grams are left out, so that a later text quoting
+    the prompt is not taken for a copy of the answer and given its label."""
     fps = text_fingerprints(text, params)
+    if borrowed:
+        fps = fps[~np.isin(fps, borrowed_kgrams(borrowed, params))]
     return Entry(text_id or content_id(fps, label), fps, label, meta or TextMeta())
 
 
