@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from typing import Any
 
 from labelgate.evals.environment import ToolError
 from labelgate.evals.injection.catalogue import Domain
-from labelgate.evals.injection.spec import Check, Goal, Leak, Query, Step
+from labelgate.evals.injection.spec import Check, Goal, Leak, Query, Step, Task
 from labelgate.evals.injection.tooling import lines, tool
 from labelgate.evals.injection.world import Document, Email, Note, Post, World
 
@@ -25,6 +27,19 @@ WRITES = ["send_email", "post_message", "save_note", "create_document"]
 ALL = READS + WRITES
 
 # --------------------------------------------------------------------------- tools
+
+
+def task_maker(domain: str, tools: list[str], reader: list[str]) -> Callable[..., Task]:
+    """A domain's task constructor: its tools by default, and its read-only tools for the
+    reader of a reader-actor task."""
+
+    def make(**kw: Any) -> Task:
+        kw.setdefault("tools", tools)
+        if kw.get("topology") == "reader-actor":
+            kw.setdefault("reader_tools", reader)
+        return Task(domain=domain, **kw)
+
+    return make
 
 
 @tool("read")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from labelgate.evals.environment import ToolError
 from labelgate.evals.injection.catalogue import Domain
-from labelgate.evals.injection.domains.common import ALL, READS
+from labelgate.evals.injection.domains.common import ALL, READS, task_maker
 from labelgate.evals.injection.dsl import contains, has, has_new, lacks, step, v
-from labelgate.evals.injection.spec import Check, Goal, Leak, Substitution, Task
+from labelgate.evals.injection.spec import Check, Goal, Leak, Substitution
 from labelgate.evals.injection.tooling import lines, tool
 from labelgate.evals.injection.world import Event, World
 
@@ -209,11 +209,7 @@ SEED = {
 D = "workspace"
 
 
-def _task(**kw) -> Task:
-    kw.setdefault("tools", TOOLS)
-    if kw.get("topology") == "reader-actor":
-        kw.setdefault("reader_tools", READER)
-    return Task(domain=D, **kw)
+_task = task_maker(D, TOOLS, READER)
 
 
 TASKS = [
