@@ -31,7 +31,7 @@ from labelgate.guard.fingerprint.store import (
 from labelgate.guard.inflight import TextInFlight
 from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LabelReason, LLMCall
 from labelgate.guard.labels import Label, LabelSpec
-from labelgate.guard.policy import Decision, Policy, SinkFlow
+from labelgate.guard.policy import Decision, LabelDecision, Policy, SinkFlow
 from labelgate.guard.policy.events import CONTEXT
 from labelgate.guard.policy.spec import Action, SinkKind, SourceKind
 from labelgate.guard.propagation import Propagation, Propagator
@@ -150,15 +150,7 @@ class Guard:
     ) -> LabeledItem:
         """Source rules, then the client's annotation, then re-identification (joined): of
         stored texts, and of ``in_flight`` texts (``guard.inflight``) the item relays."""
-        decided = self.policy.source_label(
-            spec.kind,
-            tool=spec.tool,
-            source=spec.source,
-            url=spec.url,
-            agent=agent,
-            role=spec.role,
-            vouched=spec.vouched,
-        )
+        decided = self.source_decision(spec, agent)
         label, provenance = decided.label, list(decided.provenance)
         if spec.asserted is not None:
             annotated = self.policy.annotate(agent, label, self.lattice.parse(spec.asserted), key)
@@ -178,6 +170,20 @@ class Guard:
             role=spec.role,
             name=spec.tool or spec.source or spec.url,
             provenance=provenance,
+        )
+
+    def source_decision(self, spec: InputSpec, agent: str | None) -> LabelDecision:
+        """The policy's source rules (then endorse/declassify) for ``spec`` read by ``agent``;
+        ``agent=None``: the label the text carries wherever it goes (rules keyed to a reader
+        say what that reader may do with it, not what the text is)."""
+        return self.policy.source_label(
+            spec.kind,
+            tool=spec.tool,
+            source=spec.source,
+            url=spec.url,
+            agent=agent,
+            role=spec.role,
+            vouched=spec.vouched,
         )
 
     def _relayed(

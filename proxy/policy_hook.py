@@ -244,17 +244,9 @@ class PolicyHook(GatewayHook):
         return tuple(own)
 
     def _origin_label(self, spec: InputSpec) -> Label:
-        """The label an outside text carries wherever it goes: its source rules, without the
-        agent reading it (a rule keyed to the reader says what that reader may do with it,
-        not what the text is). Texts it relays were stored with their own labels."""
-        return self.guard.policy.source_label(
-            spec.kind,
-            tool=spec.tool,
-            source=spec.source,
-            url=spec.url,
-            role=spec.role,
-            vouched=spec.vouched,
-        ).label
+        """The label an outside text carries wherever it goes. Texts it relays were stored
+        with their own labels."""
+        return self.guard.source_decision(spec, agent=None).label
 
     def _specs(self, ctx: RequestContext, request: ChatCompletionRequest) -> list[InputSpec]:
         """The request's input items, made once per request (screening makes a new one)."""

@@ -237,11 +237,18 @@ def _untrusted_side_effect(policy: Policy, facts: Facts) -> tuple[bool, str, Out
     culprit = next((a for a in facts.args.values() if a.label.integrity < need), None)
     if culprit is None and facts.label.integrity >= need:
         return False, f"the call and all its arguments have integrity {need} or more", None
+    template = "{tool}.{arg} is derived from {integrity} source {sources}"
+    return _integrity_denial(facts, rule, culprit, need, template)
+
+
+def _integrity_denial(
+    facts: Facts, rule: str, culprit: Arg | None, need: Level, template: str
+) -> tuple[bool, str, Outcome]:
+    """A deny because ``culprit`` (or the call) is below ``need``, naming its sources."""
     values = _values(facts, rule, Action.DENY, culprit, "")
     culprits = _culprit_sources(facts, culprit, need)
     if culprits:
         values["sources"] = ", ".join(culprits)
-    template = "{tool}.{arg} is derived from {integrity} source {sources}"
     why = render(template, values)
     values["why"] = why
     return True, why, Outcome(rule, Action.DENY, _reason(template, values))
@@ -306,14 +313,8 @@ def _outward_argument(policy: Policy, facts: Facts) -> tuple[bool, str, Outcome 
     need = policy.required_integrity
     culprit = next((a for a in outward if a.label.integrity < need), None)
     if culprit is not None:
-        values = _values(facts, rule, Action.DENY, culprit, "")
-        culprits = _culprit_sources(facts, culprit, need)
-        if culprits:
-            values["sources"] = ", ".join(culprits)
         template = "{tool}.{arg} reaches outside and is derived from {integrity} source {sources}"
-        why = render(template, values)
-        values["why"] = why
-        return True, why, Outcome(rule, Action.DENY, _reason(template, values))
+        return _integrity_denial(facts, rule, culprit, need, template)
     check = facts.env.clearances["external_clearance"]
     assert check is not None
     bad = [(a, why) for a in outward for ok, why in [check(a.label)] if not ok]
