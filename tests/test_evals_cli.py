@@ -259,3 +259,20 @@ def test_guarded_runs_sharing_a_database_keep_their_own_fingerprints(tmp_path: P
     stores = sorted(p.name for p in (db.parent / "guard").iterdir() if p.suffix == ".db")
     assert stores == ["first.fingerprints.db", "second.fingerprints.db"]
     assert not (db.parent / "fingerprints.db").exists()
+
+
+async def test_run_eval_async_in_a_running_loop(tmp_path: Path) -> None:
+    """``run_eval_async`` is ``run_eval`` for code already in an event loop."""
+    from labelgate.evals import run_eval_async
+
+    result = await run_eval_async(
+        "dilemmas",
+        model="scripted",
+        script=["Action 1"],
+        limit=1,
+        options={"steer": 0},
+        db=tmp_path / "audit.db",
+        concurrency=1,
+    )
+    assert result.ok and result.summary.done == result.summary.n_samples > 0
+    assert result.report_html.exists()

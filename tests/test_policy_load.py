@@ -215,3 +215,13 @@ def test_package_exports_resolve() -> None:
         assert getattr(pkg, name) is not None
     with pytest.raises(AttributeError):
         _ = pkg.nope
+
+
+def test_policy_list_names_every_shipped_pack_and_validate_takes_a_name() -> None:
+    listed = CliRunner().invoke(policy_cli, ["list"])
+    assert listed.exit_code == 0, listed.output
+    rows = dict(line.split("\t") for line in listed.output.splitlines())
+    assert set(rows) == {p.stem for p in PACKS}
+    assert all(Path(path).is_file() for path in rows.values())
+    checked = CliRunner().invoke(policy_cli, ["validate", "tool-agents"])
+    assert checked.exit_code == 0 and checked.output.startswith("tool-agents: ok")
