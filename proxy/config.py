@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labelgate.guard.models import LOCAL_MODEL_NAME
 from labelgate.guard.paths import DB_ENV
@@ -249,6 +249,32 @@ class GuardSettings(BaseModel):
         return self.fingerprints or self.state_dir / "fingerprints.db"
 
 
+class StateSettings(BaseModel):
+    """The ``state:`` section: where what replicas must share is kept. ``sqlite`` (the
+    embedded default): files under ``guard.state_dir``, one process. ``postgres``: one
+    PostgreSQL database (``dsn``, ``os.environ/NAME`` allowed) shared by every replica: the
+    fingerprint store, ingested documents, the audit trail, pending approvals, rate limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = None
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StateSettings:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError("state.backend postgres needs state.dsn (a PostgreSQL URL)")
+        if self.backend == "sqlite" and self.dsn:
+            raise ValueError("state.dsn is set but state.backend is sqlite (say postgres)")
+        return self
+
+    def resolved_dsn(self) -> str:
+        dsn = resolve_env(self.dsn)
+        if not dsn:
+            raise ConfigError("state.dsn is empty")
+        return dsn
+
+
 class ProxyConfig(BaseModel):
     # Unknown top-level sections of a LiteLLM config (general_settings...) are tolerated.
     model_config = ConfigDict(extra="allow")
@@ -259,6 +285,7 @@ class ProxyConfig(BaseModel):
     keys: list[KeyEntry] = Field(default_factory=list)
     server: ServerSettings = Field(default_factory=ServerSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     def model_names(self) -> list[str]:
         return list(dict.fromkeys(entry.model_name for entry in self.model_list))
