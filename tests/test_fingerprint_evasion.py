@@ -121,9 +121,12 @@ def test_a_ten_word_excerpt_is_re_identified(text: str, seed: int, rng: random.R
         found(store, swap(inside_words(excerpt, rng, "\u200d", 0.5), rng, 0.5)),
     ]
     # a run needs two fingerprints of the stored text 7+ words apart among the excerpt's 6
-    # k-grams: about 97% of excerpts (tests/bench/bench_fingerprints.py measures the rate)
-    assert hits == [hits[0]] * 3
-    assert sum(hits) in (0, 3)
+    # k-grams: about 97% of excerpts (tests/bench/bench_fingerprints.py measures the rate).
+    # The evasion normalises to the excerpt itself, so it is found exactly when the excerpt is;
+    # surrounding text never hides an excerpt, but k-grams that straddle the boundary may
+    # complete a run the excerpt alone falls short of (the filler shares the vocabulary).
+    assert hits[2] == hits[0]
+    assert hits[1] or not hits[0]
 
 
 def test_ten_word_excerpts_are_mostly_found() -> None:
