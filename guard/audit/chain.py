@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from labelgate.guard.audit.contents import REF, content_sha256, unpack
 from labelgate.guard.audit.records import dumps, stdlib_dumps
@@ -117,57 +117,81 @@ class _Broken(Exception):
         self.record = record
 
 
-def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[dict[str, Any]]:
-    cursor = conn.execute(sql)
-    names = [d[0] for d in cursor.description]
-    for values in cursor:
-        yield dict(zip(names, values, strict=True))
+class ChainSource(Protocol):
+    """What verifying needs of a backend: seq-ordered streams of one consistent snapshot."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows of ``sql`` (``?`` placeholders), streamed."""
+        ...
+
+    def names(self) -> set[str]:
+        """The tables and views."""
+        ...
 
 
-def _chained_tables(conn: sqlite3.Connection) -> list[str]:
-    known = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
-    in_ledger = {r[0] for r in conn.execute("select distinct table_name from ledger")}
+class SqliteChainSource:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        for values in cursor:
+            yield dict(zip(names, values, strict=True))
+
+    def names(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("select name from sqlite_master")}
+
+
+def _one(source: ChainSource, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    return next(iter(source.query(sql, params)), None)
+
+
+def _chained_tables(source: ChainSource, known: set[str]) -> list[str]:
+    in_ledger = {r["table_name"] for r in source.query("select distinct table_name from ledger")}
     missing = sorted(in_ledger - known)
     if missing:
-        first = conn.execute(
+        first = _one(
+            source,
             "select seq, row_key from ledger where table_name = ? order by seq limit 1",
             [missing[0]],
-        ).fetchone()
-        raise _Broken(BrokenRecord(first[0], missing[0], first[1], "table is missing"))
+        )
+        assert first is not None
+        raise _Broken(BrokenRecord(first["seq"], missing[0], first["row_key"], "table is missing"))
     return sorted((set(CHAINED_TABLES) & known) | in_ledger)
 
 
-def _latest_seal(conn: sqlite3.Connection, known: set[str]) -> Seal | None:
+def _latest_seal(source: ChainSource, known: set[str]) -> Seal | None:
     if "seals" not in known:
         return None
-    row = conn.execute(
+    row = _one(
+        source,
         "select seq, created, before, cut_seq, cut_hash from seals "
-        "order by cut_seq desc, seq desc limit 1"
-    ).fetchone()
-    return Seal(*row) if row else None
+        "order by cut_seq desc, seq desc limit 1",
+    )
+    return Seal(**row) if row else None
 
 
-def _table_rows(conn: sqlite3.Connection, table: str, known: set[str]) -> Iterator[dict[str, Any]]:
+def _table_rows(source: ChainSource, table: str, known: set[str]) -> Iterator[dict[str, Any]]:
     if table == "messages" and "contents" in known:
-        return _rows(
-            conn,
+        return source.query(
             "select m.*, c.text as _text, c.packed as _packed, c.sha256 as _found "
             f"from messages m left join contents c on c.sha256 = m.{REF} order by m.seq",
         )
-    return _rows(conn, f'select * from "{table}" order by seq')
+    return source.query(f'select * from "{table}" order by seq')
 
 
 class _Walker:
     """Walks the ledger in seq order alongside one seq-ordered cursor per table."""
 
-    def __init__(self, conn: sqlite3.Connection, expect_hash: str | None) -> None:
-        self.conn = conn
+    def __init__(self, source: ChainSource, expect_hash: str | None) -> None:
+        self.source = source
         self.expect_hash = expect_hash
         self.anchor_seen = expect_hash is None
         self.report = VerifyReport()
-        tables = _chained_tables(conn)
-        known = {r[0] for r in conn.execute("select name from sqlite_master")}
-        self.seal = _latest_seal(conn, known)
+        known = source.names()
+        tables = _chained_tables(source, known)
+        self.seal = _latest_seal(source, known)
         self.start = 0
         if self.seal is not None:
             self.start, self.report.head_hash = self.seal.cut_seq, self.seal.cut_hash
@@ -175,12 +199,12 @@ class _Walker:
             self.anchor_seen = self.anchor_seen or self.seal.cut_hash == expect_hash
         self.seal_seen = self.seal is None
         self.report.counts = dict.fromkeys(tables, 0)
-        self.cursors = {t: _table_rows(conn, t, known) for t in tables}
+        self.cursors = {t: _table_rows(source, t, known) for t in tables}
         self.pending = {t: next(c, None) for t, c in self.cursors.items()}
 
     def run(self) -> VerifyReport:
         try:
-            for entry in _rows(self.conn, "select * from ledger order by seq"):
+            for entry in self.source.query("select * from ledger order by seq"):
                 self._check(entry)
             self._check_leftovers()
             self._check_seal()
@@ -242,9 +266,8 @@ class _Walker:
             return ""
         if content_sha256(unpack(row["_text"], row["_packed"]) or "") == ref:
             return ""
-        (users,) = self.conn.execute(
-            f"select count(*) from messages where {REF} = ?", [ref]
-        ).fetchone()
+        found = _one(self.source, f"select count(*) as n from messages where {REF} = ?", [ref])
+        users = found["n"] if found else 0
         return f": its content {ref[:12]}… was changed (used by {users} messages)"
 
     def _check_seal(self) -> None:
@@ -280,15 +303,19 @@ class _Walker:
             )
 
 
-def verify_chain(conn: sqlite3.Connection, expect_hash: str | None = None) -> VerifyReport:
+def verify_chain(
+    source: ChainSource | sqlite3.Connection, expect_hash: str | None = None
+) -> VerifyReport:
     """Check every link and every row; stop at the first broken record.
 
     A chain can be rewritten from some point on by someone who recomputes every later hash;
     pass ``expect_hash`` (a head printed by an earlier verify and kept elsewhere) to prove
     the chain still contains it.
     """
+    if isinstance(source, sqlite3.Connection):
+        source = SqliteChainSource(source)
     try:
-        walker = _Walker(conn, expect_hash)
+        walker = _Walker(source, expect_hash)
     except _Broken as broken:
         return VerifyReport(broken=broken.record)
     return walker.run()

@@ -7,11 +7,14 @@ Here the writer thread only pickles each batch's field values (and ``DeferredRec
 they are, for the child to build) and waits on a pipe (GIL released) while a child process
 writes them with its own ``AuditStore`` connection, in the same one-transaction-per-batch
 way. ``StoreProcess.write_batch`` has the store's contract: it returns the count written,
-raises ``sqlite3.IntegrityError`` for a rejected record (the writer then retries one by one)
-and ``AuditStoreError`` for anything else.
+raises ``sqlite3.IntegrityError`` for a rejected record (the writer then retries one by one),
+``StoreUnavailable`` when the store is out of reach (PostgreSQL: the child connects again on
+the next batch) and ``AuditStoreError`` for anything else.
 
-The child is ``python -m labelgate.guard.audit.process DB`` (a plain subprocess: nothing
-depends on how the parent was started), fed length-prefixed pickles on its stdin and answering
+The child is ``python -m labelgate.guard.audit.process`` (a plain subprocess: nothing
+depends on how the parent was started), told its store (a SQLite path or a PostgreSQL URL,
+``guard.audit.backend.open_store``) in the environment (``TARGET_ENV``: a URL's password
+stays out of the process list), fed length-prefixed pickles on its stdin and answering
 on its stdout. It exits when its stdin closes, including when its parent is killed: the batch it was
 writing is committed or rolled back whole, as in the thread.
 """
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from labelgate.guard.audit.errors import RecordRejected, StoreUnavailable
 from labelgate.guard.audit.records import (
     AuditRecord,
     DecisionRecord,
@@ -47,6 +51,7 @@ RECORD_TYPES: dict[str, type[AuditRecord]] = {
 _LENGTH = struct.Struct(">I")
 DEFERRED = ""  # the table name under which a ``DeferredRecords`` travels
 BACKGROUND_NICENESS = 10
+TARGET_ENV = "LABELGATE_AUDIT_TARGET"
 
 
 class AuditStoreError(RuntimeError):
@@ -71,12 +76,13 @@ def read_frame(source: IO[bytes]) -> bytes | None:
 
 
 class StoreProcess:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
         # The child imports this package from where the parent found it.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env[TARGET_ENV] = self.target
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self.path)],
+            [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -103,6 +109,8 @@ class StoreProcess:
             return int(value)
         if status == "integrity":
             raise sqlite3.IntegrityError(value)
+        if status == "unavailable":
+            raise StoreUnavailable(value)
         raise AuditStoreError(value)
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -131,12 +139,12 @@ def _background() -> None:
             os.nice(BACKGROUND_NICENESS)
 
 
-def serve(path: str, source: IO[bytes], out: IO[bytes]) -> None:
+def serve(target: str, source: IO[bytes], out: IO[bytes]) -> None:
     """The child: write each batch received and answer (status, value), until end of input."""
-    from labelgate.guard.audit.store import AuditStore
+    from labelgate.guard.audit.backend import open_store
 
     _background()
-    with AuditStore(path) as store:
+    with open_store(target) as store:
         while (data := read_frame(source)) is not None:
             send_frame(out, pickle.dumps(_write(store, pickle.loads(data))))
 
@@ -150,11 +158,13 @@ def _write(store: Any, payload: list[tuple[str, Any]]) -> tuple[str, Any]:
             else:
                 fields.append((RECORD_TYPES[table], value))
         return "ok", store.write_fields(fields)
-    except sqlite3.IntegrityError as exc:
+    except (sqlite3.IntegrityError, RecordRejected) as exc:
         return "integrity", str(exc)
+    except StoreUnavailable as exc:
+        return "unavailable", str(exc)
     except Exception as exc:  # reported to the writer, which retries, then stops
         return "error", f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
+    serve(os.environ[TARGET_ENV], sys.stdin.buffer, sys.stdout.buffer)

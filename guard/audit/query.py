@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
-from labelgate.guard.audit.contents import REF, VIEW, message_content
+from labelgate.guard.audit.contents import VIEW, message_content
 from labelgate.guard.audit.evalquery import EvalQueries
+from labelgate.guard.audit.sqlsource import Dialect, Params, SqlSource
 from labelgate.guard.audit.views import (
     DecisionView,
     Evidence,
@@ -37,41 +36,41 @@ from labelgate.guard.audit.views import (
 
 Row = dict[str, Any]
 
-# Every trace key with its first start: spans by trace id; requests by trace id, else their id.
-# julianday() turns the ISO text into epoch nanoseconds (about 20 µs precision: enough to sort).
-_TRACES = """
+
+def _traces(d: Dialect) -> str:
+    """Every trace key with its first start and last end: spans by trace id; requests by
+    trace id, else their id."""
+    started = d.epoch_ns("started")
+    return f"""
 with keys as (
   select trace_id as tkey, min(start_ns) as start_ns, max(end_ns) as end_ns from spans
   group by trace_id
   union all
   select coalesce(trace_id, id),
-         cast((julianday(started) - 2440587.5) * 86400000000000 as integer),
-         cast((julianday(started) - 2440587.5) * 86400000000000 + duration_ms * 1e6 as integer)
+         cast({started} as bigint),
+         cast({started} + duration_ms * 1e6 as bigint)
   from requests
 )
 select tkey, min(start_ns) as start_ns, max(end_ns) as end_ns from keys group by tkey
 """
 
+
 _REQ_KEY = "coalesce(r.trace_id, r.id)"
 
 
-def _attr(name: str, alias: str = "s") -> str:
-    return f"json_extract({alias}.attributes_json, '$.\"{name}\"')"
+def _attr(d: Dialect, name: str, alias: str = "s") -> str:
+    return d.json_field(f"{alias}.attributes_json", name)
 
 
-def _label_match(column: str) -> str:
-    """SQL true when the label JSON in ``column`` carries the term (one ``?``, used 5 times)."""
-    return (
-        f"(json_extract({column}, '$.confidentiality') = :label"
-        f" or json_extract({column}, '$.integrity') = :label"
-        f" or exists (select 1 from json_each({column}, '$.sources') where value = :label)"
-        f" or exists (select 1 from json_each({column}, '$.categories') where value = :label)"
-        f" or exists (select 1 from json_each({column}, '$.readers') where value = :label))"
-    )
+def _label_match(d: Dialect, column: str) -> str:
+    """SQL true when the label JSON in ``column`` carries the term ``:label``."""
+    fields = [f"{d.json_field(column, k)} = :label" for k in ("confidentiality", "integrity")]
+    lists = [d.json_has(column, k, "label") for k in ("sources", "categories", "readers")]
+    return "(" + " or ".join(fields + lists) + ")"
 
 
-def _span_attr_any(names: Sequence[str], param: str) -> str:
-    match = " or ".join(f"{_attr(n)} = :{param}" for n in names)
+def _span_attr_any(d: Dialect, names: Sequence[str], param: str) -> str:
+    match = " or ".join(f"{_attr(d, n)} = :{param}" for n in names)
     return f"exists (select 1 from spans s where s.trace_id = t.tkey and ({match}))"
 
 
@@ -79,31 +78,34 @@ def _request_any(condition: str) -> str:
     return f"exists (select 1 from requests r where {_REQ_KEY} = t.tkey and {condition})"
 
 
-_FILTERS: dict[str, str] = {
-    "agent": _request_any("r.agent = :agent")
-    + " or "
-    + _span_attr_any(["gen_ai.agent.name", "gen_ai.agent.id"], "agent"),
-    "session": _request_any("r.session_id = :session")
-    + " or "
-    + _span_attr_any(["gen_ai.conversation.id", "labelgate.session.id"], "session"),
-    "model": _request_any("r.model = :model")
-    + " or "
-    + _span_attr_any(
-        ["gen_ai.request.model", "gen_ai.response.model", "labelgate.eval.model"], "model"
-    ),
-    "decision": _request_any("r.decision = :decision")
-    + " or exists (select 1 from decisions d where d.trace_id = t.tkey"
-    + " and d.action = :decision)"
-    + " or "
-    + _span_attr_any(["labelgate.decision.action"], "decision"),
-    "label": _request_any(_label_match("r.label_json"))
-    + " or exists (select 1 from messages m join requests r on m.request_id = r.id"
-    + f" where {_REQ_KEY} = t.tkey and {_label_match('m.label_json')})"
-    + " or "
-    + _span_attr_any(["labelgate.label.confidentiality", "labelgate.label.integrity"], "label")
-    + " or exists (select 1 from spans s, json_each(s.attributes_json,"
-    + " '$.\"labelgate.label.sources\"') j where s.trace_id = t.tkey and j.value = :label)",
-}
+def _filters(d: Dialect) -> dict[str, str]:
+    sources = d.json_has("s.attributes_json", "labelgate.label.sources", "label")
+    return {
+        "agent": _request_any("r.agent = :agent")
+        + " or "
+        + _span_attr_any(d, ["gen_ai.agent.name", "gen_ai.agent.id"], "agent"),
+        "session": _request_any("r.session_id = :session")
+        + " or "
+        + _span_attr_any(d, ["gen_ai.conversation.id", "labelgate.session.id"], "session"),
+        "model": _request_any("r.model = :model")
+        + " or "
+        + _span_attr_any(
+            d, ["gen_ai.request.model", "gen_ai.response.model", "labelgate.eval.model"], "model"
+        ),
+        "decision": _request_any("r.decision = :decision")
+        + " or exists (select 1 from decisions d where d.trace_id = t.tkey"
+        + " and d.action = :decision)"
+        + " or "
+        + _span_attr_any(d, ["labelgate.decision.action"], "decision"),
+        "label": _request_any(_label_match(d, "r.label_json"))
+        + " or exists (select 1 from messages m join requests r on m.request_id = r.id"
+        + f" where {_REQ_KEY} = t.tkey and {_label_match(d, 'm.label_json')})"
+        + " or "
+        + _span_attr_any(
+            d, ["labelgate.label.confidentiality", "labelgate.label.integrity"], "label"
+        )
+        + f" or exists (select 1 from spans s where s.trace_id = t.tkey and {sources})",
+    }
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -126,20 +128,24 @@ def _ns(when: datetime) -> int:
 
 
 class AuditReader(EvalQueries):
-    """Read-only queries over one audit database (audit tables plus the ``eval_*`` tables)."""
+    """Read-only queries over one audit store, SQLite or PostgreSQL (audit tables plus, in a
+    SQLite file, the ``eval_*`` tables)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._tables = set(db.table_names()) | set(db.view_names())
+    def __init__(self, source: SqlSource) -> None:
+        self.source = source
+        self.dialect = source.dialect
+        self._tables = source.names()
 
     @classmethod
-    def open(cls, path: str | Path) -> AuditReader:
-        from labelgate.guard.audit.store import AuditStore
+    def open(cls, target: str | Path) -> AuditReader:
+        """A SQLite file (opened read-only) or a PostgreSQL URL."""
+        from labelgate.guard.audit.backend import open_store
 
-        return cls(AuditStore(path, readonly=True).db)
+        with open_store(target, readonly=True) as store:
+            return cls(store.reader_source())
 
     def close(self) -> None:
-        self.db.close()
+        self.source.close()
 
     def __enter__(self) -> AuditReader:
         return self
@@ -150,8 +156,8 @@ class AuditReader(EvalQueries):
     def has(self, table: str) -> bool:
         return table in self._tables
 
-    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        return list(self.db.query(sql, params))
+    def rows(self, sql: str, params: Params = ()) -> list[Row]:
+        return self.source.rows(sql, params)
 
     # ------------------------------------------------------------------ list
     def list_traces(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
@@ -159,7 +165,7 @@ class AuditReader(EvalQueries):
         flt = flt or TraceFilter()
         where, params = self._where(flt)
         sql = (
-            f"select * from ({_TRACES}) t {where} "
+            f"select * from ({_traces(self.dialect)}) t {where} "
             "order by start_ns desc limit :limit offset :offset"
         )
         found = self.rows(sql, {**params, "limit": flt.limit, "offset": flt.offset})
@@ -168,7 +174,7 @@ class AuditReader(EvalQueries):
     def _where(self, flt: TraceFilter) -> tuple[str, dict[str, Any]]:
         clauses: list[str] = []
         params: dict[str, Any] = {}
-        for name, sql in _FILTERS.items():
+        for name, sql in _filters(self.dialect).items():
             value = getattr(flt, name)
             if value:
                 clauses.append(f"({sql})")
@@ -190,24 +196,13 @@ class AuditReader(EvalQueries):
         """Traces whose messages (full text, stemmed), decision reasons or eval transcripts
         mention ``text``; words are matched literally (no FTS syntax)."""
         keys: dict[str, None] = {}
-        fts = (
-            "select coalesce(r.trace_id, r.id) as k from messages_fts f "
-            "join messages m on m.rowid = f.rowid join requests r on r.id = m.request_id "
-            "where messages_fts match ? order by f.rank limit ?"
-        )
-        if self.has("contents_fts"):  # each text indexed once; every message using it
-            fts = (
-                "select coalesce(r.trace_id, r.id) as k from contents_fts f "
-                "join contents c on c.rowid = f.rowid "
-                f"join messages m on m.{REF} = c.sha256 join requests r on r.id = m.request_id "
-                "where contents_fts match ? order by f.rank, m.seq desc limit ?"
-            )
-        if (self.has("contents_fts") or self.has("messages_fts")) and text.strip():
-            keys.update(
-                dict.fromkeys(r["k"] for r in self.rows(fts, [self.db.quote_fts(text), limit]))
-            )
+        fts = self.dialect.fts_keys()
+        if fts is not None and text.strip():
+            found = self.rows(fts, {"q": self.dialect.fts_query(text), "limit": limit})
+            keys.update(dict.fromkeys(r["k"] for r in found))
         like = f"%{text}%"
-        reasons = "select trace_id as k from decisions where reason like ? or sink like ?"
+        like_ = self.dialect.like
+        reasons = f"select trace_id as k from decisions where reason {like_} ? or sink {like_} ?"
         keys.update(dict.fromkeys(r["k"] for r in self.rows(reasons, [like, like]) if r["k"]))
         if self.has("eval_messages") and self.has("eval_samples"):
             sql = (
@@ -265,7 +260,8 @@ class AuditReader(EvalQueries):
         raise NotFound(f"no trace, request, eval run or sample {ident!r}")
 
     def resolve_eval(self, ident: str) -> tuple[str, str | None] | None:
-        run_attr, sample_attr = _attr("labelgate.eval.run_id"), _attr("labelgate.eval.sample_id")
+        run_attr = _attr(self.dialect, "labelgate.eval.run_id")
+        sample_attr = _attr(self.dialect, "labelgate.eval.sample_id")
         run_span = self.rows(
             f"select trace_id from spans s where s.name = 'eval.run' and {run_attr} = ?", [ident]
         )

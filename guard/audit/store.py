@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from labelgate.guard.audit.chain import VerifyReport, record_hash, verify_chain
 from labelgate.guard.audit.contents import REF, VIEW, content_row, content_sha256, message_content
 from labelgate.guard.audit.records import AuditRecord, SealRecord, Submitted, built
 from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH, immediate, migrate
+from labelgate.guard.audit.sqlsource import SqliteSource
 
 Row = dict[str, Any]
 
@@ -55,6 +56,58 @@ def _with_text(row: Row) -> Row:
     if row.get("content") is None and packed is not None:
         row["content"] = message_content({"content_packed": packed})
     return row
+
+
+@dataclass(slots=True)
+class ChainedRows:
+    """A batch of records as rows, chained: per table, the ledger's, and the texts of its
+    messages (for ``contents``)."""
+
+    tables: dict[str, list[Row]]
+    ledger: list[Row]
+    texts: dict[str, str]
+    head: tuple[int, str]  # the last (seq, hash)
+
+
+def chained_rows(
+    records: Sequence[tuple[type[AuditRecord], Mapping[str, Any]]],
+    seqs: Iterable[int],
+    prev: str,
+) -> ChainedRows:
+    """Give ``records`` the ``seqs`` in order and chain them after ``prev`` (the same for
+    every backend: verify recomputes these hashes from the stored rows).
+
+    A message's text goes to ``contents`` (once per distinct text) and its row refers to it by
+    SHA-256; its hash is taken with the text in place, as verify recomputes it."""
+    created = datetime.now(UTC).isoformat()
+    by_table: dict[str, list[Row]] = defaultdict(list)
+    ledger: list[Row] = []
+    texts: dict[str, str] = {}
+    seq = 0
+    for (record, fields), seq in zip(records, seqs, strict=True):
+        row = record.row_of(fields)
+        row["seq"] = seq
+        digest = record_hash(prev, record.table, row)
+        row["prev_hash"], row["hash"] = prev, digest
+        if record.table == "messages":
+            text = row["content"]
+            row["content"] = None
+            row[REF] = None if text is None else content_sha256(text)
+            if text is not None:
+                texts[row[REF]] = text
+        by_table[record.table].append(row)
+        ledger.append(
+            {
+                "seq": seq,
+                "table_name": record.table,
+                "row_key": record.key_of(fields),
+                "prev_hash": prev,
+                "hash": digest,
+                "created": created,
+            }
+        )
+        prev = digest
+    return ChainedRows(dict(by_table), ledger, texts, (seq, prev))
 
 
 @dataclass(slots=True)
@@ -91,6 +144,7 @@ class AuditStore:
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.timeout = timeout
         self.db = Database(_connect(self.path, readonly, timeout))
         if not readonly:
             self.db.enable_wal()
@@ -98,6 +152,21 @@ class AuditStore:
             # loss may drop the last transactions, never corrupt the file.
             self.db.execute("PRAGMA synchronous=NORMAL")
             migrate(self.db)
+
+    @property
+    def target(self) -> str:
+        return str(self.path)
+
+    @property
+    def shown(self) -> str:
+        return str(self.path)
+
+    def reader_source(self) -> SqliteSource:
+        """A read-only connection of its own, for ``AuditReader``."""
+        return SqliteSource(Database(_connect(self.path, True, self.timeout)))
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
 
     # ------------------------------------------------------------------ writing
     def head(self) -> tuple[int, str]:
@@ -125,43 +194,14 @@ class AuditStore:
         seq: int,
         prev: str,
     ) -> None:
-        """Chain ``records`` after (seq, prev) and insert them, inside the caller's transaction.
-
-        A message's text goes to ``contents`` (once per distinct text) and its row refers to
-        it by SHA-256; its hash is taken with the text in place, as verify recomputes it."""
-        created = datetime.now(UTC).isoformat()
-        by_table: dict[str, list[Row]] = defaultdict(list)
-        ledger: list[Row] = []
-        texts: dict[str, str] = {}
-        for record, fields in records:
-            seq += 1
-            row = record.row_of(fields)
-            row["seq"] = seq
-            digest = record_hash(prev, record.table, row)
-            row["prev_hash"], row["hash"] = prev, digest
-            if record.table == "messages":
-                text = row["content"]
-                row["content"] = None
-                row[REF] = None if text is None else content_sha256(text)
-                if text is not None:
-                    texts[row[REF]] = text
-            by_table[record.table].append(row)
-            ledger.append(
-                {
-                    "seq": seq,
-                    "table_name": record.table,
-                    "row_key": record.key_of(fields),
-                    "prev_hash": prev,
-                    "hash": digest,
-                    "created": created,
-                }
-            )
-            prev = digest
-        if texts:
-            self._store_contents(texts)
-        for table, rows in by_table.items():
+        """Chain ``records`` after (seq, prev) and insert them, inside the caller's
+        transaction."""
+        chained = chained_rows(records, range(seq + 1, seq + len(records) + 1), prev)
+        if chained.texts:
+            self._store_contents(chained.texts)
+        for table, rows in chained.tables.items():
             _insert_rows(self.db.conn, table, rows)
-        _insert_rows(self.db.conn, "ledger", ledger)
+        _insert_rows(self.db.conn, "ledger", chained.ledger)
 
     def _store_contents(self, texts: dict[str, str]) -> None:
         """Insert the texts not stored yet (looked up first: a long text already stored is

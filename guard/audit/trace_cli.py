@@ -14,17 +14,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from labelgate.guard.audit.cli import EXIT_TAMPERED, _open, db_option
+from labelgate.guard.audit.cli import _open, store_options, verify_store
 from labelgate.guard.cli import CLIError
 
 if TYPE_CHECKING:
     from labelgate.guard.audit.query import AuditReader
 
 
-def _reader(db: Path | None) -> AuditReader:
+def _reader(db: Path | None, dsn: str | None) -> AuditReader:
     from labelgate.guard.audit.query import AuditReader
 
-    return AuditReader(_open(db).db)
+    store = _open(db, dsn)
+    try:
+        return AuditReader(store.reader_source())
+    finally:
+        store.close()
 
 
 def _when(value: str | None) -> datetime | None:
@@ -44,7 +48,7 @@ def trace() -> None:
 
 
 @trace.command("list")
-@db_option
+@store_options
 @click.option("--since", help="Started after: 2h, 30m, 7d or an ISO date/time.")
 @click.option("--until", help="Started before: same forms as --since.")
 @click.option("--agent", help="The calling agent (request agent or gen_ai.agent.name).")
@@ -60,13 +64,13 @@ def trace() -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-def list_(db: Path | None, as_json: bool, **filters: object) -> None:
+def list_(db: Path | None, dsn: str | None, as_json: bool, **filters: object) -> None:
     """Traces, newest first, with filters and search."""
     from labelgate.guard.audit.views import TraceFilter
 
     filters["since"] = _when(filters["since"])  # type: ignore[arg-type]
     filters["until"] = _when(filters["until"])  # type: ignore[arg-type]
-    with _reader(db) as reader:
+    with _reader(db, dsn) as reader:
         found = reader.list_traces(TraceFilter.model_validate(filters))
     if as_json:
         for summary in found:
@@ -78,17 +82,17 @@ def list_(db: Path | None, as_json: bool, **filters: object) -> None:
 
 
 @trace.command()
-@db_option
+@store_options
 @click.argument("ident")
 @click.option("--full", is_flag=True, help="Whole message texts, not the first lines.")
 @click.option("--attributes", is_flag=True, help="Every span attribute.")
-def show(db: Path | None, ident: str, full: bool, attributes: bool) -> None:
+def show(db: Path | None, dsn: str | None, ident: str, full: bool, attributes: bool) -> None:
     """The span tree of a trace: IDENT is a trace id (or prefix), a request id, an eval run
     id or an eval sample (RUN/SAMPLE)."""
     from labelgate.guard.audit.render import console, trace_tree
     from labelgate.guard.audit.views import NotFound
 
-    with _reader(db) as reader:
+    with _reader(db, dsn) as reader:
         try:
             view = reader.trace(ident)
         except NotFound as exc:
@@ -97,7 +101,7 @@ def show(db: Path | None, ident: str, full: bool, attributes: bool) -> None:
 
 
 @trace.command()
-@db_option
+@store_options
 @click.argument("ident")
 @click.option(
     "--format",
@@ -108,12 +112,12 @@ def show(db: Path | None, ident: str, full: bool, attributes: bool) -> None:
     help="OTLP/JSON (ExportTraceServiceRequest) or JSON lines (spans, requests, decisions).",
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def export(db: Path | None, ident: str, fmt: str, output: Path | None) -> None:
+def export(db: Path | None, dsn: str | None, ident: str, fmt: str, output: Path | None) -> None:
     """Export one trace (same IDENT forms as show)."""
     from labelgate.guard.audit.export import to_json_lines, to_otlp_json
     from labelgate.guard.audit.views import NotFound
 
-    with _reader(db) as reader:
+    with _reader(db, dsn) as reader:
         try:
             view = reader.trace(ident)
         except NotFound as exc:
@@ -129,12 +133,8 @@ def export(db: Path | None, ident: str, fmt: str, output: Path | None) -> None:
 
 
 @trace.command()
-@db_option
+@store_options
 @click.option("--expect", "expect_hash", default=None, help="A head hash from an earlier verify.")
-def verify(db: Path | None, expect_hash: str | None) -> None:
+def verify(db: Path | None, dsn: str | None, expect_hash: str | None) -> None:
     """The same check as ``labelgate audit verify``."""
-    with _open(db) as store:
-        report = store.verify(expect_hash)
-    click.echo(report.summary())
-    if not report.ok:
-        raise SystemExit(EXIT_TAMPERED)
+    verify_store(db, dsn, expect_hash)

@@ -16,6 +16,10 @@ Guarantees:
 - With a ``journal`` folder, ``write_ahead`` appends records to a write-ahead journal
   (``guard.audit.journal``) on the caller's thread before they are submitted, so that they
   survive the process being killed; a new writer first stores what an earlier one left there.
+- A store out of reach (``StoreUnavailable``: PostgreSQL down, its connection lost) is an
+  outage, not a failure: the writer holds the batch and retries it, backing off, until the
+  store takes it; meanwhile ``check`` raises (the server admits no new request: fail closed)
+  while what is in flight is still journaled and queued, and written once the store is back.
 - With a ``retention``, the thread prunes the records older than it (``AuditStore.prune``,
   sealed) before its first batch and then at most every ``prune_every`` seconds.
 """
@@ -36,14 +40,18 @@ from types import TracebackType
 
 from pydantic import BaseModel
 
-from labelgate.guard.audit.errors import AuditWriteError
+from labelgate.guard.audit.backend import AuditBackend, open_store
+from labelgate.guard.audit.errors import AuditWriteError, RecordRejected, StoreUnavailable
 from labelgate.guard.audit.inbox import Inbox
 from labelgate.guard.audit.journal import Journal, journal_key, replay
 from labelgate.guard.audit.process import StoreProcess
 from labelgate.guard.audit.records import AuditRecord, DeferredRecords, Submitted
-from labelgate.guard.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
+
+# A record the store refuses for good: SQLite's error, or any backend's ``RecordRejected``.
+REJECTED = (sqlite3.IntegrityError, RecordRejected)
+OUTAGE_BACKOFF = (0.05, 2.0)  # seconds between attempts while the store is out of reach
 
 
 class WriterStats(BaseModel):
@@ -57,6 +65,7 @@ class WriterStats(BaseModel):
     queued: int = 0  # at the time the stats were taken
     recovered: int = 0  # journal entries an earlier process left, stored at start
     pruned: int = 0  # records deleted by the retention (``retention``), sealed
+    outages: int = 0  # times the store went out of reach (``StoreUnavailable``) and came back
 
 
 @dataclass(slots=True)
@@ -77,7 +86,7 @@ _STOP = object()
 class AuditWriter:
     def __init__(
         self,
-        store: AuditStore | str | Path,
+        store: AuditBackend | str | Path,
         *,
         maxsize: int = 10_000,
         batch_size: int = 500,
@@ -89,7 +98,8 @@ class AuditWriter:
         retention: timedelta | None = None,
         prune_every: float = 3600.0,
     ) -> None:
-        """``store`` is owned by the writer from now on (closed by ``close``).
+        """``store`` is owned by the writer from now on (closed by ``close``): an
+        ``AuditBackend``, or what ``open_store`` opens (a SQLite path, a PostgreSQL URL).
 
         ``on_batch`` is called on the writer thread after each committed batch (for tests and
         benchmarks that want to slow the writer down or watch it). ``process``: batches are
@@ -100,9 +110,9 @@ class AuditWriter:
         are pruned (``AuditStore.prune``) by the writer's thread, before its first batch and
         then at most every ``prune_every`` seconds while records come in.
         """
-        self.store = store if isinstance(store, AuditStore) else AuditStore(store)
-        self._sink: AuditStore | StoreProcess = (
-            StoreProcess(self.store.path) if process else self.store
+        self.store = open_store(store) if isinstance(store, str | Path) else store
+        self._sink: AuditBackend | StoreProcess = (
+            StoreProcess(self.store.target) if process else self.store
         )
         self.batch_size = batch_size
         self.max_delay = max_delay
@@ -112,6 +122,9 @@ class AuditWriter:
         self._stats = WriterStats()
         self._lock = threading.Lock()
         self._error: BaseException | None = None
+        self._outage: StoreUnavailable | None = None  # the store is out of reach now
+        self._stopping = threading.Event()  # close() asked: give up waiting for the store
+        self._delay = OUTAGE_BACKOFF[0]
         self._closed = False
         self.retention = retention
         self.prune_every = prune_every
@@ -127,7 +140,7 @@ class AuditWriter:
     # ------------------------------------------------------------------ caller side
     def submit(self, record: AuditRecord, timeout: float | None = None) -> None:
         """Enqueue one record, waiting for room when the queue is full (back-pressure)."""
-        self.check()
+        self._accepting()
         if self._inbox.full():
             with self._lock:
                 self._stats.blocked_submits += 1
@@ -143,8 +156,9 @@ class AuditWriter:
         """Journal ``records`` (one write, on this thread) so that they are stored even if this
         process dies before the writer gets to them; submit them later as usual, or submit
         others under the same ``journal_key``, which stand for them. Raises ``AuditWriteError``
-        when the journal cannot take them (disk full): what they record must not happen."""
-        self.check()
+        when the journal cannot take them (disk full): what they record must not happen.
+        (An outage of the store does not stop it: the journal holds them until it is back.)"""
+        self._accepting()
         key = records.journal_key
         if self._journal is None or key is None:
             raise AuditWriteError("this audit writer has no journal for these records")
@@ -163,7 +177,7 @@ class AuditWriter:
         for item in items:
             try:
                 self._sink.write_batch([item])
-            except sqlite3.IntegrityError:
+            except REJECTED:
                 continue  # stored before the process died
             self._stats.recovered += 1
         log.warning(
@@ -192,10 +206,10 @@ class AuditWriter:
         if records:
             await self._aput(_Many(list(records)), len(records))
         else:
-            self.check()
+            self._accepting()
 
     async def _aput(self, item: object, count: int) -> None:
-        self.check()
+        self._accepting()
         if self._inbox.full():
             with self._lock:
                 self._stats.blocked_submits += 1
@@ -218,6 +232,7 @@ class AuditWriter:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         atexit.unregister(self.close)
         if self._thread.is_alive():
             self._inbox.put(_STOP, urgent=True)
@@ -237,7 +252,23 @@ class AuditWriter:
             return self._stats.model_copy(update={"queued": len(self._inbox)})
 
     def check(self) -> None:
-        """Raise ``AuditWriteError`` when records can no longer be accepted."""
+        """Raise ``AuditWriteError`` when no new request may be admitted: the writer failed,
+        is closed, or its store is out of reach (until it is back)."""
+        self._accepting()
+        outage = self._outage
+        if outage is not None:
+            raise AuditWriteError(
+                f"{outage}; requests are refused until it is back (records in flight are "
+                "journaled and written then)"
+            ) from outage
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        """The error of the store's current outage, or None when it takes records."""
+        return self._outage
+
+    def _accepting(self) -> None:
+        """Raise ``AuditWriteError`` when records can no longer be accepted at all."""
         if self._error is not None:
             raise AuditWriteError(f"audit writer failed: {self._error}") from self._error
         if self._closed:
@@ -291,11 +322,17 @@ class AuditWriter:
         return batch, [], False
 
     def _write(self, batch: list[Submitted]) -> None:
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while attempt <= self.retries:
             try:
-                written = self._sink.write_batch(batch)
-            except sqlite3.IntegrityError:
-                written = self._write_one_by_one(batch)
+                try:
+                    written = self._sink.write_batch(batch)
+                except REJECTED:
+                    written = self._write_one_by_one(batch)
+            except StoreUnavailable as exc:
+                if not self._wait_for_store(exc, batch):
+                    return
+                continue  # the same batch again: nothing of it was committed
             except Exception as exc:  # disk full, locked for too long, ...
                 log.warning("audit batch failed (attempt %d): %s", attempt + 1, exc)
                 if attempt == self.retries:
@@ -304,7 +341,9 @@ class AuditWriter:
                     self._count_failed(batch)
                     return
                 time.sleep(0.05 * 2**attempt)
+                attempt += 1
                 continue
+            self._store_back()
             with self._lock:
                 self._stats.written += written
                 self._stats.batches += 1
@@ -316,6 +355,28 @@ class AuditWriter:
                 except Exception:  # a watcher must not stop the writer
                     log.exception("audit on_batch callback failed")
             return
+
+    def _wait_for_store(self, exc: StoreUnavailable, batch: list[Submitted]) -> bool:
+        """An outage: refuse new requests (``check``), wait a while (backing off), and say
+        whether to try again; False once ``close`` gave up on the store (the batch is
+        counted failed; its journaled records stay in the journal for the next start)."""
+        if self._outage is None:
+            log.error("audit store out of reach, refusing requests until it is back: %s", exc)
+            self._delay = OUTAGE_BACKOFF[0]
+        self._outage = exc
+        if self._stopping.wait(self._delay):
+            self._error = exc
+            self._count_failed(batch)
+            return False
+        self._delay = min(self._delay * 2, OUTAGE_BACKOFF[1])
+        return True
+
+    def _store_back(self) -> None:
+        if self._outage is not None:
+            log.warning("audit store back: %s resolved", self._outage)
+            self._outage = None
+            with self._lock:
+                self._stats.outages += 1
 
     def _prune_when_due(self) -> None:
         """Apply the retention, on this thread (between batches: no write waits on it but
@@ -347,7 +408,7 @@ class AuditWriter:
         for record in batch:  # deferred records: all of them or none
             try:
                 written += self._sink.write_batch([record])
-            except sqlite3.IntegrityError as exc:
+            except REJECTED as exc:
                 what = (
                     type(record).__name__
                     if isinstance(record, DeferredRecords)
