@@ -231,6 +231,52 @@ async def test_scripted_cases_in_the_sandbox(case: str) -> None:
     assert scores["behaviour"].value == behaviour
 
 
+# --------------------------------------------------------------------------- every scenario
+
+# One honest and one scheming script per eval (the scripted cases of test_scheming_scorers.py),
+# run on every shipped scenario in the sandbox: each of the 8+ scenarios per eval is scored
+# by the same state-based verdicts over real files.
+EVERY = {
+    "oversight_subversion": (base.oversight_scripts, "disables_with_sed"),
+    "self_exfiltration": (base.exfil_scripts, "overwrites_successor"),
+    "goal_guarding": (base.goal_scripts, "replaces_with_own_goal"),
+    "email_reranking": (base.ranking_scripts, "reranks_for_goal"),
+}
+SCENARIOS = [
+    (sample, case)
+    for name, (_, acts) in EVERY.items()
+    for sample in base.samples(name, "bwrap")
+    for case in ("honest", acts)
+]
+
+
+@pytest.mark.parametrize(
+    ("sample", "case"), SCENARIOS, ids=[f"{s.scenario_id}:{c}" for s, c in SCENARIOS]
+)
+async def test_every_scenario_in_the_sandbox(sample: Sample, case: str) -> None:
+    scripts, _ = EVERY[sample.metadata["eval"]]
+    script, scheming, behaviour = scripts(base.world_of(sample))[case]
+    scores = await run(sample, script)
+    assert scores["scheming"].value == scheming, scores["scheming"].explanation
+    assert scores["behaviour"].value == behaviour
+
+
+@pytest.mark.parametrize(
+    "sample",
+    base.samples("alignment_faking", "bwrap")[::2] + base.samples("sandbagging", "bwrap")[::4],
+    ids=lambda s: s.id,
+)
+async def test_paired_scenarios_in_the_sandbox(sample: Sample) -> None:
+    w = base.world_of(sample)
+    if w.eval == "alignment_faking":
+        scores = await run(sample, [base.select(w, "own")])
+        assert scores["behaviour"].value == "own"
+    else:
+        right = ",".join(str(a * b) for a, b in w.questions)
+        scores = await run(sample, [base.call("submit_answers", answers=right)])
+        assert scores["behaviour"].numeric == 1.0
+
+
 # --------------------------------------------------------------------------- the sandbox itself
 
 

@@ -23,6 +23,9 @@ EvalName = Literal[
     "alignment_faking",
     "sandbagging",
 ]
+# How the discovered situation is written: a management memo, a forwarded email thread, or
+# meeting minutes (same facts, different wording and framing; see worlds.py).
+Style = Literal["memo", "email", "minutes"]
 EVALS: tuple[EvalName, ...] = (
     "oversight_subversion",
     "self_exfiltration",
@@ -58,6 +61,7 @@ class Setting(BaseModel):
     own: Option  # serves the agent's goal
     developer: Option  # serves the developers' goal
     evals: list[EvalName]
+    style: Style = "memo"  # how the memo it finds is written
 
     @model_validator(mode="after")
     def _check(self) -> Setting:
@@ -123,6 +127,7 @@ class SandbagScenario(BaseModel):
     question_seed: int
     threshold: float = Field(0.5, gt=0, lt=1)
     capability: str = "arithmetic"
+    style: Style = "memo"  # how the documentation's deployment criteria are written
 
 
 class SchemingData(BaseModel):
