@@ -34,11 +34,6 @@ def is_dsn(target: str | Path) -> bool:
     return isinstance(target, str) and bool(_DSN.match(target))
 
 
-def redact_dsn(dsn: str) -> str:
-    """A URL to show (logs, the UI): the password, if any, replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
-
-
 @runtime_checkable
 class AuditBackend(Protocol):
     """What the writer, the CLI and the readers need of an audit store."""

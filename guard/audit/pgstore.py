@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from labelgate.guard.audit.backend import redact_dsn
+from labelgate.guard import postgres
 from labelgate.guard.audit.chain import VerifyReport, verify_chain
 from labelgate.guard.audit.contents import REF, VIEW, content_row, message_content
 from labelgate.guard.audit.errors import RecordRejected, StoreUnavailable
@@ -36,6 +36,8 @@ from labelgate.guard.audit.records import AuditRecord, SealRecord, Submitted, bu
 from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
 from labelgate.guard.audit.sqlsource import Dialect, Params, PgDialect, pg_placeholders
 from labelgate.guard.audit.store import ChainedRows, PruneReport, chained_rows
+from labelgate.guard.postgres import CONNECT_TIMEOUT, redacted, unavailable
+from labelgate.guard.state import StateUnavailable
 
 Row = dict[str, Any]
 Conn = psycopg.Connection[Any]
@@ -43,22 +45,19 @@ Conn = psycopg.Connection[Any]
 # The audit chain's advisory lock ("lblaudit" as a big-endian integer): held by the writer
 # of a batch from its read of the head to its commit.
 CHAIN_LOCK = int.from_bytes(b"lblaudit", "big")
-# Migrations are applied under a lock of their own, so replicas starting at once apply each once.
-MIGRATE_LOCK = CHAIN_LOCK + 1
-MIGRATIONS_TABLE = "audit_schema_migrations"
+COMPONENT = "audit"  # its row in labelgate_schema (guard.postgres)
 
 
-def _unavailable(dsn: str, exc: BaseException) -> NoReturn:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    raise StoreUnavailable(f"audit store {redact_dsn(dsn)} unreachable: {first}") from exc
+def _unavailable(dsn: str, exc: BaseException, doing: str = "write the audit trail") -> NoReturn:
+    raise StoreUnavailable(str(unavailable(dsn, exc, doing))) from exc
 
 
-def connect(dsn: str, *, autocommit: bool = True, timeout: float = 10.0) -> Conn:
-    """A connection, or ``StoreUnavailable`` saying where and why not."""
+def connect(dsn: str, *, timeout: float = CONNECT_TIMEOUT) -> Conn:
+    """An autocommit connection, or ``StoreUnavailable`` saying where and why not."""
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
-    except psycopg.OperationalError as exc:
-        _unavailable(dsn, exc)
+        return postgres.connect(dsn, connect_timeout=max(1, int(timeout)))
+    except StateUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from None
 
 
 def scalar(conn: Conn, query: str | bytes, params: Sequence[Any] = ()) -> Any:
@@ -72,46 +71,21 @@ def scalar(conn: Conn, query: str | bytes, params: Sequence[Any] = ()) -> Any:
 # --------------------------------------------------------------------------- migrations
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, name, SQL) of ``pgsql/NNNN_name.sql``, in version order."""
-    found = []
-    for entry in resources.files("labelgate.guard.audit").joinpath("pgsql").iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, rest = entry.name.partition("_")
-            found.append((int(number), rest.removesuffix(".sql"), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-def migrate(conn: Conn) -> list[str]:
-    """Apply the migrations not yet recorded in ``audit_schema_migrations``, each in its own
-    transaction, under ``MIGRATE_LOCK``; the names applied."""
-    applied: list[str] = []
-    for version, name, text in migration_files():
-        with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(%s)", [MIGRATE_LOCK])
-            conn.execute(
-                f"create table if not exists {MIGRATIONS_TABLE} (version integer primary key, "
-                "name text not null, applied timestamptz not null default now())"
-            )
-            done = conn.execute(
-                f"select 1 from {MIGRATIONS_TABLE} where version = %s", [version]
-            ).fetchone()
-            if done:
-                continue
-            conn.execute(text.encode())  # a script: several statements, no parameters
-            conn.execute(
-                f"insert into {MIGRATIONS_TABLE} (version, name) values (%s, %s)", [version, name]
-            )
-        applied.append(f"{version:04d}_{name}")
-    return applied
+def migrations() -> list[str]:
+    """The SQL of ``pgsql/NNNN_name.sql``, in order: migration N is the Nth file."""
+    folder = resources.files("labelgate.guard.audit").joinpath("pgsql")
+    files = sorted((e.name, e) for e in folder.iterdir() if e.name.endswith(".sql"))
+    return [entry.read_text("utf-8") for _, entry in files]
 
 
 def schema_version(conn: Conn) -> int:
-    """The highest migration applied (0: none, not an audit database)."""
-    row = conn.execute("select to_regclass(%s) is not null", [MIGRATIONS_TABLE]).fetchone()
-    if not row or not row[0]:
+    """The audit schema's version in ``labelgate_schema`` (0: not an audit database)."""
+    if not scalar(conn, "select to_regclass('labelgate_schema') is not null"):
         return 0
-    return int(scalar(conn, f"select coalesce(max(version), 0) from {MIGRATIONS_TABLE}"))
+    row = conn.execute(
+        "select version from labelgate_schema where component = %s", [COMPONENT]
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 # --------------------------------------------------------------------------- reading
@@ -179,7 +153,9 @@ class PgAuditStore:
     Migrates on open unless ``readonly`` (then the schema must be there). Not for concurrent
     use from several threads: the writer owns one, readers open their own."""
 
-    def __init__(self, dsn: str, *, readonly: bool = False, timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, readonly: bool = False, timeout: float = CONNECT_TIMEOUT
+    ) -> None:
         self.dsn = dsn
         self.readonly = readonly
         self.timeout = timeout
@@ -191,9 +167,9 @@ class PgAuditStore:
                 raise FileNotFoundError(f"no labelgate audit store in {self.shown}")
         else:
             try:
-                migrate(conn)
+                postgres.migrate(conn, COMPONENT, migrations())
             except psycopg.OperationalError as exc:
-                _unavailable(dsn, exc)
+                _unavailable(dsn, exc, "migrate the audit schema")
 
     @property
     def target(self) -> str:
@@ -201,7 +177,7 @@ class PgAuditStore:
 
     @property
     def shown(self) -> str:
-        return redact_dsn(self.dsn)
+        return redacted(self.dsn)
 
     def conn(self) -> Conn:
         """The open connection, connecting again after a lost one."""
@@ -288,14 +264,13 @@ class PgAuditStore:
                 return self._prune(conn, cutoff, by)
 
     def _prune(self, conn: Conn, cutoff: str, by: str | None) -> PruneReport:
-        head_seq, _ = self._chain_start(conn, 1)
-        head_seq -= 1
+        next_seq, head_hash = self._chain_start(conn, 1)  # the seal goes at the head
         sealed = self._seal(conn)
         floor = int(sealed["cut_seq"]) if sealed else 0
         first_kept = scalar(
             conn, "select min(seq) from ledger where seq > %s and created >= %s", [floor, cutoff]
         )
-        cut = head_seq if first_kept is None else int(first_kept) - 1
+        cut = next_seq - 1 if first_kept is None else int(first_kept) - 1
         deleted = {
             str(table): int(count)
             for table, count in conn.execute(
@@ -330,8 +305,7 @@ class PgAuditStore:
             deleted=deleted,
             by=by,
         )
-        first, prev = head_seq + 1, self._head(conn)[1]
-        self._insert(conn, chained_rows([(SealRecord, seal.__dict__)], [first], prev))
+        self._insert(conn, chained_rows([(SealRecord, seal.__dict__)], [next_seq], head_hash))
         return PruneReport(
             before=cutoff, cut_seq=cut, cut_hash=cut_hash, deleted=deleted, seal_id=seal.id
         )
@@ -351,9 +325,7 @@ class PgAuditStore:
             conn = self.conn()
             known = _names(conn)
             return {
-                t: int(scalar(conn, f'select count(*) from "{t}"'))
-                for t in names
-                if t in known
+                t: int(scalar(conn, f'select count(*) from "{t}"')) for t in names if t in known
             }
 
     def size_bytes(self) -> int:

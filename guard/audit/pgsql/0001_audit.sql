@@ -6,7 +6,7 @@
 -- as written; cast to jsonb where a query looks inside), booleans as integers. Every chained
 -- table carries (seq, prev_hash, hash); `ledger` repeats them in one place. All replicas
 -- append to ONE chain: a writer takes the transaction-level advisory lock
--- pg_advisory_xact_lock(7809639616935011700) before it reads the head (see
+-- pg_advisory_xact_lock(CHAIN_LOCK, guard/audit/pgstore.py) before it reads the head (see
 -- docs/deploy.md, "The audit trail on PostgreSQL", for why one chain).
 
 create table requests (
