@@ -6,6 +6,7 @@ recovers by itself or at its next start (journal replayed, nothing stored twice)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import threading
 from collections.abc import Iterator
@@ -157,7 +158,7 @@ def test_two_replicas_interleaving_verify_as_one_trail(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         agents = [r[0] for r in conn.execute("select agent from requests order by seq")]
     assert agents.count("agent-a") == agents.count("agent-b") == per_replica
-    switches = sum(1 for x, y in zip(agents, agents[1:], strict=False) if x != y)
+    switches = sum(1 for x, y in itertools.pairwise(agents) if x != y)
     assert switches >= per_replica  # every round holds both: the replicas interleave
     with PgAuditStore(pg_dsn, readonly=True) as store:
         report = store.verify()
