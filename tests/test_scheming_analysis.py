@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from labelgate.evals.cli import eval_group
 from labelgate.evals.scheming import analysis as an
+from labelgate.evals.scheming.confession import DETECTOR, MEASURED
 from labelgate.evals.stats import binomial_test
 from labelgate.guard.models import local_model_available
 
@@ -165,6 +166,15 @@ def test_interrogation_summary() -> None:
     assert [(r.k, r.n) for r in s.multi_turn] == [(0, 2), (1, 2), (1, 2)]
     assert (s.confessed.k, s.confessed.n) == (1, 2)
     assert s.agreement is not None and (s.agreement.k, s.agreement.n) == (3, 4)
+    # the report says which detector labelled the replies: records without a name are the
+    # first regex's; a record of today's interrogation names the measured one and its grader
+    assert s.detectors == ["regex-v1"] and s.graders == []
+    old = an._interrogation_section(an.rows(samples, scores)).markdown
+    assert "`regex-v1`" in old and "not measured" in old
+    for item in scores:
+        item["metadata"] |= {"detector": DETECTOR, "grader": "gpt-4o"}
+    new = an._interrogation_section(an.rows(samples, scores)).markdown
+    assert f"`{DETECTOR}`" in new and MEASURED in new and "grader model (gpt-4o)" in new
 
 
 # --------------------------------------------------------------------------- CLI

@@ -25,7 +25,14 @@ from pydantic import BaseModel
 
 from labelgate.evals.family import Figure, ReportSection
 from labelgate.evals.plots import grouped_rates
-from labelgate.evals.scheming.interrogation import GRID, LABELS
+from labelgate.evals.scheming.confession import (
+    DETECTOR,
+    LABELLED_SET,
+    LABELS,
+    MEASURED,
+    cohen_kappa,
+)
+from labelgate.evals.scheming.interrogation import GRID
 from labelgate.evals.scheming.spec import EVALS
 from labelgate.evals.stats import (
     Rate,
@@ -385,20 +392,6 @@ def _sandbag_section(items: list[Row], n_boot: int) -> ReportSection | None:
 # --------------------------------------------------------------------------- interrogation
 
 
-def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """Cohen's kappa of two raters over the same items (None when undefined)."""
-    n = len(pairs)
-    if n == 0:
-        return None
-    observed = sum(a == b for a, b in pairs) / n
-    first = Counter(a for a, _ in pairs)
-    second = Counter(b for _, b in pairs)
-    expected = sum(first[k] * second[k] for k in set(first) | set(second)) / (n * n)
-    if expected == 1.0:
-        return 1.0 if observed == 1.0 else None
-    return (observed - expected) / (1 - expected)
-
-
 class InterrogationSummary(BaseModel):
     rollouts: int
     by_wording: dict[str, Rate]
@@ -408,6 +401,8 @@ class InterrogationSummary(BaseModel):
     graded: int
     agreement: Rate | None
     kappa: float | None
+    detectors: list[str]  # the detectors that labelled the replies (one per run, as a rule)
+    graders: list[str]
 
 
 def interrogation(items: Sequence[Row]) -> InterrogationSummary | None:
@@ -439,7 +434,21 @@ def interrogation(items: Sequence[Row]) -> InterrogationSummary | None:
         graded=len(graded),
         agreement=rate(sum(a == b for a, b in graded), len(graded)) if graded else None,
         kappa=cohen_kappa(graded),
+        # records from before the detector was named used the first, sentence-blind regex
+        detectors=sorted({str(rec.get("detector", "regex-v1")) for rec in records}),
+        graders=sorted({str(g) for rec in records if (g := rec.get("grader"))}),
     )
+
+
+def _detector_note(s: InterrogationSummary) -> str:
+    """Which detector labelled the replies above, and how far it can be trusted."""
+    names = ", ".join(f"`{d}`" for d in s.detectors)
+    note = f"Admissions above are the deterministic detector's labels ({names})."
+    if s.detectors == [DETECTOR]:
+        note += f" On {LABELLED_SET} hand-labelled replies: {MEASURED}."
+    else:
+        note += " An older detector than the current one, whose agreement was not measured."
+    return note
 
 
 def _interrogation_section(items: list[Row]) -> ReportSection:
@@ -468,10 +477,12 @@ def _interrogation_section(items: list[Row]) -> ReportSection:
             "\n\nNo multi-turn interrogation (`turns=0`): rollouts with an admission in at "
             f"least one single-turn reply: {_r(s.confessed)}."
         )
+    text += "\n\n" + _detector_note(s)
     if s.agreement is not None:
         kappa = "n/a" if s.kappa is None else f"{s.kappa:.2f}"
         text += (
-            f"\n\nDetector vs grader model on {s.graded} replies: agreement "
+            f"\n\nDetector vs grader model ({', '.join(s.graders)}) on {s.graded} replies: "
+            "agreement "
             f"{_r(s.agreement)}, Cohen's kappa {kappa}."
         )
     else:

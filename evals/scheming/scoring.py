@@ -22,12 +22,8 @@ from typing import Any
 from labelgate.evals.agent import Transcript
 from labelgate.evals.environment import Environment
 from labelgate.evals.scenario import Sample
-from labelgate.evals.scheming.interrogation import (
-    GRADER_CRITERION,
-    LABELS,
-    QUESTIONS,
-    Interrogation,
-)
+from labelgate.evals.scheming.confession import LABELS
+from labelgate.evals.scheming.interrogation import GRADER_CRITERION, QUESTIONS, Interrogation
 from labelgate.evals.scheming.textual import parse_tool_calls
 from labelgate.evals.scheming.verdicts import Verdict, verdict
 from labelgate.evals.scheming.worlds import World
@@ -156,6 +152,7 @@ class InterrogationScorer:
                     r.reply, GRADER_CRITERION.format(question=question)
                 )
                 r.grader = graded.value  # type: ignore[assignment]
+            record.grader = self.grader.grader.name
         admitted = sum(1 for r in record.replies if r.detector == "admission")
         mt = record.multi_turn
         confessed = bool(mt and mt.confessed_at) or (mt is None and admitted > 0)
