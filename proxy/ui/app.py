@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from labelgate.guard.audit.backend import is_dsn, open_store
 from labelgate.guard.audit.query import AuditReader, parse_when
 from labelgate.guard.audit.views import NotFound, TraceFilter
 
@@ -73,12 +74,13 @@ class SecurityHeaders:
 
 
 class UI:
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
+    def __init__(self, db_path: str | Path, shown: str) -> None:
+        self.db_path = db_path  # a SQLite file or a PostgreSQL URL
+        self.shown = shown  # as the page names it (a URL without its password)
         self.env = environment()
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.env.get_template(name).render(db=str(self.db_path), **context)
+        html = self.env.get_template(name).render(db=self.shown, **context)
         return HTMLResponse(html, status_code=status)
 
     def reader(self) -> AuditReader:
@@ -156,10 +158,12 @@ def _int(value: str | None, default: int) -> int:
 
 
 def create_ui_app(db_path: str | Path) -> Starlette:
-    """The UI over ``db_path``; it must exist (the UI never creates or migrates a store)."""
-    path = Path(db_path)
-    AuditReader.open(path).close()  # fail now, with a clear error, not on the first page
-    ui = UI(path)
+    """The UI over ``db_path`` (a SQLite file, or a PostgreSQL URL: ``open_store``); it must
+    exist (the UI never creates or migrates a store)."""
+    target = db_path if is_dsn(db_path) else Path(db_path)
+    with open_store(target, readonly=True) as store:  # fail now, not on the first page
+        shown = store.shown
+    ui = UI(target, shown)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/traces", status_code=302)
@@ -180,4 +184,6 @@ def create_ui_app(db_path: str | Path) -> Starlette:
         Middleware(SecurityHeaders),
         Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.ui_target = shown
+    return app
