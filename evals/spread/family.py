@@ -4,7 +4,7 @@ counterfactual item under one defense (the variant); the sample runs the whole s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.trace import Tracer
 from pydantic import Field, field_validator
@@ -18,6 +18,7 @@ from labelgate.evals.scorers import Score, Scorer
 from labelgate.evals.spread import analysis
 from labelgate.evals.spread.data import CounterfactItem, load_items
 from labelgate.evals.spread.defenses import DEFENSES, Chat, make_defense
+from labelgate.evals.spread.persuadable import COMMUNITY, community_model
 from labelgate.evals.spread.proxied import Channel, DirectChannel, Said, Turn, open_channel
 from labelgate.evals.spread.simulation import Condition, SimConfig, SimResult, Simulation
 from labelgate.guard import semconv
@@ -38,6 +39,12 @@ class SpreadOptions(SimConfig):
         description="attack: agent 0 manipulated; control: no one is (agent 0 still suspected)",
     )
     seeds: list[int] = Field(default_factory=lambda: [0])
+    community: Literal["model", "persuadable"] = Field(
+        "model",
+        description="who plays the agents: the model under test, or the scripted persuadable "
+        "community (evals/spread/persuadable.py; the model is not called) that validates "
+        "the metrics end to end",
+    )
 
     @field_validator("defenses")
     @classmethod
@@ -61,7 +68,11 @@ def scenario(item: CounterfactItem, opts: SpreadOptions) -> Scenario:
         family=FAMILY,
         prompt="{question}",
         vars={"question": item.prompt},
-        metadata={"item": item.model_dump(), "sim": opts.sim().model_dump()},
+        metadata={
+            "item": item.model_dump(),
+            "sim": opts.sim().model_dump(),
+            "community": opts.community,
+        },
         variants=[
             Variant(name=variant_name(c, d), metadata={"defense": d, "condition": c})
             for c in opts.conditions
@@ -204,9 +215,11 @@ class SpreadFamily:
         capture_content: bool = False,
     ) -> Transcript:
         limits = limits or AgentLimits()
-        caller = _Caller(model, sample.seed, tracer, limits, capture_content)
         config = SimConfig.model_validate(sample.metadata["sim"])
         item = CounterfactItem.model_validate(sample.metadata["item"])
+        if sample.metadata.get("community") == COMMUNITY:
+            model = community_model(item)  # every agent scripted; the model under test idle
+        caller = _Caller(model, sample.seed, tracer, limits, capture_content)
         condition: Condition = sample.metadata.get("condition", "attack")
         direct = caller.wrap(DirectChannel(model, caller.params))
         defense = make_defense(sample.metadata["defense"], chat_as(direct, "supervisor"))
@@ -227,4 +240,14 @@ class SpreadFamily:
         scores: list[dict[str, Any]],
         options: dict[str, Any] | None = None,
     ) -> list[ReportSection]:
-        return analysis.sections(samples, scores)
+        sections = analysis.sections(samples, scores)
+        if (options or {}).get("community") == COMMUNITY:
+            note = (
+                "Every agent was played by the scripted **persuadable** community "
+                "(`-O community=persuadable`), not by the model under test: a benign agent "
+                "adopts the claim once it has read it unmarked and was not told to be "
+                "vigilant. This run validates the metrics and the defenses; it measures no "
+                "model."
+            )
+            sections.insert(0, ReportSection("Community", note))
+        return sections
