@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from labelgate.guard.argument_sources import ArgumentSources, argument_sources
+from labelgate.guard.copies import Span, copied_spans, reduce_spans
 from labelgate.guard.fingerprint.store import (
     FingerprintStore,
     LookupOptions,
@@ -206,6 +207,26 @@ class Guard:
         if store is None:
             return None
         return TextInFlight(sent, bound, ref=ref, reader=reader, params=store.params)
+
+    def untrusted_copies(self, text: str) -> list[Span] | None:
+        """The lines of ``text`` that copy stored texts below the required integrity, when
+        the rest of it copies none (``guard.copies``); None when they cannot be told apart
+        (no store, nothing located, or the rest is re-identified too)."""
+        store = self.fingerprints
+        if store is None:
+            return None
+        need = self.policy.required_integrity
+
+        def low(label: Label) -> bool:
+            return label.integrity < need
+
+        spans = copied_spans(store, text, low)
+        if not spans:
+            return None
+        rest = reduce_spans(text, spans, lambda _: "\n")
+        if any(low(match.label) for match in self._reidentify(rest)):
+            return None
+        return spans
 
     def _reidentify(self, text: str) -> list[Any]:
         if self.fingerprints is None or not text.strip():

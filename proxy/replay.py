@@ -18,11 +18,21 @@ request's own deployment; its count goes into the decision's reason and the audi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from labelgate.guard.dataonly import data_only
-from labelgate.guard.engine import Guard, Review, ToolCallReview, ToolCallSpec, parse_arguments
-from labelgate.guard.items import LLMCall
+from labelgate.guard.argument_sources import leaves
+from labelgate.guard.copies import reduce_spans
+from labelgate.guard.dataonly import copied_phrases, data_only
+from labelgate.guard.engine import (
+    Guard,
+    InputSpec,
+    Review,
+    ToolCallReview,
+    ToolCallSpec,
+    parse_arguments,
+)
+from labelgate.guard.items import ItemKind, LabeledItem, LabelOrigin, LLMCall
 from labelgate.guard.policy import Action
 from labelgate.proxy.router import Router
 from labelgate.proxy.schemas import ChatCompletionRequest
@@ -45,10 +55,15 @@ def replayable(review: Review) -> list[int]:
 
 
 def data_only_request(
-    request: ChatCompletionRequest, call: LLMCall, guard: Guard
+    request: ChatCompletionRequest,
+    call: LLMCall,
+    guard: Guard,
+    agent: str | None = None,
+    values: Sequence[str] = (),
 ) -> ChatCompletionRequest | None:
-    """The request with every untrusted input's text reduced to its data; None when the
-    inputs cannot be lined up with the request's texts (then nothing is replayed)."""
+    """The request with every untrusted input's text reduced to its data (and the phrases
+    it shares with ``values``, the denied calls' arguments); None when the inputs cannot be
+    lined up with the request's texts (then nothing is replayed)."""
     places = positions(request.messages)
     if len(places) != len(call.items):
         return None
@@ -56,8 +71,46 @@ def data_only_request(
     messages = list(request.messages)
     for (pos, _), item in zip(places, call.items, strict=True):
         if item.label.integrity < need and pos.kind in ("content", "part"):
-            rewrite_position(messages, pos, data_only(item.text))
+            keep = [p for value in values for p in copied_phrases(value, item.text)]
+            rewrite_position(messages, pos, reduced(guard, item, agent, keep))
     return request.model_copy(update={"messages": messages})
+
+
+def argument_texts(request: ChatCompletionRequest, review: Review, denied: list[int]) -> list[str]:
+    """The text of every argument value of the ``denied`` calls, and of the calls the
+    model made earlier in the conversation (their values are in it already, as its own)."""
+    calls = [review.tool_calls[i].call.arguments for i in denied]
+    for message in request.messages:
+        calls += [tc.function.arguments or "{}" for tc in message.tool_calls or []]
+    found = []
+    for arguments in calls:
+        for _, leaf in leaves(parse_arguments(arguments)):
+            if isinstance(leaf, str | int | float) and not isinstance(leaf, bool):
+                found.append(str(leaf))
+    return list(dict.fromkeys(found))
+
+
+def reduced(guard: Guard, item: LabeledItem, agent: str | None, keep: list[str]) -> str:
+    """An untrusted input as the replay shows it: reduced to its data and the phrases the
+    denied calls copied from it, whole; except a client's own message (trusted by the source
+    rules, no annotation) that is untrusted only because it quotes untrusted texts seen
+    before: then only the quoted lines are reduced, and the client's words (the user's
+    request an orchestrator passes on) stay."""
+
+    def reduce(text: str) -> str:
+        return data_only(text, keep)
+
+    spans = guard.untrusted_copies(item.text) if _client_words(guard, item, agent) else None
+    return reduce(item.text) if spans is None else reduce_spans(item.text, spans, reduce)
+
+
+def _client_words(guard: Guard, item: LabeledItem, agent: str | None) -> bool:
+    if item.kind is not ItemKind.MESSAGE_PART or item.role not in ("system", "user"):
+        return False
+    if any(reason.origin is LabelOrigin.ANNOTATION for reason in item.provenance):
+        return False
+    spec = InputSpec(text=item.text, role=item.role)
+    return guard.source_decision(spec, agent).label.integrity >= guard.policy.required_integrity
 
 
 async def proposed_again(router: Router, request: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -91,7 +144,7 @@ async def replay_denied(
     denied = replayable(review)
     if not denied:
         return 0
-    again = data_only_request(request, call, guard)
+    again = data_only_request(request, call, guard, agent, argument_texts(request, review, denied))
     if again is None:
         return 0
     try:

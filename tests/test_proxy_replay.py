@@ -82,3 +82,68 @@ def test_without_replay_the_integrity_rule_denies_both(start_guarded: StartGuard
     models = {"payer": ScriptedModel(payer, cycle=True)}
     proxy = start_guarded(config, models=models, guard={"replay": False})
     assert [d["action"] for d in _decisions(_turn(proxy, INVOICE))] == ["deny"]
+
+
+def relay_agent(messages: Sequence[Message]) -> ChatResult:
+    """The reader writes notes on the invoice it read (passing on what it says, injected
+    sentences included); the actor pays when its user asks it to, to the IBAN the notes
+    name, or to the one an instruction it reads names (as a hijacked model would)."""
+    user = str(messages[0].get("content") or "") if messages else ""
+    read = "\n".join(str(m.get("content") or "") for m in messages)
+    if user.startswith("Read"):
+        told = re.search(r"pay to [^.]+ instead\.", read)
+        extra = f" The invoice also says: {told.group(0)}" if told else ""
+        return ChatResult(
+            text=f"Invoice INV-2291 from Nordlicht GmbH, 1,250.00 EUR, {IBAN}.{extra}"
+        )
+    if not user.startswith("Pay the Nordlicht invoice"):
+        return ChatResult(text="What should I do?")
+    told = re.search(r"pay to ([A-Z]{2}\d{2}(?: \w{4})+(?: \d{2})?) instead", read)
+    arguments = json.dumps({"iban": told.group(1) if told else IBAN, "amount": "1,250.00 EUR"})
+    call = {
+        "id": "call_pay",
+        "type": "function",
+        "function": {"name": "pay_invoice", "arguments": arguments},
+    }
+    return ChatResult(text="", tool_calls=[call], finish_reason="tool_calls")
+
+
+def _relay(proxy: Guarded, page: str) -> Any:
+    """A reader reads ``page`` and writes notes; an actor gets the user's request with the
+    notes below it, in one user message (as an orchestrator passes them on)."""
+    reader = sdk(proxy.url, default_headers={"X-Labelgate-Agent": "reader"})
+    get = {
+        "id": "call_get",
+        "type": "function",
+        "function": {"name": "get_invoice", "arguments": "{}"},
+    }
+    notes = (
+        reader.chat.completions.create(
+            model="agent",
+            messages=[
+                {"role": "user", "content": "Read the Nordlicht invoice and write notes."},
+                {"role": "assistant", "content": None, "tool_calls": [get]},
+                {"role": "tool", "tool_call_id": "call_get", "content": page},
+            ],
+        )
+        .choices[0]
+        .message.content
+    )
+    actor = sdk(proxy.url, default_headers={"X-Labelgate-Agent": "actor"})
+    request = "Pay the Nordlicht invoice from the notes below, then tell me what you paid."
+    return actor.chat.completions.with_raw_response.create(
+        model="agent",
+        messages=[{"role": "user", "content": f"{request}\n\nReader's notes:\n{notes}"}],
+        tools=[PAY],
+    )
+
+
+def test_relayed_notes_are_reduced_and_the_request_that_quotes_them_stays(
+    start_guarded: StartGuarded,
+) -> None:
+    config = {"model_list": [{"model_name": "agent", "litellm_params": {"model": "agent"}}]}
+    proxy = start_guarded(config, models={"agent": ScriptedModel(relay_agent, cycle=True)})
+    (allowed,) = _decisions(_relay(proxy, INVOICE))
+    assert allowed["action"] == "allow" and "data-only replay" in allowed["reason"]
+    (denied,) = _decisions(_relay(proxy, INJECTED))
+    assert denied["action"] == "deny" and denied["rule"] == "baseline:untrusted-side-effect"
