@@ -140,6 +140,7 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel: Path) -> None:
         "labelgate/policies/policy.schema.json",
         "labelgate/proxy/ui/templates/base.html",
         "labelgate/evals/data/scheming/settings.yaml",
+        "labelgate/evals/data/scheming/confessions.jsonl",
     ):
         assert needed in names
     assert not [n for n in names if n.startswith(("labelgate/tests/", "labelgate/docs/"))]
