@@ -32,6 +32,8 @@ class Choice(BaseModel):
     principle_id: str | None = None
     direction: str | None = None
     principle_values: list[str] = []
+    principle_values_from: str | None = None
+    topic: str | None = None
     seed: int = 0
     choice: ActionType | None  # None: NA
     position: int | None
@@ -57,6 +59,8 @@ def choices(samples: list[dict[str, Any]], scores: list[dict[str, Any]]) -> list
                 principle_id=meta.get("principle_id"),
                 direction=meta.get("direction"),
                 principle_values=meta.get("principle_values") or [],
+                principle_values_from=meta.get("principle_values_from"),
+                topic=meta.get("topic"),
                 seed=sample["seed"],
                 choice=score["value"],
                 position=score["metadata"].get("position"),
@@ -171,6 +175,47 @@ def theory_profile(
     return {t: dims for t, dims in found.items() if dims}
 
 
+# --------------------------------------------------------------------------- topics
+
+NO_TOPIC = "(no topic)"
+
+
+class TopicSummary(BaseModel):
+    topic: str
+    dilemmas: int
+    rates: ChoiceRates
+    top_value: str | None  # the value with the highest score in this topic's choices
+    top_score: float | None
+
+
+def by_topic(items: Iterable[Choice]) -> list[TopicSummary]:
+    """Choice rates per dilemma topic (the data's topic, or topic_group for DailyDilemmas),
+    with each topic's most selected value; topics in order of size, then name."""
+    groups: dict[str, list[Choice]] = defaultdict(list)
+    for c in items:
+        groups[c.topic or NO_TOPIC].append(c)
+    found = []
+    for topic, group in groups.items():
+        ranked = sorted(
+            (
+                (v, s.score)
+                for v, s in value_profile(group, n_boot=0).items()
+                if s.score is not None
+            ),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        found.append(
+            TopicSummary(
+                topic=topic,
+                dilemmas=len({c.dilemma_id for c in group}),
+                rates=choice_rates(group),
+                top_value=ranked[0][0] if ranked else None,
+                top_score=ranked[0][1] if ranked else None,
+            )
+        )
+    return sorted(found, key=lambda t: (-t.dilemmas, t.topic))
+
+
 # --------------------------------------------------------------------------- position bias
 
 
@@ -220,6 +265,8 @@ class SteerOutcome(BaseModel):
 class Steerability(BaseModel):
     principle_id: str
     metric: str  # "aligned" when the principle names values, else "to_do"
+    values: list[str] = []  # the values it promotes
+    values_from: str | None = None  # "given" by its file, or mapped by the "lexicon"
     baseline: ChoiceRates
     baseline_aligned: Rate | None
     support: SteerOutcome | None
@@ -259,6 +306,8 @@ def steerability(items: Iterable[Choice]) -> list[Steerability]:
             Steerability(
                 principle_id=pid,
                 metric=metric,
+                values=values,
+                values_from=steered[0].principle_values_from,
                 baseline=choice_rates(base.values()),
                 baseline_aligned=_aligned_rate(as_principle) if values else None,
                 support=_steer(steered, "support", base, metric, values),

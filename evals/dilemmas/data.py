@@ -62,6 +62,8 @@ class Principle(BaseModel):
     text: str
     values: list[str] = Field(default_factory=list)  # the values it promotes, when known
     source: str | None = None
+    # where its values come from: the file ("given"), labelgate's lexicon ("lexicon"), none
+    values_from: Literal["given", "lexicon"] | None = None
 
 
 class DataError(ValueError):
@@ -263,27 +265,65 @@ def _starter_dilemma(item: dict[str, Any], values: ValueMap) -> Dilemma:
     )
 
 
+# value -> keywords; see the file's header for the rule
+Lexicon = dict[str, list[str]]
+
+
+def load_lexicon(path: str | Path | None = None) -> Lexicon:
+    path = Path(path) if path else _data_file("principle_values.yaml")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+        raise DataError(f"{path}: expected a mapping of value -> list of keywords")
+    return {str(k).lower(): [str(w).lower() for w in v] for k, v in raw.items()}
+
+
+def _keyword(word: str) -> re.Pattern[str]:
+    stem = re.escape(word.rstrip("*")).replace(r"\ ", r"\s+")
+    tail = r"[\w-]*" if word.endswith("*") else ""
+    return re.compile(rf"(?<!\w){stem}{tail}(?!\w)", re.IGNORECASE)
+
+
+def principle_values(text: str, lexicon: Lexicon) -> list[str]:
+    """The values a principle's text promotes by the lexicon, in the lexicon's order."""
+    return [
+        value for value, words in lexicon.items() if any(_keyword(w).search(text) for w in words)
+    ]
+
+
 def load_principles(path: str | Path | None = None) -> list[Principle]:
     """Steering principles: the starter YAML by default, or a CSV with a ``principle`` column
-    (the DailyDilemmas ``principle_*.csv``), or a YAML list like the starter's."""
+    (the DailyDilemmas ``principle_*.csv``), or a YAML list like the starter's. A principle
+    without values of its own gets those of labelgate's lexicon (``principle_values.yaml``)."""
     if path is None:
         path = _data_file("principles_starter.yaml")
     path = Path(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         items = raw["principles"] if isinstance(raw, dict) else raw
-        return [Principle.model_validate(p) for p in items]
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if "principle" not in (reader.fieldnames or []):
-            raise DataError(f"{path}: no 'principle' column")
-        return [
-            Principle(
-                id=f"p{i + 1}", text=row["principle"].strip(), source=_clean(row.get("source"))
-            )
-            for i, row in enumerate(reader)
-            if _clean(row["principle"])
-        ]
+        found = [Principle.model_validate(p) for p in items]
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if "principle" not in (reader.fieldnames or []):
+                raise DataError(f"{path}: no 'principle' column")
+            found = [
+                Principle(
+                    id=f"p{i + 1}",
+                    text=row["principle"].strip(),
+                    source=_clean(row.get("source")),
+                )
+                for i, row in enumerate(reader)
+                if _clean(row["principle"])
+            ]
+    lexicon = load_lexicon()
+    return [_with_values(p, lexicon) for p in found]
+
+
+def _with_values(p: Principle, lexicon: Lexicon) -> Principle:
+    if p.values:
+        return p.model_copy(update={"values_from": "given"})
+    mapped = principle_values(p.text, lexicon)
+    return p.model_copy(update={"values": mapped, "values_from": "lexicon" if mapped else None})
 
 
 # --------------------------------------------------------------------------- from a path

@@ -75,6 +75,9 @@ class DilemmasFamily(AgentLoop):
         undecided = [s for sid, s in cut.items() if sid not in {c.sample_id for c in items}]
         base = [c for c in items if c.condition == "baseline"]
         sections = [_rates_section(items, base, undecided)]
+        topics = an.by_topic(base)
+        if len(topics) > 1 or (topics and topics[0].topic != an.NO_TOPIC):
+            sections.append(_topic_section(topics))
         sections += _profile_sections(base, opts.bootstrap)
         bias = an.position_bias(items)
         if bias is not None:
@@ -118,6 +121,29 @@ def _rates_section(
         "Undecided: cut off by a limit or failed before answering, left out of every rate."
     )
     return ReportSection("Choices", text)
+
+
+def _topic_section(topics: list[an.TopicSummary]) -> ReportSection:
+    rows = [
+        [
+            t.topic,
+            str(t.dilemmas),
+            str(t.rates.n),
+            _r(t.rates.na),
+            _r(t.rates.to_do),
+            _r(t.rates.first_position),
+            "n/a" if t.top_value is None else f"{t.top_value} ({t.top_score:+.2f})",
+        ]
+        for t in topics
+    ]
+    text = _table(
+        ["topic", "dilemmas", "choices", "NA", "chose to do", "chose Action 1", "top value"],
+        rows,
+    ) + (
+        "\n\nBaseline choices (no system prompt), both orders, per topic of the dilemma; "
+        "top value: the highest selected - neglected score among the topic's choices."
+    )
+    return ReportSection("Topics (baseline choices)", text)
 
 
 def _fmt(s: an.DimensionScore) -> str:
@@ -210,6 +236,24 @@ def _bar(x: Rate | None, label: str = "") -> tuple[str, float | None, float | No
     return (label, x.rate, x.low, x.high)
 
 
+def _values_note(steer: list[an.Steerability]) -> str:
+    """Which values each principle was measured by, and where they come from."""
+    source = {
+        "given": "given by the principles file",
+        "lexicon": "mapped by labelgate's lexicon (evals/data/principle_values.yaml)",
+    }
+    lines = [
+        f"- {s.principle_id}: "
+        + (
+            f"{', '.join(s.values)} ({source.get(s.values_from or '', 'source not recorded')})"
+            if s.values
+            else "no values (the lexicon names none of its words): measured as 'to do'"
+        )
+        for s in steer
+    ]
+    return "Values of each principle:\n\n" + "\n".join(lines)
+
+
 def _steer_section(steer: list[an.Steerability]) -> ReportSection:
     rows = []
     series: dict[str, list[Any]] = {"baseline": [], "support": [], "oppose": []}
@@ -235,22 +279,27 @@ def _steer_section(steer: list[an.Steerability]) -> ReportSection:
                     f"{o.test.p_value:.3g}",
                 ]
             )
-    text = _table(
-        [
-            "principle",
-            "metric",
-            "prompt",
-            "baseline",
-            "steered",
-            "shift",
-            "changes -/+",
-            "p (McNemar)",
-        ],
-        rows,
-    ) + (
-        "\n\nMetric 'aligned': share of choices of the action that serves the principle's "
-        "values (dilemmas where exactly one action does); 'to_do': share choosing to do. "
-        "Paired with the baseline by dilemma, order and seed; exact McNemar test."
+    text = (
+        _table(
+            [
+                "principle",
+                "metric",
+                "prompt",
+                "baseline",
+                "steered",
+                "shift",
+                "changes -/+",
+                "p (McNemar)",
+            ],
+            rows,
+        )
+        + (
+            "\n\nMetric 'aligned': share of choices of the action that serves the principle's "
+            "values (dilemmas where exactly one action does); 'to_do': share choosing to do. "
+            "Paired with the baseline by dilemma, order and seed; exact McNemar test."
+        )
+        + "\n\n"
+        + _values_note(steer)
     )
     fig = grouped_rates([s.principle_id for s in steer], series, ylabel="rate")
     return ReportSection("Steerability", text, [Figure("Steerability", fig)])

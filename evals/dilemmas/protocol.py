@@ -39,6 +39,7 @@ class Condition(BaseModel):
     principle_id: str | None = None
     direction: Direction | None = None
     principle_values: list[str] = Field(default_factory=list)
+    principle_values_from: str | None = None  # "given" (the file) or "lexicon"
     system: str | None = None
 
 
@@ -52,6 +53,7 @@ def conditions(principles: list[Principle]) -> list[Condition]:
                     principle_id=p.id,
                     direction=direction,
                     principle_values=p.values,
+                    principle_values_from=p.values_from,
                     system=template.format(principle=p.text),
                 )
             )
@@ -88,6 +90,7 @@ def scenario(
                         "principle_id": cond.principle_id,
                         "direction": cond.direction,
                         "principle_values": cond.principle_values,
+                        "principle_values_from": cond.principle_values_from,
                     },
                 )
             )
