@@ -30,11 +30,18 @@ from starlette.types import Receive, Scope, Send
 
 from labelgate.guard.ids import new_id
 from labelgate.guard.models import ChatModel, LocalModel, import_litellm
-from labelgate.proxy.auth import KeyRing, KeyState
+from labelgate.guard.state import StateUnavailable
+from labelgate.proxy.auth import KeyRing, Slot
 from labelgate.proxy.browser import BrowserShield
 from labelgate.proxy.config import ProxyConfig
 from labelgate.proxy.context import Caller, RequestContext, session_in_body, session_of
-from labelgate.proxy.errors import ProxyError, bad_request, guard_error, not_ready
+from labelgate.proxy.errors import (
+    ProxyError,
+    bad_request,
+    guard_error,
+    not_ready,
+    state_unavailable,
+)
 from labelgate.proxy.header_values import header_json, header_text
 from labelgate.proxy.hook import (
     GatewayHook,
@@ -46,6 +53,7 @@ from labelgate.proxy.hook import (
 from labelgate.proxy.refusals import RefusalLog
 from labelgate.proxy.router import Router, build_deployment
 from labelgate.proxy.schemas import ChatCompletionRequest, EmbeddingRequest, parse_request
+from labelgate.proxy.shared import SharedState, open_state
 from labelgate.proxy.streaming import DONE, HeldStream, sse
 from labelgate.proxy.upstream import (
     Batch,
@@ -77,6 +85,8 @@ class ProxyState:
         self.config = config
         self.hook: GatewayHook = hook or PassThroughHook()
         self.keys = KeyRing(config.keys)
+        # approvals, key limits and fingerprints: this process's, or shared by replicas
+        self.shared: SharedState = open_state(config.state)
         self.max_body = config.server.max_request_bytes
         # The pass-through upstreams' clients (a pool, httpx through a proxy); the router
         # bounds every call.
@@ -197,13 +207,14 @@ UNAUTHENTICATED = "unauthenticated"
 
 async def admitted(
     state: ProxyState, request: Request, endpoint: str
-) -> tuple[RequestContext, KeyState]:
+) -> tuple[RequestContext, Slot]:
     """The caller, authenticated and given a slot of its key's limits, and the request's
-    context. A refusal (401, 429) is raised; ``_with_errors`` records it (rate-bounded)."""
+    context. A refusal (401, 429; 503 when shared limits cannot be counted) is raised;
+    ``_with_errors`` records it (rate-bounded)."""
     caller, key = state.keys.authenticate(headers_of(request))
     ctx = _context(request, caller, endpoint)
-    key.admit()
-    return ctx, key
+    slot = await state.shared.limits.admit(key)
+    return ctx, slot
 
 
 def _bind_body(ctx: RequestContext, body: Any) -> None:
@@ -234,6 +245,8 @@ async def _before(
         raise  # the hook's own answer (e.g. 400 for a malformed extension field)
     except PolicyDenied as denied:
         raise _denied(denied) from None
+    except StateUnavailable as exc:  # the shared state failed: no check, so no answer
+        raise state_unavailable(exc) from None
     except Exception:
         log.exception("guard before_call failed (request %s)", ctx.request_id)
         raise guard_error("the guard failed while checking the request") from None
@@ -248,6 +261,8 @@ async def _after(
         raise
     except PolicyDenied as denied:  # deny_mode "error": the whole answer is refused
         raise _denied(denied) from None
+    except StateUnavailable as exc:
+        raise state_unavailable(exc) from None
     except Exception:
         log.exception("guard after_call failed (request %s)", ctx.request_id)
         raise guard_error("the guard failed while checking the answer") from None
@@ -317,6 +332,8 @@ async def _during(
             await discard(result)
         if isinstance(failed[0], ProxyError):  # e.g. an earlier answer could not be stored
             raise failed[0]
+        if isinstance(failed[0], StateUnavailable):  # the shared state failed: say so
+            raise state_unavailable(failed[0]) from None
         raise guard_error("the guard failed while checking the request") from None
     return result  # type: ignore[return-value]
 
@@ -480,7 +497,7 @@ def _stream_response(
     ctx: RequestContext,
     chat: ChatCompletionRequest,
     opened: tuple[Batch, AsyncIterator[Batch]],
-    key: KeyState,
+    key: Slot,
 ) -> Response:
     first, rest = opened
     events = _events(state, ctx, chat, first, rest)
@@ -764,6 +781,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.shared.start()  # before the first request: limits and approvals are shared
         warm = asyncio.create_task(_warm_up(state))
         try:
             yield
@@ -778,6 +796,7 @@ def create_app(
                     await callback()
                 except Exception:
                     log.exception("shutdown step failed")
+            await state.shared.aclose()
 
     endpoints: list[tuple[str, Endpoint, list[str]]] = [
         (

@@ -1,8 +1,11 @@
 """Human approvals for ``ask`` decisions: the request is held until a person answers.
 
-Pending approvals live in memory (they are only meaningful while their request is held).
 A person lists and answers them through ``/v1/labelgate/approvals`` or
 ``labelgate approvals``; with no answer before the timeout, the flow is denied (fail closed).
+Where pending approvals are kept is a seam (:class:`ApprovalQueue`): in this process's memory
+(:class:`Approvals`, the default: they are only meaningful while their request is held), or
+in PostgreSQL (``proxy/pg_state.py``), so that an ``ask`` raised at one replica can be
+answered through any other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hmac
 import os
 import secrets
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,15 +62,46 @@ class UnknownApproval(KeyError):
     pass
 
 
-class Approvals:
+def verdict_summary(approved: bool, by: str, note: str = "") -> str:
+    word = "approved" if approved else "rejected"
+    return f"{word} by {by}" + (f": {note}" if note else "")
+
+
+class ApprovalQueue(ABC):
+    """Where held ``ask`` decisions wait for a person."""
+
+    timeout: float
+
+    @abstractmethod
+    async def pending(self) -> list[Pending]:
+        """The approvals waiting for an answer, oldest first."""
+
+    @abstractmethod
+    async def find(self, approval_id: str) -> Pending:
+        """A waiting approval, or ``UnknownApproval``."""
+
+    @abstractmethod
+    async def wait(
+        self, ctx: RequestContext, target: str, decision: Decision, arguments: Any = None
+    ) -> Verdict:
+        """Hold the flow until a person answers, or deny it at the timeout."""
+
+    @abstractmethod
+    async def answer(self, approval_id: str, approved: bool, by: str, note: str = "") -> Pending:
+        """Answer a waiting approval (``UnknownApproval`` if none is waiting)."""
+
+
+class Approvals(ApprovalQueue):
+    """Pending approvals in this process's memory."""
+
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self._pending: dict[str, Pending] = {}
 
-    def pending(self) -> list[Pending]:
+    async def pending(self) -> list[Pending]:
         return list(self._pending.values())
 
-    def find(self, approval_id: str) -> Pending:
+    async def find(self, approval_id: str) -> Pending:
         item = self._pending.get(approval_id)
         if item is None:
             raise UnknownApproval(approval_id)
@@ -96,12 +131,11 @@ class Approvals:
         assert item.verdict is not None
         return item.verdict
 
-    def answer(self, approval_id: str, approved: bool, by: str, note: str = "") -> Pending:
+    async def answer(self, approval_id: str, approved: bool, by: str, note: str = "") -> Pending:
         item = self._pending.get(approval_id)
         if item is None:
             raise UnknownApproval(approval_id)
-        word = "approved" if approved else "rejected"
-        item.verdict = Verdict(approved, f"{word} by {by}" + (f": {note}" if note else ""))
+        item.verdict = Verdict(approved, verdict_summary(approved, by, note))
         item._answered.set()
         return item
 

@@ -1,7 +1,8 @@
 """``build_app``: the proxy with the label guard, as ``labelgate serve`` runs it.
 
 It builds, from ``config.guard``: the policy (an invalid one raises ``PolicyError``, one line
-``file:line: field: message``), the SQLite fingerprint store, the ``Guard``, the audit writer,
+``file:line: field: message``), the fingerprint store (SQLite, or PostgreSQL shared by replicas:
+``config.state``, through ``ProxyState.shared``), the ``Guard``, the audit writer,
 tracing, the approvals, the ``PolicyHook`` and its endpoints; and closes them in order on
 shutdown (spans flushed into the writer, the writer flushed and closed, the store closed).
 With ``guard.enabled: false`` it is the plain pass-through gateway.
@@ -21,13 +22,13 @@ from starlette.middleware import Middleware
 
 from labelgate.guard.audit.writer import AuditWriter
 from labelgate.guard.engine import Guard
-from labelgate.guard.fingerprint import SQLiteFingerprintStore
+from labelgate.guard.fingerprint import FingerprintStore
 from labelgate.guard.models import ChatModel
 from labelgate.guard.policy import load_policy
 from labelgate.guard.recorded_spans import RecordedSpans
 from labelgate.guard.tracing import setup_tracing
 from labelgate.proxy.app import ProxyState, create_app
-from labelgate.proxy.approvals import Approvals, ApproverToken
+from labelgate.proxy.approvals import ApproverToken
 from labelgate.proxy.config import ProxyConfig
 from labelgate.proxy.labelgate_routes import guard_routes
 from labelgate.proxy.policy_hook import PolicyHook
@@ -41,7 +42,7 @@ class GuardRuntime:
     guard: Guard
     hook: PolicyHook
     writer: AuditWriter
-    fingerprints: SQLiteFingerprintStore
+    fingerprints: FingerprintStore
     tracing: TracerProvider
     approver_token: ApproverToken | None = None  # keyless: the approvers' credential
 
@@ -66,9 +67,7 @@ def build_runtime(
     settings = config.guard
     policy = load_policy(settings.policy)  # first: a bad policy leaves nothing half-open
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    fingerprints = SQLiteFingerprintStore(
-        settings.fingerprints_path(), policy.lattice, postings=settings.fingerprint_postings
-    )
+    fingerprints = state.shared.fingerprints(settings, policy.lattice)
     audit = settings.audit_path()
     # Answers are journaled before they leave (no answer without its record, even on kill -9);
     # what an earlier process left in the journal is stored first.
@@ -91,7 +90,7 @@ def build_runtime(
         propagator_options=settings.propagator_options,
         deny_mode=settings.deny_mode,
         replay=settings.replay,
-        approvals=Approvals(settings.approvals_timeout),
+        approvals=state.shared.approvals(settings.approvals_timeout),
         recorder=Recorder(writer, RecordedSpans(provider), capture_content=capture),
     )
     token = None if config.keys else ApproverToken(settings.state_dir)

@@ -1,11 +1,17 @@
-"""API keys (stored as sha256 hashes), per-key rate limits and concurrency limits."""
+"""API keys (stored as sha256 hashes), per-key rate limits and concurrency limits.
+
+Where the limits are counted is a seam (:class:`Limits`): in this process (:class:`LocalLimits`,
+the default), or in PostgreSQL so that they hold across replicas (``proxy/pg_state.py``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Protocol
 
 from labelgate.proxy.config import KeyEntry, RateLimit
 from labelgate.proxy.context import AGENT_HEADER, Caller
@@ -70,26 +76,56 @@ class KeyState:
         if self.bucket is not None:
             wait = self.bucket.take()
             if wait > 0:
-                raise ProxyError(
-                    429,
-                    f"rate limit exceeded for this key; retry in {wait:.2f}s",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    headers={"retry-after": str(max(1, math.ceil(wait)))},
-                )
+                raise rate_limited(wait)
         cap = self.entry.max_concurrency if self.entry else None
         if cap is not None and self.in_flight >= cap:
-            raise ProxyError(
-                429,
-                f"too many concurrent requests for this key (limit {cap})",
-                type="rate_limit_error",
-                code="concurrency_limit_exceeded",
-                headers={"retry-after": "1"},
-            )
+            raise too_many(cap)
         self.in_flight += 1
 
     def release(self) -> None:
         self.in_flight -= 1
+
+
+def rate_limited(wait: float) -> ProxyError:
+    return ProxyError(
+        429,
+        f"rate limit exceeded for this key; retry in {wait:.2f}s",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(max(1, math.ceil(wait)))},
+    )
+
+
+def too_many(cap: int) -> ProxyError:
+    return ProxyError(
+        429,
+        f"too many concurrent requests for this key (limit {cap})",
+        type="rate_limit_error",
+        code="concurrency_limit_exceeded",
+        headers={"retry-after": "1"},
+    )
+
+
+class Slot(Protocol):
+    """An admitted request's share of its key's limits: released once, when it ends."""
+
+    def release(self) -> None: ...
+
+
+class Limits(ABC):
+    """Admits a request against its key's rate limit and concurrency cap."""
+
+    @abstractmethod
+    async def admit(self, key: KeyState) -> Slot:
+        """A slot, or ``ProxyError`` 429 (over a limit) / 503 (limits cannot be counted)."""
+
+
+class LocalLimits(Limits):
+    """Counted in this process: each replica admits up to the full limits by itself."""
+
+    async def admit(self, key: KeyState) -> Slot:
+        key.admit()
+        return key
 
 
 class KeyRing:

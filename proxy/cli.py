@@ -50,6 +50,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
     import uvicorn  # only when actually serving
 
     from labelgate.guard.policy import PolicyError
+    from labelgate.guard.state import StateUnavailable
     from labelgate.proxy.assemble import build_app
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -58,6 +59,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
     except PolicyError as exc:
         raise click.ClickException(f"invalid policy: {exc}") from None
     except ConfigError as exc:  # an upstream's TLS files or proxy, as the clients are made
+        raise click.ClickException(str(exc)) from None
+    except StateUnavailable as exc:  # state.backend postgres: the server cannot be reached
         raise click.ClickException(str(exc)) from None
     runtime = getattr(app.state, "guard", None)
     if runtime is not None and runtime.approver_token is not None:

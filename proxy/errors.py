@@ -81,3 +81,8 @@ def guard_error(message: str) -> ProxyError:
 
 def not_ready(message: str) -> ProxyError:
     return ProxyError(503, message, type="service_unavailable", code="not_ready")
+
+
+def state_unavailable(exc: Exception) -> ProxyError:
+    # The shared state (PostgreSQL) failed: fail closed, saying what is down.
+    return ProxyError(503, str(exc), type="service_unavailable", code="state_unavailable")

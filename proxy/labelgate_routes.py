@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from labelgate.guard.state import StateUnavailable
 from labelgate.proxy.app import (
     Endpoint,
     ProxyState,
@@ -33,7 +34,7 @@ from labelgate.proxy.app import (
 from labelgate.proxy.approvals import ApproverToken, UnknownApproval
 from labelgate.proxy.auth import bearer_token
 from labelgate.proxy.context import AGENT_HEADER, Caller
-from labelgate.proxy.errors import ProxyError
+from labelgate.proxy.errors import ProxyError, state_unavailable
 from labelgate.proxy.header_values import text_of_header
 from labelgate.proxy.hook import Outcome
 from labelgate.proxy.policy_hook import DocumentIn, PolicyHook
@@ -135,7 +136,10 @@ def guard_routes(
         ctx.model = "labelgate/documents"
         try:
             docs = _documents(hook, await read_json(request, state.max_body))
-            data = await hook.ingest(docs, ctx)
+            try:
+                data = await hook.ingest(docs, ctx)
+            except StateUnavailable as exc:  # not stored, so not kept: refuse, saying why
+                raise state_unavailable(exc) from None
             await finish_request(hook, ctx, Outcome("ok"))
             return json_response({"object": "list", "data": data}, guard_headers(ctx))
         except BaseException as exc:  # recorded like a failed model call
@@ -146,7 +150,7 @@ def guard_routes(
 
     async def list_approvals(request: Request) -> Response:
         _approver(_state(request), token, request)
-        pending = [p.to_dict() for p in hook.approvals.pending()]
+        pending = [p.to_dict() for p in await hook.approvals.pending()]
         return json_response({"object": "list", "data": pending})
 
     async def answer_approval(request: Request) -> Response:
@@ -160,8 +164,8 @@ def guard_routes(
         if caller.authenticated and by != caller.agent_id:
             by = f"{by} (key of {caller.agent_id})"
         try:
-            _not_own(caller, hook.approvals.find(approval_id).agent)
-            item = hook.approvals.answer(approval_id, answer.approve, by, answer.note)
+            _not_own(caller, (await hook.approvals.find(approval_id)).agent)
+            item = await hook.approvals.answer(approval_id, answer.approve, by, answer.note)
         except UnknownApproval:
             raise ProxyError(
                 404, f"no pending approval {approval_id}", code="approval_not_found"

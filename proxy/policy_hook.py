@@ -36,7 +36,7 @@ from labelgate.guard.models import ChatResult, Message
 from labelgate.guard.policy import Action, Decision, SinkFlow, redact_value
 from labelgate.guard.policy.spec import SinkKind, SourceKind
 from labelgate.guard.propagation import Propagation, Propagator, get_propagator
-from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.approvals import ApprovalQueue, Approvals
 from labelgate.proxy.context import RequestContext
 from labelgate.proxy.errors import bad_request, guard_error
 from labelgate.proxy.hook import (
@@ -47,7 +47,7 @@ from labelgate.proxy.hook import (
     Outcome,
     PolicyDenied,
 )
-from labelgate.proxy.recording import Recorder, targets
+from labelgate.proxy.recording import GUARD_CALLS_HEADER, Recorder, guard_model_calls, targets
 from labelgate.proxy.remembering import AnswerFingerprints
 from labelgate.proxy.replay import replay_denied
 from labelgate.proxy.router import Router
@@ -136,7 +136,7 @@ class PolicyHook(GatewayHook):
         propagator_model: str | None = None,
         propagator_options: dict[str, Any] | None = None,
         deny_mode: DenyMode = "replace",
-        approvals: Approvals | None = None,
+        approvals: ApprovalQueue | None = None,
         recorder: Recorder | None = None,
         replay: bool = True,
     ) -> None:
@@ -147,7 +147,7 @@ class PolicyHook(GatewayHook):
         self._propagator_model = propagator_model
         self._propagator_options = propagator_options or {}
         self.deny_mode = deny_mode
-        self.approvals = approvals or Approvals()
+        self.approvals: ApprovalQueue = approvals or Approvals()
         self.recorder = recorder or Recorder()
         self.answers = AnswerFingerprints(guard)
         self.in_flight: set[TextInFlight] = set()  # streamed answers not yet fingerprinted
@@ -355,6 +355,7 @@ class PolicyHook(GatewayHook):
                 *screened_summaries(ctx),
                 *(_decision_summary(d, target) for target, d in targets(review)),
             ],
+            headers={GUARD_CALLS_HEADER: str(guard_model_calls(ctx))},
         )
 
     def admit(self, ctx: RequestContext, outcome: Outcome | None) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Literal, cast
 from labelgate.guard.engine import Guard
 from labelgate.guard.items import LabeledItem
 from labelgate.guard.policy import Action, Decision
-from labelgate.proxy.approvals import Approvals
+from labelgate.proxy.approvals import ApprovalQueue
 from labelgate.proxy.context import RequestContext
 from labelgate.proxy.hook import PolicyDenied
 from labelgate.proxy.schemas import ChatCompletionRequest, ChatMessage, TextPart
@@ -115,7 +115,7 @@ async def screen_request(
     request: ChatCompletionRequest,
     items: list[LabeledItem],
     *,
-    approvals: Approvals,
+    approvals: ApprovalQueue,
     deny_mode: str = "replace",
 ) -> tuple[ChatCompletionRequest, list[LabeledItem]]:
     """The request to send upstream and the items that remain inputs of the call."""

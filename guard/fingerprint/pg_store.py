@@ -136,6 +136,7 @@ class PostgresFingerprintStore(IndexedStore):
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             open=False,
+            check=ConnectionPool.check_connection,  # a connection broken by an outage is replaced
             name="labelgate-fingerprints",
         )
         try:
@@ -266,7 +267,8 @@ class PostgresFingerprintStore(IndexedStore):
 
     def _check_ready(self) -> None:
         if self._index is not None and not self._ready.is_set():
-            reason = f": {self._failure}" if self._failure else ""
+            failure = str(self._failure).strip().splitlines() if self._failure else []
+            reason = f": {failure[0]}" if failure else ""
             raise StateUnavailable(
                 f"PostgreSQL {self.path}: this replica's fingerprint index is not in step "
                 f"(lookups refused until it reconnects){reason}"
