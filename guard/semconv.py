@@ -73,6 +73,8 @@ DECISION_SINK = "labelgate.decision.sink"
 DECISION_EVENT = "labelgate.decision"
 SESSION_ID = "labelgate.session.id"
 REQUEST_ID = "labelgate.request.id"
+# Model calls the guard made for the request: propagator re-queries and the data-only replay
+GUARD_MODEL_CALLS = "labelgate.guard.model_calls"
 
 Message = Mapping[str, Any]
 

@@ -86,6 +86,17 @@ def decided(ctx: RequestContext) -> list[Decided]:
     return found
 
 
+GUARD_CALLS_HEADER = "x-labelgate-guard-calls"
+
+
+def guard_model_calls(ctx: RequestContext) -> int:
+    """Model calls the guard made for the request: the propagator's re-queries (capped by its
+    budget, memoised) and the data-only replay (at most one)."""
+    review: Review | None = ctx.state.get("review")
+    propagated = review.propagation.model_calls if review and review.propagation else 0
+    return propagated + int(ctx.state.get("replays", 0))
+
+
 def targets(review: Review) -> list[tuple[str, Decision]]:
     """(target, decision): ``response`` for the answer's text, else the tool call's id."""
     found = [("response", review.response)] if review.response else []
@@ -129,6 +140,7 @@ class RequestTrail(DeferredRecords):
     answered: bool  # a chat answer: its message record goes last
     why: LabelReason | None  # how the answer got its label
     tool_calls: list[dict[str, Any]]
+    guard_calls: int  # model calls the guard made for it (``guard_model_calls``)
     decisions: list[DecisionTrail]
     trace_id: str | None
     span: SpanStart | None  # the request's span (its row goes with the records)
@@ -174,6 +186,7 @@ class RequestTrail(DeferredRecords):
             answered=review is not None and ctx.endpoint == "chat.completions",
             why=_why(review) if review else None,
             tool_calls=_proposed(review) if review else [],
+            guard_calls=guard_model_calls(ctx),
             decisions=[
                 DecisionTrail(
                     sink,
@@ -278,6 +291,7 @@ class RequestTrail(DeferredRecords):
             semconv.GEN_AI_REQUEST_STREAM: self.stream,
             semconv.REQUEST_ID: self.request_id,
             semconv.SESSION_ID: self.session_id,
+            semconv.GUARD_MODEL_CALLS: self.guard_calls,
         }
         if self.input_messages is not None:
             attrs[semconv.GEN_AI_INPUT_MESSAGES] = semconv.messages_attribute(self.input_messages)

@@ -71,6 +71,9 @@ def test_data_the_user_asked_for_fills_a_call_and_injected_prose_cannot_choose_o
     (allowed,) = _decisions(benign)
     assert allowed["action"] == "allow" and "data-only replay" in allowed["reason"]
     assert benign.parse().choices[0].message.tool_calls  # the payment goes out
+    # counted: the counterfactual propagator's one re-query (it drops the tool result) and
+    # the replay
+    assert benign.headers["x-labelgate-guard-calls"] == "2"
     attacked = _turn(proxy, INJECTED)
     (denied,) = _decisions(attacked)
     assert denied["action"] == "deny" and denied["rule"] == "baseline:untrusted-side-effect"
@@ -81,7 +84,9 @@ def test_without_replay_the_integrity_rule_denies_both(start_guarded: StartGuard
     config = {"model_list": [{"model_name": "payer", "litellm_params": {"model": "payer"}}]}
     models = {"payer": ScriptedModel(payer, cycle=True)}
     proxy = start_guarded(config, models=models, guard={"replay": False})
-    assert [d["action"] for d in _decisions(_turn(proxy, INVOICE))] == ["deny"]
+    denied = _turn(proxy, INVOICE)
+    assert [d["action"] for d in _decisions(denied)] == ["deny"]
+    assert denied.headers["x-labelgate-guard-calls"] == "1"  # the propagator's re-query only
 
 
 def relay_agent(messages: Sequence[Message]) -> ChatResult:

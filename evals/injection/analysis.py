@@ -180,7 +180,8 @@ def guard_section(rows: list[Row]) -> ReportSection | None:
         return None
     decisions = [d for r in guarded for d in r.guard["decisions"]]  # type: ignore[index]
     counts = Counter((d["action"], d.get("rule") or "-") for d in decisions)
-    text = "Decisions on the samples' model calls, by action and rule:\n\n" + _table(
+    text = _cost(guarded)
+    text += "Decisions on the samples' model calls, by action and rule:\n\n" + _table(
         ["action", "rule", "decisions"],
         [[a, f"`{rule}`", str(n)] for (a, rule), n in counts.most_common()],
     )
@@ -195,6 +196,21 @@ def guard_section(rows: list[Row]) -> ReportSection | None:
     )
     text += "\n\n### Tasks broken by the guard (false positives)\n\n" + _listing(broke, "broke")
     return ReportSection("The guard, sample by sample", text)
+
+
+def _cost(guarded: list[Row]) -> str:
+    """The guard's own model calls (propagator re-queries, data-only replays) beside the
+    agents' calls: what the guard costs, per sample."""
+    calls = sum(int(r.guard.get("calls", 0)) for r in guarded)  # type: ignore[union-attr]
+    extra = [int(r.guard.get("guard_calls", 0)) for r in guarded]  # type: ignore[union-attr]
+    if not calls:
+        return ""
+    most = max(extra, default=0)
+    return (
+        f"The guard made {sum(extra)} model calls of its own (propagator re-queries and "
+        f"data-only replays) for {calls} agent model calls: {sum(extra) / calls:.2f} per call, "
+        f"at most {most} in one sample.\n\n"
+    )
 
 
 def _listing(pairs: list[tuple[Row, dict[str, Any]]], verb: str) -> str:

@@ -22,6 +22,7 @@ from labelgate.guard.models import ChatModel, ChatResult, Message, ModelError
 
 AGENT_HEADER = "X-Labelgate-Agent"
 DECISIONS_HEADER = "x-labelgate-decisions"
+GUARD_CALLS_HEADER = "x-labelgate-guard-calls"  # the guard's own model calls for a request
 _PARAMS = ("temperature", "max_tokens", "seed", "tools")
 
 
@@ -40,6 +41,7 @@ class GuardDecision(BaseModel):
 class GuardLog(BaseModel):
     decisions: list[GuardDecision] = []
     calls: int = 0
+    guard_calls: int = 0  # model calls the guard made (propagator re-queries, replays)
 
 
 def _about(target: str, messages: Sequence[Message]) -> str:
@@ -69,6 +71,7 @@ class GatewayModel:
         url = f"{self.proxy.base_url}/chat/completions"
         response = await self.client.post(url, json=body, headers=headers)
         self.log.calls += 1
+        self.log.guard_calls += int(response.headers.get(GUARD_CALLS_HEADER) or 0)
         self._keep(response, messages)
         if response.status_code == 403:  # deny_mode: error, the whole request refused
             return ChatResult(text=f"[refused by the guard] {_error(response)}")
