@@ -14,8 +14,12 @@ most ``w - 1`` words after the copy's start, the last at most ``w - 1`` k-grams 
 and two neighbours at most ``w`` apart. Each found k-gram is therefore widened by ``w - 1``
 words on both sides (plus its own ``k`` words) and neighbours are merged: the spans cover every
 copied part long enough to be found at all (``w + k - 1`` words, the winnowing guarantee), and
-are then widened to whole lines. A text whose words cannot be mapped back to characters gives
-None: the caller then treats the whole text as copied.
+are then widened to whole lines. One exception, for the request an orchestrator writes just
+above a quoted text: the widening stops at the line breaks next to the found k-grams, so a copy
+that begins (or ends) with at most ``w - 1`` words on a line of its own may leave those words
+unreduced: fewer than the shortest sentence the data-only view withholds. A text whose words
+cannot be mapped back to characters gives None: the caller then treats the whole text as
+copied.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def copied_spans(
     tainted = {h for h in set(hashes) if _held(store, h, wanted)}
     found = [i for i, h in enumerate(hashes) if h in tainted]
     ranges = _widened(found, params, len(offsets))
-    return _merged([_lines(text, offsets[a][0], offsets[b][1]) for a, b in ranges])
+    return _merged([_lines(text, *_clipped(text, offsets, span, core)) for span, core in ranges])
 
 
 def _held(store: FingerprintStore, fingerprint: int, wanted: Callable[[Label], bool]) -> bool:
@@ -70,17 +74,32 @@ def _held(store: FingerprintStore, fingerprint: int, wanted: Callable[[Label], b
     return any(wanted(m.label) for m in matches)
 
 
-def _widened(found: list[int], params: WinnowParams, n_words: int) -> list[Span]:
-    """Word ranges (first, last, inclusive) covering the copies ``found`` k-grams lie in."""
+def _widened(found: list[int], params: WinnowParams, n_words: int) -> list[tuple[Span, Span]]:
+    """Per copy: the word range (first, last, inclusive) the copy may span, and the words of
+    the found k-grams in it (its core)."""
     k, w = params.k, params.w
-    ranges: list[Span] = []
+    ranges: list[tuple[Span, Span]] = []
     for i in found:
         first, last = max(0, i - (w - 1)), min(n_words - 1, i + k - 1 + (w - 1))
-        if ranges and first <= ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], last))
+        if ranges and first <= ranges[-1][0][1] + 1:
+            (lo, hi), (core_lo, _) = ranges[-1]
+            ranges[-1] = ((lo, max(hi, last)), (core_lo, i + k - 1))
         else:
-            ranges.append((first, last))
+            ranges.append(((first, last), (i, i + k - 1)))
     return ranges
+
+
+def _clipped(text: str, offsets: list[Span], span: Span, core: Span) -> Span:
+    """The characters of the words of ``span``, widened no further than the line breaks
+    nearest its ``core``: the copied words a widening past a line break could catch are at
+    most ``w - 1`` (two), fewer than the shortest sentence ``data_only`` withholds
+    (``PROSE_WORDS``), so the request an orchestrator writes on the line just above a quoted
+    text is not reduced with it."""
+    start, end = offsets[span[0]][0], offsets[span[1]][1]
+    core_start, core_end = offsets[core[0]][0], offsets[core[1]][1]
+    start = max(start, text.rfind("\n", start, core_start) + 1)
+    stop = text.find("\n", core_end, end)
+    return start, end if stop < 0 else stop
 
 
 def _lines(text: str, start: int, end: int) -> Span:

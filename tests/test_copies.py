@@ -5,6 +5,7 @@ nothing stay out."""
 from __future__ import annotations
 
 import random
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,14 +60,37 @@ def test_the_request_stays_and_the_notes_go() -> None:
     store = SQLiteFingerprintStore(":memory:", LATTICE)
     store.add_text(notes, UNTRUSTED)
     request = "Pay the Kaya invoice the reader found, then tell me."
-    message = f"{request}\n\nNotes from the reader agent:\n{notes}"
-    spans = copied_spans(store, message, untrusted)
-    assert spans is not None
-    reduced = reduce_spans(message, spans, lambda text: "[withheld]")
-    assert reduced.startswith(request) and "payroll" not in reduced
+    for between in ("\n\nNotes from the reader agent:\n", "\n", "\n\n"):
+        message = f"{request}{between}{notes}"
+        spans = copied_spans(store, message, untrusted)
+        assert spans is not None
+        reduced = reduce_spans(message, spans, lambda text: "[withheld]")
+        assert reduced.startswith(request) and "payroll" not in reduced, between
     assert copied_spans(store, request, untrusted) == []
 
 
 def test_words_that_tokens_cannot_place_give_none() -> None:
     assert word_offsets("a b c d e", 2) is None  # one word spelled out over five tokens
     assert word_offsets("Total: 1,250.00 EUR", 2) == [(0, 6), (7, 15), (16, 19)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10**9), st.integers(7, 60))
+def test_a_copy_across_lines_leaves_at_most_two_words_at_either_end(seed: int, n: int) -> None:
+    rng = random.Random(seed)
+    words = text_of(rng, 80).split()
+    notes = "".join(w + rng.choice([" "] * 5 + ["\n"]) for w in words).strip()
+    store = SQLiteFingerprintStore(":memory:", LATTICE)
+    store.add_text(notes, UNTRUSTED)
+    places = [m.span() for m in re.finditer(r"\S+", notes)]
+    start = rng.randrange(len(places) - n + 1)
+    a, b = places[start][0], places[start + n - 1][1]
+    message = f"{text_of(rng, 12)}\n{notes[a:b]}\n{text_of(rng, 12)}"
+    shift = message.index(notes[a:b]) - a
+    spans = copied_spans(store, message, untrusted) or []
+    covered = [
+        any(x <= s + shift and e + shift <= y for x, y in spans)
+        for s, e in places[start : start + n]
+    ]
+    first, last = covered.index(True), n - 1 - covered[::-1].index(True)
+    assert all(covered[first : last + 1]) and first <= 2 and n - 1 - last <= 2
