@@ -62,7 +62,8 @@ class PostgresState(SharedState):
         self._pool: AsyncConnectionPool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: list[PostgresApprovals] = []
-        self.limits = PostgresLimits(self)
+        self._limits = PostgresLimits(self)
+        self.limits = self._limits
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -104,7 +105,7 @@ class PostgresState(SharedState):
         listening = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._listen(listening), name="labelgate-approvals-listen"),
-            asyncio.create_task(self.limits.renew_forever(), name="labelgate-leases"),
+            asyncio.create_task(self._limits.renew_forever(), name="labelgate-leases"),
         ]
         # the first LISTEN is in place before requests come (answers are not missed)
         waiter = asyncio.create_task(listening.wait())
@@ -123,7 +124,7 @@ class PostgresState(SharedState):
                 await task
         if self._pool is not None:
             with contextlib.suppress(psycopg.Error, PoolTimeout):
-                await self.limits.forget_replica()  # its slots, at once rather than at expiry
+                await self._limits.forget_replica()  # its slots, at once rather than at expiry
             await self._pool.close()
 
     async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:

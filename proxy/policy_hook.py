@@ -38,7 +38,7 @@ from labelgate.guard.policy.spec import SinkKind, SourceKind
 from labelgate.guard.propagation import Propagation, Propagator, get_propagator
 from labelgate.proxy.approvals import ApprovalQueue, Approvals
 from labelgate.proxy.context import RequestContext
-from labelgate.proxy.errors import bad_request, guard_error
+from labelgate.proxy.errors import bad_request, guard_error, state_unavailable
 from labelgate.proxy.hook import (
     ChatCompletion,
     GatewayHook,
@@ -410,7 +410,8 @@ class PolicyHook(GatewayHook):
 
     async def _answers_fingerprinted(self, texts: Callable[[], list[str]]) -> None:
         """Once the answers being fingerprinted that labeling ``texts()`` could find are
-        stored (proxy.remembering); fails closed when one could not be."""
+        stored (proxy.remembering); fails closed when one could not be, or cannot be yet."""
+        self._check_store()  # an outage: refuse now rather than wait for it to end
         await self.answers.settled(texts)
         self._check_store()
 
@@ -418,6 +419,8 @@ class PolicyHook(GatewayHook):
         await self.answers.aclose()
 
     def _check_store(self) -> None:
+        if self.answers.outage is not None:
+            raise state_unavailable(self.answers.outage)
         if self.answers.failure is not None:
             raise guard_error(
                 f"the guard could not fingerprint an earlier answer: {self.answers.failure}"

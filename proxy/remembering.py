@@ -14,6 +14,10 @@ when it comes back as an input: relayed by another agent, or resent with a conve
 - The writer thread runs at the lowest priority (``_background``).
 - An answer that ends up not sent is stored all the same (a label is never lowered by that).
 - A failure is kept in ``failure``: the guard then refuses every later request.
+- A shared store that cannot be reached (``StateUnavailable``: PostgreSQL down) is an outage,
+  not a failure: the answers stay queued and are written again every ``RETRY_SECONDS``; while
+  ``outage`` is set the guard refuses requests (503), and once they are written it serves
+  again. No answer's fingerprints are dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from functools import partial
 
 from labelgate.guard.engine import Guard
 from labelgate.guard.labels import Label
+from labelgate.guard.state import StateUnavailable
 
 log = logging.getLogger("labelgate.proxy")
 
@@ -38,6 +43,7 @@ _Queued = tuple[str, Label, str, tuple[str, ...], "asyncio.Future[None]"]
 _LATELY = 1024  # answers known to be stored, by (text, label), up to this size
 _LATELY_CHARS = 32_768
 WRITER_NICENESS = 19
+RETRY_SECONDS = 1.0
 
 
 def _background() -> None:
@@ -66,6 +72,7 @@ class AnswerFingerprints:
             1, thread_name_prefix="labelgate-fingerprints", initializer=_background
         )
         self.failure: BaseException | None = None
+        self.outage: StateUnavailable | None = None  # the store unreachable: retrying
 
     def add(self, text: str, label: Label, agent: str, borrowed: tuple[str, ...] = ()) -> None:
         """Register an answer as pending (on the loop: requests see it from now on).
@@ -92,9 +99,13 @@ class AnswerFingerprints:
             await asyncio.wait(waits)
 
     async def aclose(self) -> None:
-        """Once every pending answer is stored, the writer thread ends."""
-        if self._pending:
-            await asyncio.wait(list(self._pending))
+        """Once every pending answer is stored, the writer thread ends; during an outage of
+        the store, after a few retries (what is left is logged)."""
+        while self._pending:
+            done, _ = await asyncio.wait(list(self._pending), timeout=5 * RETRY_SECONDS)
+            if not done and self.outage is not None:
+                log.error("%d answer(s) not fingerprinted: %s", len(self._pending), self.outage)
+                break
         self._writer.shutdown()
 
     def _stored(self, stored: asyncio.Future[None]) -> None:
@@ -144,6 +155,12 @@ class AnswerFingerprints:
     def _written(self, batch: list[_Queued], job: asyncio.Future[int]) -> None:
         self._writing = False
         error = asyncio.CancelledError() if job.cancelled() else job.exception()
+        if isinstance(error, StateUnavailable):
+            self._held_back(batch, error)
+            return
+        if self.outage is not None:
+            log.warning("the fingerprint store is back: %d answer(s) written", len(batch))
+            self.outage = None
         if error is not None:
             self.fail(error, len(batch))
         else:
@@ -151,6 +168,18 @@ class AnswerFingerprints:
         for *_, stored in batch:
             self._stored(stored)
         if self._queue:
+            self._write_next()
+
+    def _held_back(self, batch: list[_Queued], error: StateUnavailable) -> None:
+        """Keep the batch (first in line) and write it again later."""
+        if self.outage is None:
+            log.error("cannot store %d answer(s), retrying: %s", len(batch), error)
+        self.outage = error
+        self._queue = batch + self._queue
+        asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry)
+
+    def _retry(self) -> None:
+        if self._queue and not self._writing:
             self._write_next()
 
     def _stored_lately(self, batch: list[_Queued]) -> None:
