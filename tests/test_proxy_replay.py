@@ -13,6 +13,7 @@ from typing import Any
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import Guarded, sdk
 
+from labelgate.guard.audit import AuditStore
 from labelgate.guard.models import ChatResult, Message, ScriptedModel
 
 IBAN = "DE89 3704 0044 0532 0130 00"
@@ -74,10 +75,19 @@ def test_data_the_user_asked_for_fills_a_call_and_injected_prose_cannot_choose_o
     # counted: the counterfactual propagator's one re-query (it drops the tool result) and
     # the replay
     assert benign.headers["x-labelgate-guard-calls"] == "2"
+    request_id = benign.headers["x-request-id"]
     attacked = _turn(proxy, INJECTED)
     (denied,) = _decisions(attacked)
     assert denied["action"] == "deny" and denied["rule"] == "baseline:untrusted-side-effect"
     assert attacked.parse().choices[0].message.tool_calls is None
+    proxy.stop()  # the audit store has every record once the proxy has stopped
+    with AuditStore(proxy.audit_path, readonly=True) as store:
+        (row,) = store.db.query(
+            "select json_extract(attributes_json, '$.\"labelgate.guard.model_calls\"') as n"
+            " from spans where json_extract(attributes_json, '$.\"labelgate.request.id\"') = ?",
+            [request_id],
+        )
+    assert row["n"] == 2
 
 
 def test_without_replay_the_integrity_rule_denies_both(start_guarded: StartGuarded) -> None:
