@@ -623,6 +623,9 @@ async def readyz(request: Request) -> Response:
     state = _state(request)
     if not state.ready:
         raise not_ready(f"not ready: {state.not_ready_reason}")
+    problem = state.shared.problem()  # a load balancer stops sending while it lasts
+    if problem is not None:
+        raise not_ready(f"not ready: {problem}")
     return json_response({"status": "ready", "models": state.router.names()})
 
 

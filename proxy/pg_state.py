@@ -62,6 +62,8 @@ class PostgresState(SharedState):
         self._pool: AsyncConnectionPool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: list[PostgresApprovals] = []
+        self._stores: list[PostgresFingerprintStore] = []
+        self._listening = False  # the approvals listener is connected
         self._limits = PostgresLimits(self)
         self.limits = self._limits
 
@@ -80,7 +82,17 @@ class PostgresState(SharedState):
         return state_error(self.dsn, exc)
 
     def fingerprints(self, settings: GuardSettings, lattice: Lattice) -> FingerprintStore:
-        return PostgresFingerprintStore(self.dsn, lattice)
+        store = PostgresFingerprintStore(self.dsn, lattice)
+        self._stores.append(store)
+        return store
+
+    def problem(self) -> str | None:
+        for store in self._stores:
+            if not store.in_step:
+                return f"PostgreSQL {redacted(self.dsn)}: the fingerprint index is not in step"
+        if self._pool is not None and not self._listening:
+            return f"PostgreSQL {redacted(self.dsn)}: the approvals listener is reconnecting"
+        return None
 
     def approvals(self, timeout: float) -> ApprovalQueue:
         queue = PostgresApprovals(self, timeout)
@@ -147,6 +159,7 @@ class PostgresState(SharedState):
                 async with conn:
                     await conn.execute(f"LISTEN {APPROVALS_CHANNEL}")
                     listening.set()
+                    self._listening = True
                     reported = False
                     for queue in self._queues:
                         queue.wake_all()
@@ -154,6 +167,7 @@ class PostgresState(SharedState):
                         for queue in self._queues:
                             queue.wake(notify.payload)
             except psycopg.Error as exc:
+                self._listening = False
                 if not reported:
                     log.error("approvals listener lost PostgreSQL %s: %s", redacted(self.dsn), exc)
                     reported = True

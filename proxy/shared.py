@@ -36,6 +36,11 @@ class SharedState(ABC):
         """Where ``ask`` decisions wait for a person."""
 
     @abstractmethod
+    def problem(self) -> str | None:
+        """Why this replica cannot serve now (its shared state is out of reach), or None:
+        ``/readyz`` says it."""
+
+    @abstractmethod
     async def start(self) -> None:
         """On the event loop, before the first request."""
 
@@ -58,6 +63,9 @@ class LocalState(SharedState):
 
     def approvals(self, timeout: float) -> ApprovalQueue:
         return Approvals(timeout)
+
+    def problem(self) -> str | None:
+        return None  # a file and memory: failures show as errors, not as unreadiness
 
     async def start(self) -> None:
         return None  # nothing to connect

@@ -202,6 +202,8 @@ def test_a_failing_database_fails_closed_then_recovers(
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "state_unavailable"
     assert "PostgreSQL" in error["message"]
+    ready = httpx.get(f"{a.base}/readyz")  # a load balancer sends elsewhere meanwhile
+    assert ready.status_code == 503 and "not in step" in ready.json()["error"]["message"]
     outage(False)
     assert store.wait_until(lambda: store.in_step, WAIT)  # type: ignore[attr-defined]
     answer = client.chat.completions.create(
