@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 
 from labelgate.guard.audit.writer import AuditWriter
 from labelgate.guard.engine import Guard
-from labelgate.guard.fingerprint import FingerprintStore
+from labelgate.guard.fingerprint import FingerprintStore, LookupOptions
 from labelgate.guard.models import ChatModel
 from labelgate.guard.policy import load_policy
 from labelgate.guard.recorded_spans import RecordedSpans
@@ -80,7 +80,8 @@ def build_runtime(
         retention=timedelta(days=days) if days is not None else None,
     )
     provider = setup_tracing(settings.tracing, writer, memory_exporter=memory_exporter)
-    guard = Guard(policy, fingerprints=fingerprints)
+    lookup = LookupOptions(one_per_label=True, run_words=settings.copied_run_words)
+    guard = Guard(policy, fingerprints=fingerprints, lookup=lookup)
     capture = settings.capture_content or settings.tracing.capture_content
     hook = PolicyHook(
         guard,
