@@ -408,15 +408,14 @@ class PostgresFingerprintStore(IndexedStore):
     def stats(self) -> dict[str, int]:
         """Sizes, for benchmarks and operators."""
         index = self._index
-        disk = self._scalar(
-            "SELECT pg_total_relation_size('fingerprint_texts') "
-            "+ pg_total_relation_size('fingerprint_postings')"
-        )
+        texts = self._scalar("SELECT pg_total_relation_size('fingerprint_texts')")
+        postings = self._scalar("SELECT pg_total_relation_size('fingerprint_postings')")
         return {
             "texts": self._count,
             "index_postings": len(index) if index is not None else 0,
             "index_bytes": (index.nbytes + self._sizes.nbytes) if index is not None else 0,
-            "disk_bytes": disk,
+            "disk_bytes": texts + postings,
+            "postings_disk_bytes": postings,
         }
 
     def close(self) -> None:

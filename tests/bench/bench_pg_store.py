@@ -122,14 +122,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--replicated", type=int, default=200, help="texts for the bound")
+    parser.add_argument(
+        "--no-postings", action="store_true", help="memory indexes only (no SQL-only lookups)"
+    )
     args = parser.parse_args()
     lattice = Lattice()
     print(f"machine: {machine()}; PostgreSQL {server_version()} on loopback")
     sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= args.max] or [args.max]
     with tempfile.TemporaryDirectory() as tmp, bench_database() as dsn:
         path = Path(tmp) / "fingerprints.db"
-        lite = SQLiteFingerprintStore(path, lattice, PARAMS, postings=True)
-        pg = PostgresFingerprintStore(dsn, lattice, PARAMS, postings=True)
+        postings = not args.no_postings
+        lite = SQLiteFingerprintStore(path, lattice, PARAMS, postings=postings)
+        pg = PostgresFingerprintStore(dsn, lattice, PARAMS, postings=postings)
         built = 0
         for n in sizes:
             print(f"\n== {n:,} stored texts ==")
@@ -140,14 +144,16 @@ def main() -> None:
             added = n - built
             print(
                 f"  build +{added:,}: add_many SQLite {t_lite:.1f} s ({added / t_lite:,.0f}/s), "
-                f"PostgreSQL {t_pg:.1f} s ({added / t_pg:,.0f}/s) (both with postings)"
+                f"PostgreSQL {t_pg:.1f} s ({added / t_pg:,.0f}/s) "
+                f"({'with' if postings else 'without'} postings)"
             )
             built = n
             with psycopg.connect(dsn, autocommit=True) as conn:  # what autovacuum would do
                 conn.execute("VACUUM ANALYZE fingerprint_texts, fingerprint_postings")
+            sqlite_mb = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
             lite.close()
             t0 = time.perf_counter()
-            lite = SQLiteFingerprintStore(path, lattice)
+            lite = SQLiteFingerprintStore(path, lattice, postings=postings)
             t_open_lite = time.perf_counter() - t0
             t0 = time.perf_counter()
             replica = PostgresFingerprintStore(dsn, lattice)  # a second replica starting
@@ -156,24 +162,25 @@ def main() -> None:
                 f"  open a replica (load its index)   : SQLite {t_open_lite:.2f} s, "
                 f"PostgreSQL {t_open_pg:.2f} s"
             )
+            stats = pg.stats()
+            disk, posting_mb = stats["disk_bytes"] / 2**20, stats["postings_disk_bytes"] / 2**20
             print(
-                f"  PostgreSQL tables on disk         : {pg.stats()['disk_bytes'] / 2**20:.0f} MB"
+                f"  on disk: PostgreSQL {disk:.0f} MB ({posting_mb:.0f} MB of it postings), "
+                f"SQLite {sqlite_mb:.0f} MB"
             )
-            lite_sql = SQLiteFingerprintStore(path, lattice, memory_index=False)
-            pg_sql = PostgresFingerprintStore(dsn, lattice, memory_index=False)
-            lookups(
-                {
-                    "SQLite, memory index": lite,
-                    "PostgreSQL, memory index": replica,
-                    "SQLite, SQL only": lite_sql,
-                    "PostgreSQL, SQL only": pg_sql,
-                },
-                n,
-                args.queries,
-            )
+            stores = {"SQLite, memory index": lite, "PostgreSQL, memory index": replica}
+            if postings:
+                stores["SQLite, SQL only"] = SQLiteFingerprintStore(
+                    path, lattice, memory_index=False
+                )
+                stores["PostgreSQL, SQL only"] = PostgresFingerprintStore(
+                    dsn, lattice, memory_index=False
+                )
+            lookups(stores, n, args.queries)
             cross_replica(pg, replica, args.replicated)
-            for store in (replica, lite_sql, pg_sql):
-                store.close()
+            for store in stores.values():
+                if store is not lite:
+                    store.close()
         lite.close()
         pg.close()
 
