@@ -158,19 +158,26 @@ class PostgresLimits(Limits):
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             try:
-                async with self._state.pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE limit_leases SET expires = now() + make_interval(secs => %s) "
-                        "WHERE replica = %s",
-                        (LEASE_SECONDS, self._state.replica),
-                    )
+                await self.renew()
             except (psycopg.Error, PoolTimeout) as exc:
                 log.warning("could not renew this replica's concurrency leases: %s", exc)
 
-    async def forget_replica(self) -> None:
-        """At a clean stop: free this replica's slots now."""
+    async def renew(self) -> None:
+        async with self._state.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE limit_leases SET expires = now() + make_interval(secs => %s) "
+                "WHERE replica = %s",
+                (LEASE_SECONDS, self._state.replica),
+            )
+
+    async def given_back(self) -> None:
+        """Once the slots released so far are deleted."""
         if self._returning:
             await asyncio.wait(list(self._returning))
+
+    async def forget_replica(self) -> None:
+        """At a clean stop: free this replica's slots now."""
+        await self.given_back()
         async with self._state.pool.connection() as conn:
             await conn.execute(
                 "DELETE FROM limit_leases WHERE replica = %s", (self._state.replica,)
