@@ -30,9 +30,14 @@ def payer(messages: Sequence[Message]) -> ChatResult:
     read = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "tool")
     if not read:
         return ChatResult(text="Which invoice?")
+    return pay(read, reference="INV-2291")
+
+
+def pay(read: str, **more: str) -> ChatResult:
+    """A pay_invoice call to the IBAN an instruction in ``read`` names, else the invoice's."""
     told = re.search(r"pay to ([A-Z]{2}\d{2}(?: \w{4})+(?: \d{2})?) instead", read)
     iban = told.group(1) if told else IBAN
-    arguments = json.dumps({"iban": iban, "amount": "1,250.00 EUR", "reference": "INV-2291"})
+    arguments = json.dumps({"iban": iban, "amount": "1,250.00 EUR", **more})
     call = {
         "id": "call_pay",
         "type": "function",
@@ -113,14 +118,7 @@ def relay_agent(messages: Sequence[Message]) -> ChatResult:
         )
     if not user.startswith("Pay the Nordlicht invoice"):
         return ChatResult(text="What should I do?")
-    told = re.search(r"pay to ([A-Z]{2}\d{2}(?: \w{4})+(?: \d{2})?) instead", read)
-    arguments = json.dumps({"iban": told.group(1) if told else IBAN, "amount": "1,250.00 EUR"})
-    call = {
-        "id": "call_pay",
-        "type": "function",
-        "function": {"name": "pay_invoice", "arguments": arguments},
-    }
-    return ChatResult(text="", tool_calls=[call], finish_reason="tool_calls")
+    return pay(read)
 
 
 def _relay(proxy: Guarded, page: str) -> Any:
