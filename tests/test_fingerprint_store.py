@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pg_fixtures import *  # noqa: F403 - fixtures
 
 from labelgate.guard.fingerprint import (
     Entry,
@@ -53,11 +54,18 @@ def memory_store(**kwargs: object) -> SQLiteFingerprintStore:
     return SQLiteFingerprintStore(":memory:", LATTICE, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory-index", "sql-only"])
+@pytest.fixture(params=["memory-index", "sql-only", "postgres", "postgres-sql-only"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteFingerprintStore:
-    s = SQLiteFingerprintStore(
-        tmp_path / "fp.db", LATTICE, memory_index=request.param == "memory-index"
-    )
+    """Every backend answers alike: SQLite and PostgreSQL (tests/pg_fixtures.py: skipped where
+    no server answers), each through its memory index and by SQL alone."""
+    memory_index = not request.param.endswith("sql-only")
+    if request.param.startswith("postgres"):
+        from labelgate.guard.fingerprint.pg_store import PostgresFingerprintStore
+
+        dsn = request.getfixturevalue("pg_dsn")
+        s = PostgresFingerprintStore(dsn, LATTICE, memory_index=memory_index)
+    else:
+        s = SQLiteFingerprintStore(tmp_path / "fp.db", LATTICE, memory_index=memory_index)
     yield s  # type: ignore[misc]
     s.close()
 
