@@ -73,8 +73,11 @@ def build_runtime(
     # what an earlier process left in the journal is stored first.
     journal = audit.parent / f"{audit.stem}-journal"
     days = settings.audit_retention_days
+    # The audit trail: the state's PostgreSQL database (one trail for every replica) or this
+    # replica's SQLite file; the journal is this replica's, under its state_dir, either way.
+    postgres = config.state.backend == "postgres"
     writer = AuditWriter(
-        audit,
+        config.state.resolved_dsn() if postgres else audit,
         process=settings.audit_process,
         journal=journal,
         retention=timedelta(days=days) if days is not None else None,

@@ -41,7 +41,12 @@ from types import TracebackType
 from pydantic import BaseModel
 
 from labelgate.guard.audit.backend import AuditBackend, open_store
-from labelgate.guard.audit.errors import AuditWriteError, RecordRejected, StoreUnavailable
+from labelgate.guard.audit.errors import (
+    AuditOutage,
+    AuditWriteError,
+    RecordRejected,
+    StoreUnavailable,
+)
 from labelgate.guard.audit.inbox import Inbox
 from labelgate.guard.audit.journal import Journal, journal_key, replay
 from labelgate.guard.audit.process import StoreProcess
@@ -257,7 +262,7 @@ class AuditWriter:
         self._accepting()
         outage = self._outage
         if outage is not None:
-            raise AuditWriteError(
+            raise AuditOutage(
                 f"{outage}; requests are refused until it is back (records in flight are "
                 "journaled and written then)"
             ) from outage
