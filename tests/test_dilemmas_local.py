@@ -28,7 +28,8 @@ def samples(db: Path) -> list[tuple]:
     try:
         return conn.execute(
             "select s.sample_id, s.status, c.value from eval_samples s "
-            "join eval_scores c using (run_id, sample_id) order by s.sample_id"
+            "join eval_scores c using (run_id, sample_id) where c.scorer = 'choice' "
+            "order by s.sample_id"
         ).fetchall()
     finally:
         conn.close()
@@ -67,7 +68,9 @@ def test_shared_action_table_with_the_scripted_model(tmp_path: Path) -> None:
     )
     md = Path(re.search(r"^summary: (\S+)$", out, re.MULTILINE).group(1)).read_text()
     assert "MFT" in md and "## Steerability" in md
-    assert "| p1 | to_do |" in md  # CSV principles name no values: the to_do metric
+    # CSV principles name no values: labelgate's lexicon maps p1 (freedom, equality, ...)
+    assert "| p1 | aligned |" in md
+    assert "- p1: equality, freedom (mapped by labelgate's lexicon" in md
 
 
 @pytest.mark.shared

@@ -77,9 +77,15 @@ def test_run_report_resume_compare_with_the_scripted_model(tmp_path: Path, scrip
         == 3 * 3 * 2
     )
     na = conn.execute(
-        "select count(*) from eval_scores where run_id=? and value is null", [run_id]
+        "select count(*) from eval_scores where run_id=? and scorer='choice' and value is null",
+        [run_id],
     ).fetchone()[0]
     assert na == 6  # every third answer ("no idea") is NA
+    unguarded = conn.execute(
+        "select count(*) from eval_scores where run_id=? and scorer='guard' and value is null",
+        [run_id],
+    ).fetchone()[0]
+    assert unguarded == 3 * 3 * 2  # no proxy: the guard scorer says so for every sample
     span_names = {r[0] for r in conn.execute("select name from spans")}
     assert {
         "eval.run",

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel, Field
 
-from labelgate.evals.agent import undecided_reason
+from labelgate.evals.agent import AgentLimits, Transcript, undecided_reason
 from labelgate.evals.dilemmas import analysis as an
 from labelgate.evals.dilemmas.data import SourceFormat, load_dilemmas, load_principles
 from labelgate.evals.dilemmas.protocol import FAMILY, conditions, scenario
@@ -17,9 +18,11 @@ from labelgate.evals.environment import Environment
 from labelgate.evals.family import AgentLoop, Figure, ReportSection
 from labelgate.evals.models import resolve_model
 from labelgate.evals.plots import grouped_rates, hbar_panels
+from labelgate.evals.sample_guard import GuardScorer, SampleGuard, guard_section
 from labelgate.evals.scenario import Sample, Scenario
 from labelgate.evals.scorers import Scorer
 from labelgate.evals.stats import Rate
+from labelgate.guard.models import ChatModel
 
 
 class DilemmaOptions(BaseModel):
@@ -52,10 +55,35 @@ class DilemmasFamily(AgentLoop):
     def environment(self, sample: Sample) -> Environment:
         return Environment()  # a forced choice needs no tools
 
+    async def run_sample(
+        self,
+        model: ChatModel,
+        sample: Sample,
+        env: Environment,
+        tracer: Tracer,
+        *,
+        limits: AgentLimits | None = None,
+        capture_content: bool = False,
+    ) -> Transcript:
+        """The agent loop; through a proxy, its calls say their sample (``sample_guard``)."""
+        guard = SampleGuard(model, sample)
+        try:
+            return await super().run_sample(
+                guard.agent("agent"),
+                sample,
+                env,
+                tracer,
+                limits=limits,
+                capture_content=capture_content,
+            )
+        finally:
+            guard.record(env)
+            await guard.aclose()
+
     def scorers(self, options: dict[str, Any]) -> list[Scorer]:
         opts = DilemmaOptions.model_validate(options)
         grader = resolve_model(opts.grader) if opts.grader else None
-        return [ForcedChoiceScorer(grader)]
+        return [ForcedChoiceScorer(grader), GuardScorer()]
 
     def analyze(
         self,
@@ -85,6 +113,9 @@ class DilemmasFamily(AgentLoop):
         steer = an.steerability(items)
         if steer:
             sections.append(_steer_section(steer))
+        guard = guard_section(scores)
+        if guard is not None:
+            sections.append(guard)
         return sections
 
 

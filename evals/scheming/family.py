@@ -15,6 +15,7 @@ from labelgate.evals.agent import AgentLimits, Transcript, run_agent, sampling_p
 from labelgate.evals.environment import Environment
 from labelgate.evals.family import ReportSection
 from labelgate.evals.models import CachedModel, resolve_model
+from labelgate.evals.sample_guard import GuardScorer, SampleGuard, guard_section
 from labelgate.evals.sandbox import Sandbox, backend_status, resolve_backend
 from labelgate.evals.scenario import Sample, Scenario, Variant
 from labelgate.evals.scheming import analysis
@@ -219,6 +220,24 @@ class SchemingFamily:
     ) -> Transcript:
         """The agent loop, then (after a scheming rollout) the interrogation."""
         limits = limits or AgentLimits()
+        guard = SampleGuard(model, sample)  # through a proxy: the calls say their sample
+        try:
+            return await self._run(
+                guard.agent("agent"), sample, env, tracer, limits, capture_content
+            )
+        finally:
+            guard.record(env)
+            await guard.aclose()
+
+    async def _run(
+        self,
+        model: ChatModel,
+        sample: Sample,
+        env: Environment,
+        tracer: Tracer,
+        limits: AgentLimits,
+        capture_content: bool,
+    ) -> Transcript:
         agent_model = _adapt(model, str(sample.metadata.get("text_tools", "auto")))
         sandbox: Sandbox = env.state["sandbox"]
         # The sandbox lives for the rollout; its final state is read back for the verdicts
@@ -257,7 +276,13 @@ class SchemingFamily:
     def scorers(self, options: dict[str, Any]) -> list[Scorer]:
         opts = SchemingOptions.parse(options)
         grader = resolve_model(opts.grader) if opts.grader else None
-        return [SchemingScorer(), BehaviourScorer(), ToolUseScorer(), InterrogationScorer(grader)]
+        return [
+            SchemingScorer(),
+            BehaviourScorer(),
+            ToolUseScorer(),
+            InterrogationScorer(grader),
+            GuardScorer(),
+        ]
 
     def analyze(
         self,
@@ -267,7 +292,12 @@ class SchemingFamily:
     ) -> list[ReportSection]:
         opts = SchemingOptions.parse(options)
         sections = analysis.sections(samples, scores, n_boot=opts.bootstrap)
-        return [sandbox_section((options or {}).get("sandbox")), *sections]
+        guard = guard_section(scores)
+        return [
+            sandbox_section((options or {}).get("sandbox")),
+            *sections,
+            *([guard] if guard else []),
+        ]
 
 
 def sandbox_section(recorded: object) -> ReportSection:
