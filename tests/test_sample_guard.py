@@ -166,3 +166,39 @@ async def test_unguarded_samples_have_no_guard_score(tmp_path: Path) -> None:
     )
     assert [s["value"] for s in guard_scores(result).values()] == [None]
     assert "Guard per sample" not in result.report_md.read_text()
+
+
+async def test_spread_samples_through_the_in_process_guard(tmp_path: Path) -> None:
+    """Spread (its direct calls: no labelgate defense): each agent's call carries the sample
+    and the agent's id, the supervisor's too."""
+    from labelgate.evals.spread.data import load_items
+    from labelgate.evals.spread.persuadable import respond_as_community
+
+    model = ScriptedModel(respond_as_community(load_items()[0]), name="community")
+    options = {"agents": 3, "rounds": 1, "fresh_agents": 1, "defenses": ["none", "supervisor"]}
+    result = await run_eval_async(
+        "spread",
+        model="community",
+        chat_model=model,
+        guard_policy=POLICY,
+        options=options,
+        limit=1,
+        db=tmp_path / "r.db",
+    )
+    assert result.ok
+    scores = guard_scores(result)
+    calls = dict(
+        rows(
+            result.db,
+            f"select sample_id, model_calls from eval_samples where run_id = '{result.run_id}'",
+        )
+    )
+    assert set(scores) == set(calls) == {"cf-1:none:0", "cf-1:supervisor:0"}
+    for sid, score in scores.items():
+        log = score["log"]
+        assert len(log["calls"]) == calls[sid] and log["session"].endswith(f":{sid}")
+        agents = {c["agent"] for c in log["calls"]}
+        assert {"quarantine-agent-0", "agent-1", "agent-2", "fresh-0"} <= agents
+        assert ("supervisor" in agents) == sid.startswith("cf-1:supervisor")
+    sessions = {s for (s,) in rows(tmp_path / "audit.db", "select session_id from requests")}
+    assert sessions == {s["log"]["session"] for s in scores.values()}

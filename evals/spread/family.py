@@ -13,6 +13,7 @@ from labelgate.evals.agent import AgentLimits, Transcript, sampling_params
 from labelgate.evals.environment import Environment
 from labelgate.evals.family import ReportSection
 from labelgate.evals.models import call_with_retries
+from labelgate.evals.sample_guard import GuardScorer, SampleGuard, guard_section
 from labelgate.evals.scenario import Sample, Scenario, Variant
 from labelgate.evals.scorers import Score, Scorer
 from labelgate.evals.spread import analysis
@@ -202,7 +203,7 @@ class SpreadFamily:
         return Environment()  # the agents talk; they have no tools
 
     def scorers(self, options: dict[str, Any]) -> list[Scorer]:
-        return [SpreadScorer(PRIMARY), SpreadScorer("persisted")]
+        return [SpreadScorer(PRIMARY), SpreadScorer("persisted"), GuardScorer()]
 
     async def run_sample(
         self,
@@ -221,15 +222,28 @@ class SpreadFamily:
             model = community_model(item)  # every agent scripted; the model under test idle
         caller = _Caller(model, sample.seed, tracer, limits, capture_content)
         condition: Condition = sample.metadata.get("condition", "attack")
-        direct = caller.wrap(DirectChannel(model, caller.params))
+        # Behind a labelgate proxy, each direct call says its sample and agent (the
+        # labelgate defenses' own per-sample proxy is another matter: see proxied.py).
+        guard = SampleGuard(model, sample)
+        agents = guard.agent if guard.guarded else None
+        direct = caller.wrap(DirectChannel(model, caller.params, agents=agents))
         defense = make_defense(sample.metadata["defense"], chat_as(direct, "supervisor"))
-        async with open_channel(
-            defense, model, propagation=config.propagation, params=caller.params
-        ) as channel:
-            sim = Simulation(
-                item, config, defense, caller.wrap(channel), seed=sample.seed, condition=condition
-            )
-            result = await sim.run()
+        try:
+            async with open_channel(
+                defense, model, propagation=config.propagation, params=caller.params, agents=agents
+            ) as channel:
+                sim = Simulation(
+                    item,
+                    config,
+                    defense,
+                    caller.wrap(channel),
+                    seed=sample.seed,
+                    condition=condition,
+                )
+                result = await sim.run()
+        finally:
+            guard.record(env)
+            await guard.aclose()
         env.state["result"] = result.model_dump()
         caller.t.messages = _transcript_messages(sim, result)
         return caller.t
@@ -241,6 +255,9 @@ class SpreadFamily:
         options: dict[str, Any] | None = None,
     ) -> list[ReportSection]:
         sections = analysis.sections(samples, scores)
+        guard = guard_section(scores)
+        if guard is not None:
+            sections.append(guard)
         if (options or {}).get("community") == COMMUNITY:
             note = (
                 "Every agent was played by the scripted **persuadable** community "

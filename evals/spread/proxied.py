@@ -84,16 +84,24 @@ Channel = Callable[[str, list[Turn], int], Awaitable[Said]]  # agent, turns, max
 
 
 class DirectChannel:
-    """The model itself (the agent id is not used)."""
+    """The model itself; with ``agents``, the model each agent talks to (a sample's guard
+    when the model is behind a labelgate proxy: ``evals.sample_guard``)."""
 
-    def __init__(self, model: ChatModel, params: dict[str, Any] | None = None) -> None:
-        self.model, self.params = model, params or {}
+    def __init__(
+        self,
+        model: ChatModel,
+        params: dict[str, Any] | None = None,
+        agents: Callable[[str], ChatModel] | None = None,
+    ) -> None:
+        self.model, self.params, self.agents = model, params or {}, agents
 
     async def __call__(self, agent: str, turns: list[Turn], max_tokens: int) -> Said:
         messages = [t.message() for t in turns]
         params = self.params | {"max_tokens": max_tokens}
         hit = False
-        if isinstance(self.model, CachedModel):
+        if self.agents is not None:
+            result = await self.agents(agent).chat(messages, **params)
+        elif isinstance(self.model, CachedModel):
             result, hit = await self.model.chat_cached(messages, **params)
         else:
             result = await self.model.chat(messages, **params)
@@ -208,11 +216,13 @@ async def open_channel(
     propagation: Propagation = "similarity",
     params: dict[str, Any] | None = None,
     state_dir: Path | None = None,
+    agents: Callable[[str], ChatModel] | None = None,
 ) -> AsyncIterator[Channel]:
     """The channel a simulation under ``defense`` talks through (one proxy per simulation:
-    its fingerprint store holds only this discussion)."""
+    its fingerprint store holds only this discussion). ``agents``: the model each agent
+    talks to without a labelgate defense (the sample's guard, behind a proxy)."""
     if not isinstance(defense, LabelgateDefense):
-        yield DirectChannel(model, params)
+        yield DirectChannel(model, params, agents)
         return
     with tempfile.TemporaryDirectory(prefix="spread-") as scratch:
         state = state_dir or Path(scratch)
