@@ -208,6 +208,11 @@ class Guard:
             return None
         return TextInFlight(sent, bound, ref=ref, reader=reader, params=store.params)
 
+    def is_stored(self, text_id: str | None) -> bool:
+        """Is ``text_id`` a text in the fingerprint store (not, e.g., an answer in flight)?"""
+        store = self.fingerprints
+        return store is not None and text_id is not None and store.get(text_id) is not None
+
     def untrusted_copies(self, text: str) -> list[Span] | None:
         """The lines of ``text`` that copy stored texts below the required integrity, when
         the rest of it copies none (``guard.copies``); None when they cannot be told apart

@@ -107,8 +107,12 @@ def reduced(guard: Guard, item: LabeledItem, agent: str | None, keep: list[str])
 def _client_words(guard: Guard, item: LabeledItem, agent: str | None) -> bool:
     if item.kind is not ItemKind.MESSAGE_PART or item.role not in ("system", "user"):
         return False
-    if any(reason.origin is LabelOrigin.ANNOTATION for reason in item.provenance):
-        return False
+    for reason in item.provenance:
+        if reason.origin is LabelOrigin.ANNOTATION:
+            return False
+        # a relay of an answer still being sent has no stored fingerprints to locate it by
+        if reason.origin is LabelOrigin.FINGERPRINT and not guard.is_stored(reason.ref):
+            return False
     spec = InputSpec(text=item.text, role=item.role)
     return guard.source_decision(spec, agent).label.integrity >= guard.policy.required_integrity
 
