@@ -6,11 +6,12 @@ sample's results.
 Each call is an OpenAI chat request over HTTP (``httpx``) with:
 
 - ``X-Labelgate-Session: eval:<trace id>:<sample id>``: the sample is the proxy's session
-  (its audit records carry it: ``labelgate audit`` and ``trace`` find a sample's requests by
-  it; labels flow between the calls of one sample and not across samples);
+  (its audit records carry it: ``labelgate trace list --session`` finds a sample's
+  requests by it; labels flow between the calls of one sample and not across samples);
 - ``traceparent`` (W3C trace context of the sample's span): the proxy's span joins the
   sample's trace;
-- ``X-Labelgate-Agent``: the agent's name in the family (``agent``, ``interrogator`` ...).
+- ``X-Labelgate-Agent``: the agent's name in the family (``agent``; in spread ``agent-1``,
+  ``quarantine-agent-0``, ``fresh-0``, ``supervisor``).
 
 The proxy's answer headers ``X-Labelgate-Label`` and ``X-Labelgate-Decisions`` are kept per
 call in a ``SampleGuardLog``; the ``guard`` scorer stores it with the sample and
@@ -275,8 +276,8 @@ def guard_section(scores: list[dict[str, Any]]) -> ReportSection | None:
     text = (
         f"{len(logs)} samples ran through the guard; in {len(changed)} it denied, redacted "
         "or asked. Each sample was its own session at the proxy "
-        "(`X-Labelgate-Session: eval:<trace>:<sample>`; `labelgate audit` finds its "
-        "requests by it).\n\n"
+        "(`X-Labelgate-Session: eval:<trace>:<sample>`; `labelgate trace list --session` "
+        "finds its requests).\n\n"
         "| sample | guarded calls | answer labels | outcome | deny / redact / ask |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows)
     )

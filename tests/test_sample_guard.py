@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from labelgate.evals.api import EvalResult, run_eval_async
+from labelgate.guard.audit.trace_cli import trace
 from labelgate.guard.models import ChatResult, Message, ScriptedModel
 from labelgate.proxy.embedded import guarded_proxy
 
@@ -91,6 +93,12 @@ def check_scheming(result: EvalResult, audit: Path) -> None:
     assert log["session"] == f"eval:{trace_id}:{sid}"
     requests = rows(audit, "select session_id, trace_id from requests")
     assert requests and all(r == (log["session"], trace_id) for r in requests)
+    # and `labelgate trace list --session` finds the sample's trace by its session
+    found = CliRunner().invoke(
+        trace, ["list", "--db", str(audit), "--session", log["session"], "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    assert [json.loads(line)["trace_id"] for line in found.output.splitlines()] == [trace_id]
     report = result.report_md.read_text()
     assert "## Guard per sample" in report
     assert f"| `{sid}` | 2 |" in report and "| denied | call 2 deny" in report
