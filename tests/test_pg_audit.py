@@ -128,6 +128,38 @@ def test_write_verify_and_query_round_trip(pg_dsn: str) -> None:
     assert code == 0 and len(out.splitlines()) == 3, out
     code, out = _cli("trace", "show", "--dsn", pg_dsn, found.trace_id, "--full")
     assert code == 0 and "copper wire 1" in out, out
+    code, out = _cli("trace", "export", "--dsn", pg_dsn, found.trace_id, "--format", "jsonl")
+    assert code == 0 and "copper wire 1" in out, out
+    code, out = _cli("audit", "stats", "--dsn", pg_dsn)
+    assert code == 0 and "messages      6" in out and "chain head seq 18" in out, out
+
+
+def test_the_store_options(pg_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with AuditWriter(pg_dsn) as writer:
+        writer.submit(RequestRecord())
+    monkeypatch.setenv("LABELGATE_DSN", pg_dsn)  # the store when no --db is given
+    assert _cli("audit", "verify")[1].startswith("OK: 1 records verified")
+    code, out = _cli("audit", "verify", "--db", str(tmp_path / "none.db"))
+    assert code == 2 and "no audit database" in out, out  # --db wins over the variable
+    code, out = _cli("audit", "verify", "--db", "a.db", "--dsn", pg_dsn)
+    assert code == 1 and "not both" in out, out
+    code, out = _cli("trace", "list", "--dsn", "localhost:5432/x")
+    assert code == 1 and "not a PostgreSQL URL" in out, out
+
+
+def test_a_text_postgresql_cannot_hold_is_kept_packed(pg_dsn: str) -> None:
+    """PostgreSQL text holds no NUL character: such a message text is stored compressed, and
+    comes back, hashed and searched as any other."""
+    request = RequestRecord()
+    text = "before\x00after"
+    with AuditWriter(pg_dsn) as writer:
+        writer.submit(request)
+        writer.submit(MessageRecord(request_id=request.id, position=0, content=text))
+    with PgAuditStore(pg_dsn, readonly=True) as store:
+        assert store.verify().ok
+        assert [m["content"] for m in store.messages_for(request.id)] == [text]
+    with AuditReader.open(pg_dsn) as reader:
+        assert reader.request(request.id).messages[0].content == text
 
 
 def test_two_replicas_interleaving_verify_as_one_trail(pg_dsn: str) -> None:
@@ -234,6 +266,8 @@ def test_an_unreachable_server_fails_closed_with_a_clear_error(pg_dsn: str) -> N
         AuditWriter(dsn)
     code, out = _cli("audit", "verify", "--dsn", dsn)
     assert code == 2 and len(out.strip().splitlines()) == 1 and "cannot connect" in out, out
+    code, out = _cli("ui", "--dsn", dsn)
+    assert code == 1 and len(out.strip().splitlines()) == 1 and "cannot connect" in out, out
 
 
 @pytest.fixture
