@@ -31,29 +31,39 @@ async def _sql(state: pg_state.PostgresState, sql: str, *args: object) -> list[t
         return await cursor.fetchall() if cursor.description else []
 
 
-async def test_a_dead_replicas_slot_expires_and_a_released_one_is_free(
+async def test_a_dead_replicas_slots_expire_and_a_lost_release_is_made_good(
     state: pg_state.PostgresState,
 ) -> None:
-    entry = KeyEntry(key_hash=hash_key("sk-worker"), agent_id="worker", max_concurrency=1)
+    entry = KeyEntry(key_hash=hash_key("sk-worker"), agent_id="worker", max_concurrency=2)
     key = KeyState(entry)
-    # a replica that died holding the key's one slot, its lease past its expiry
+    # a replica that died serving two of the key's requests, its row past its expiry
     await _sql(
         state,
-        "INSERT INTO limit_leases VALUES (gen_random_uuid(), %s, 'dead', now() - interval '1s')",
+        "INSERT INTO limit_slots VALUES (%s, 'dead', 2, now() - interval '1s')",
         entry.key_hash,
     )
-    slot = await state.limits.admit(key)  # the expired lease does not count
+    first = await state.limits.admit(key)  # the expired row does not count
+    await state.limits.admit(key)
     with pytest.raises(ProxyError) as refused:
-        await state.limits.admit(key)  # ours does
+        await state.limits.admit(key)  # ours do: two of two
     assert refused.value.status == 429 and refused.value.code == "concurrency_limit_exceeded"
-    mine = "SELECT expires FROM limit_leases WHERE replica = %s"
-    (before,) = await _sql(state, mine, state.replica)
-    await state._limits.renew()  # what this replica does every RENEW_SECONDS
-    (after,) = await _sql(state, mine, state.replica)
-    assert after[0] > before[0]
-    slot.release()
+
+    mine = "SELECT in_flight, expires FROM limit_slots WHERE replica = %s"
+    ((count, before),) = await _sql(state, mine, state.replica)
+    assert count == 2
+    first.release()
     await state._limits.given_back()
-    (await state.limits.admit(key)).release()  # free again at once
+    (await state.limits.admit(key)).release()  # a slot is free again at once
+    await state._limits.given_back()
+    # a release that never reached the database (an outage) holds a slot...
+    await _sql(state, "UPDATE limit_slots SET in_flight = 2 WHERE replica = %s", state.replica)
+    with pytest.raises(ProxyError):
+        await state.limits.admit(key)
+    # ...until the replica renews its rows (every RENEW_SECONDS) with its own count, 1
+    await state._limits.renew()
+    ((count, after),) = await _sql(state, mine, state.replica)
+    assert count == 1 and after > before
+    await state.limits.admit(key)
 
 
 async def test_a_refused_request_is_told_when_the_next_token_is_due(
