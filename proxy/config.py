@@ -291,6 +291,16 @@ class ProxyConfig(BaseModel):
     guard: GuardSettings = Field(default_factory=GuardSettings)
     state: StateSettings = Field(default_factory=StateSettings)
 
+    @model_validator(mode="after")
+    def _one_fingerprint_store(self) -> ProxyConfig:
+        # A file named for the fingerprints would be silently unused: say so at load.
+        if self.state.backend == "postgres" and self.guard.fingerprints is not None:
+            raise ValueError(
+                "guard.fingerprints names a SQLite file, but with state.backend postgres the "
+                "fingerprints are kept in the database: drop guard.fingerprints"
+            )
+        return self
+
     def model_names(self) -> list[str]:
         return list(dict.fromkeys(entry.model_name for entry in self.model_list))
 

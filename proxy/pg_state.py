@@ -82,7 +82,7 @@ class PostgresState(SharedState):
         return state_error(self.dsn, exc)
 
     def fingerprints(self, settings: GuardSettings, lattice: Lattice) -> FingerprintStore:
-        store = PostgresFingerprintStore(self.dsn, lattice)
+        store = PostgresFingerprintStore(self.dsn, lattice, postings=settings.fingerprint_postings)
         self._stores.append(store)
         return store
 

@@ -245,3 +245,22 @@ def test_a_key_setting_that_would_not_take_effect_is_refused_at_load(tmp_path: P
     )
     with pytest.raises(ConfigError, match=r":4: keys\.0\.assertions: .*unknown assertion 'lower'"):
         load_config(config)
+
+
+@pytest.mark.parametrize(
+    ("state", "guard", "message"),
+    [
+        ({"backend": "postgres"}, {}, "state.backend postgres needs state.dsn"),
+        ({"dsn": "postgresql://db/lg"}, {}, "state.dsn is set but state.backend is sqlite"),
+        (
+            {"backend": "postgres", "dsn": "postgresql://db/lg"},
+            {"fingerprints": "fp.db"},
+            "guard.fingerprints names a SQLite file",
+        ),
+    ],
+)
+def test_the_state_section_is_checked_at_load(
+    state: dict[str, Any], guard: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"state": state, "guard": guard})
