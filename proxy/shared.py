@@ -18,7 +18,7 @@ from labelgate.guard.fingerprint import FingerprintStore, SQLiteFingerprintStore
 from labelgate.guard.labels import Lattice
 from labelgate.proxy.approvals import ApprovalQueue, Approvals
 from labelgate.proxy.auth import Limits, LocalLimits
-from labelgate.proxy.config import GuardSettings, StateSettings
+from labelgate.proxy.config import ConfigError, GuardSettings, StateSettings
 
 
 class SharedState(ABC):
@@ -77,7 +77,11 @@ class LocalState(SharedState):
 def open_state(settings: StateSettings) -> SharedState:
     """The backend ``settings`` names; PostgreSQL unreachable raises ``StateUnavailable``."""
     if settings.backend == "postgres":
-        from labelgate.proxy.pg_state import PostgresState  # psycopg: an optional extra
-
+        try:
+            from labelgate.proxy.pg_state import PostgresState  # psycopg: an optional extra
+        except ImportError:
+            raise ConfigError(
+                "state.backend postgres needs psycopg: pip install 'labelgate[postgres]'"
+            ) from None
         return PostgresState(settings.resolved_dsn())
     return LocalState()

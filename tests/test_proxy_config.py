@@ -264,3 +264,16 @@ def test_the_state_section_is_checked_at_load(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"state": state, "guard": guard})
+
+
+def test_postgres_without_its_driver_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg is an optional extra: without it, state.backend postgres says what to install."""
+    import sys
+
+    for name in ("psycopg", "labelgate.proxy.pg_state", "labelgate.guard.postgres"):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it raises ImportError
+    from labelgate.proxy.shared import open_state
+
+    config = parse_config({"state": {"backend": "postgres", "dsn": "postgresql://db/lg"}})
+    with pytest.raises(ConfigError, match=r"pip install 'labelgate\[postgres\]'"):
+        open_state(config.state)
