@@ -49,9 +49,11 @@ def state_error(dsn: str, exc: BaseException) -> ProxyError:
 
 
 class PostgresState(SharedState):
+    """The fingerprint store, approvals and key limits of every replica naming ``dsn``."""
+
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        # One name per process: its leases are renewed while it lives (pg_limits).
+        # One name per process: its concurrency slots are renewed while it lives (pg_limits).
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         with connect(dsn) as conn:
             try:
@@ -117,7 +119,7 @@ class PostgresState(SharedState):
         listening = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._listen(listening), name="labelgate-approvals-listen"),
-            asyncio.create_task(self._limits.renew_forever(), name="labelgate-leases"),
+            asyncio.create_task(self._limits.renew_forever(), name="labelgate-slots"),
         ]
         # the first LISTEN is in place before requests come (answers are not missed)
         waiter = asyncio.create_task(listening.wait())
