@@ -56,6 +56,7 @@ class GuardDecision(BaseModel):
     action: str  # allow | deny | redact | ask | log | error
     rule: str | None = None
     reason: str = ""
+    about: str = ""  # for prompt:N, the message (role and tool name) it screened
 
 
 class GuardedCall(BaseModel):
@@ -114,9 +115,11 @@ class GuardedModel:
         propagate.inject(headers)  # traceparent: the proxy's span joins the sample's trace
         url = f"{self.proxy.base_url}/chat/completions"
         response = await self.guard.client().post(url, json=body, headers=headers)
-        self.guard.keep(self.agent, response)
+        self.guard.keep(self.agent, response, messages)
         if response.status_code == 403:  # deny_mode: error, the whole request refused
             return ChatResult(text=f"[refused by the guard] {_error(response)}")
+        if self.guard.stop_on_guard_error and _kind(response) == "guard_error":
+            return ChatResult(text=f"[the guard failed closed] {_error(response)}")
         if response.status_code >= 400:
             raise ModelError(f"proxy answered {response.status_code}: {_error(response)}")
         return _result(response.json())
@@ -126,13 +129,26 @@ class SampleGuard:
     """The models one sample's agents talk to, and the sample's guard log. Without a proxy
     behind the model, ``agent`` gives the model itself and nothing is logged."""
 
-    def __init__(self, model: ChatModel, sample: Sample) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        sample: Sample,
+        *,
+        stop_on_guard_error: bool = False,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``stop_on_guard_error``: a guard that fails closed answers the agent with a note
+        (the agent stops, the sample is scored: the injection family counts it as the guard
+        stopping the run); else it is a model error, as any failed call. ``client``: the HTTP
+        client to reach the proxy with (default: one of the sample's own)."""
         self.model = model
         self.proxy = proxy_of(model)
         self.log = SampleGuardLog(
             session=session_id(sample), proxy=self.proxy.base_url if self.proxy else ""
         )
-        self._client: httpx.AsyncClient | None = None
+        self.stop_on_guard_error = stop_on_guard_error
+        self._client = client
+        self._own_client = client is None
 
     @property
     def guarded(self) -> bool:
@@ -146,7 +162,7 @@ class SampleGuard:
             self._client = httpx.AsyncClient(timeout=600)
         return self._client
 
-    def keep(self, agent: str, response: httpx.Response) -> None:
+    def keep(self, agent: str, response: httpx.Response, messages: Sequence[Message] = ()) -> None:
         call = len(self.log.calls) + 1
         label = json.loads(response.headers.get(LABEL_HEADER) or "null")
         self.log.calls.append(
@@ -162,6 +178,7 @@ class SampleGuard:
                     action=str(d.get("action")),
                     rule=d.get("rule"),
                     reason=str(d.get("reason", "")),
+                    about=_about(str(d.get("target", "")), messages),
                 )
             )
         if _kind(response) == "guard_error":  # failed closed: said, as a decision
@@ -182,8 +199,20 @@ class SampleGuard:
             env.state[STATE_KEY] = self.log
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._own_client:
             await self._client.aclose()
+
+
+def _about(target: str, messages: Sequence[Message]) -> str:
+    """The message a ``prompt:N`` decision screened: its role, and its tool's name."""
+    if not target.startswith("prompt:"):
+        return ""
+    index = int(target.removeprefix("prompt:").split(".")[0])
+    if not 0 <= index < len(messages):
+        return "?"
+    message = messages[index]
+    name = message.get("name")
+    return f"{message.get('role')} {name}" if name else str(message.get("role"))
 
 
 def _kind(response: httpx.Response) -> str:

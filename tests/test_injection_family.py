@@ -15,11 +15,12 @@ from starlette.testclient import TestClient
 from labelgate.evals.api import run_eval
 from labelgate.evals.injection.agents import first_messages
 from labelgate.evals.injection.catalogue import build, builtin_domains, catalogue, load_file
-from labelgate.evals.injection.gateway import DECISIONS_HEADER, GatewayModel, GuardLog
 from labelgate.evals.injection.oracle import OracleModel, call_id
 from labelgate.evals.injection.server import app
 from labelgate.evals.models import ProxyModel
 from labelgate.evals.report import compare_runs
+from labelgate.evals.sample_guard import DECISIONS_HEADER, SESSION_HEADER, SampleGuard
+from labelgate.evals.scenario import Sample
 from labelgate.evals.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,16 +113,20 @@ async def test_the_gateway_keeps_decisions_and_a_guard_failure() -> None:
     ]
 
     def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers[SESSION_HEADER].endswith(":t:benign:0")  # the sample, named
         if b"fail" in request.content:
             error = {"error": {"type": "guard_error", "message": "the guard failed"}}
             return httpx.Response(500, json=error)
         body = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
         return httpx.Response(200, json=body, headers={DECISIONS_HEADER: json.dumps(decisions)})
 
-    log = GuardLog()
     proxy = ProxyModel("m", "http://proxy/v1", "k")
+    sample = Sample(
+        id="t:benign:0", scenario_id="t", family="injection", variant="benign", seed=0, messages=[]
+    )
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        model = GatewayModel(proxy, "reader", log, client)
+        guard = SampleGuard(proxy, sample, stop_on_guard_error=True, client=client)
+        model = guard.agent("reader")
         messages = [
             {"role": "system", "content": "s"},
             {"role": "user", "content": "u"},
@@ -129,7 +134,8 @@ async def test_the_gateway_keeps_decisions_and_a_guard_failure() -> None:
         ]
         assert (await model.chat(messages)).text == "ok"
         failed = await model.chat([{"role": "user", "content": "fail"}])
+    log = guard.log
     assert failed.text.startswith("[the guard failed closed]")
     assert [d.about for d in log.decisions[:2]] == ["tool get_ticket", ""]
     assert log.decisions[2].rule == "guard_error" and log.decisions[2].agent == "reader"
-    assert log.calls == 2
+    assert len(log.calls) == 2 and log.session.endswith(":t:benign:0")

@@ -11,9 +11,9 @@ from opentelemetry.trace import Tracer
 
 from labelgate.evals.agent import AgentLimits, Transcript, run_agent
 from labelgate.evals.environment import Environment
-from labelgate.evals.injection.gateway import Route
 from labelgate.evals.injection.spec import Role, Task
 from labelgate.evals.injection.tooling import tools_named
+from labelgate.evals.sample_guard import SampleGuard
 from labelgate.evals.scenario import Sample
 from labelgate.guard import semconv
 from labelgate.guard.models import Message
@@ -62,7 +62,7 @@ def _merge(parts: list[tuple[str, Transcript]]) -> Transcript:
 
 async def run_task(
     task: Task,
-    route: Route,
+    route: SampleGuard,
     sample: Sample,
     env: Environment,
     tracer: Tracer,

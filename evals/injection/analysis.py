@@ -201,8 +201,9 @@ def guard_section(rows: list[Row]) -> ReportSection | None:
 def _cost(guarded: list[Row]) -> str:
     """The guard's own model calls (propagator re-queries, data-only replays) beside the
     agents' calls: what the guard costs, per sample."""
-    calls = sum(int(r.guard.get("calls", 0)) for r in guarded)  # type: ignore[union-attr]
-    extra = [int(r.guard.get("guard_calls", 0)) for r in guarded]  # type: ignore[union-attr]
+    logs = [r.guard for r in guarded if r.guard is not None]
+    calls: int = sum(int(log.get("calls", 0)) for log in logs)
+    extra = [int(log.get("guard_calls", 0)) for log in logs]
     if not calls:
         return ""
     most = max(extra, default=0)

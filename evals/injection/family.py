@@ -17,7 +17,6 @@ from labelgate.evals.injection import analysis
 from labelgate.evals.injection.agents import SYSTEM, first_messages, run_task
 from labelgate.evals.injection.attacks import ATTACKS
 from labelgate.evals.injection.catalogue import TASKS_ENV, Catalogue, catalogue
-from labelgate.evals.injection.gateway import GuardLog, Route
 from labelgate.evals.injection.grid import BENIGN, Pairing, pairings
 from labelgate.evals.injection.scoring import (
     ATTACK_SUCCESS,
@@ -33,6 +32,7 @@ from labelgate.evals.injection.scoring import (
 from labelgate.evals.injection.spec import Task
 from labelgate.evals.injection.tooling import WORLD_KEY, tools_named
 from labelgate.evals.injection.world import build_world
+from labelgate.evals.sample_guard import SampleGuard, SampleGuardLog
 from labelgate.evals.scenario import Sample, Scenario, Variant
 from labelgate.evals.scorers import Score, Scorer
 from labelgate.guard.models import ChatModel
@@ -134,7 +134,7 @@ class InjectionScorer:
         return score_guard(
             task,
             goal,
-            log if isinstance(log, GuardLog) else None,
+            log if isinstance(log, SampleGuardLog) else None,
             utility.value == "yes",
             None if attack.value is None else attack.value == "yes",
         )
@@ -178,7 +178,7 @@ class InjectionFamily(ComparesScorers):
         capture_content: bool = False,
     ) -> Transcript:
         task = catalogue().tasks[sample.metadata["task"]]
-        route = Route(model)
+        route = SampleGuard(model, sample, stop_on_guard_error=True)
         try:
             transcript = await run_task(
                 task, route, sample, env, tracer, limits or AgentLimits(), capture_content
