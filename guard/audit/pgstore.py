@@ -30,13 +30,7 @@ from psycopg.rows import dict_row
 
 from labelgate.guard import postgres
 from labelgate.guard.audit.chain import VerifyReport, verify_chain
-from labelgate.guard.audit.contents import (
-    REF,
-    VIEW,
-    content_row,
-    content_sha256,
-    message_content,
-)
+from labelgate.guard.audit.contents import REF, VIEW, content_row, message_content
 from labelgate.guard.audit.errors import RecordRejected, StoreUnavailable
 from labelgate.guard.audit.records import AuditRecord, SealRecord, Submitted, built
 from labelgate.guard.audit.schema import CHAINED_TABLES, GENESIS_HASH
@@ -47,7 +41,6 @@ from labelgate.guard.state import StateUnavailable
 
 Row = dict[str, Any]
 Conn = psycopg.Connection[Any]
-Fields = Sequence[tuple[type[AuditRecord], Mapping[str, Any]]]  # records as the writer sends
 
 # The audit chain's advisory lock ("lblaudit" as a big-endian integer): held by the writer
 # of a batch from its read of the head to its commit.
@@ -146,15 +139,6 @@ class PgChainSource:
 # --------------------------------------------------------------------------- the store
 
 
-def message_texts(records: Fields) -> dict[str, str]:
-    """The texts of the batch's messages, by SHA-256 (as ``chained_rows`` refers to them)."""
-    return {
-        content_sha256(text): text
-        for record, fields in records
-        if record.table == "messages" and (text := fields.get("content")) is not None
-    }
-
-
 def _pg_content_row(text: str, sha256: str) -> Row:
     row = content_row(text, sha256)
     if row["text"] is not None and "\x00" in row["text"]:  # PostgreSQL text holds no NUL
@@ -234,44 +218,11 @@ class PgAuditStore:
             return 0
         with self._errors():
             conn = self.conn()
-            texts = message_texts(records)
-            if texts and self.texts_first:
-                # Outside the chain's lock (in a transaction of its own, committed first):
-                # a text's full-text vector and index entries are the costliest part of a
-                # batch, and the replicas' batches need not wait for each other's.
-                with conn.transaction():
-                    self._store_texts(conn, texts)
             with conn.transaction():
                 first, prev = self._chain_start(conn, len(records))
                 chained = chained_rows(records, range(first, first + len(records)), prev)
-                if self.texts_first:
-                    # A prune may have deleted a text in between (its last user pruned).
-                    self._store_texts(conn, self._missing(conn, texts))
-                else:
-                    self._store_texts(conn, texts)
                 self._insert(conn, chained)
         return len(records)
-
-    texts_first = True  # False: texts stored under the lock too (measured in the bench)
-
-    @staticmethod
-    def _store_texts(conn: Conn, texts: Mapping[str, str]) -> None:
-        """Insert the texts not stored yet (in key order: two writers' overlapping inserts
-        then wait for each other instead of deadlocking)."""
-        if texts:
-            rows = [_pg_content_row(texts[k], k) for k in sorted(texts)]
-            with conn.cursor() as cur:
-                _insert_rows(cur, "contents", rows, on_conflict="(sha256) do nothing")
-
-    @staticmethod
-    def _missing(conn: Conn, texts: Mapping[str, str]) -> dict[str, str]:
-        if not texts:
-            return {}
-        found = conn.execute(
-            "select sha256 from contents where sha256 = any(%s)", [list(texts)]
-        ).fetchall()
-        stored = {r[0] for r in found}
-        return {k: t for k, t in texts.items() if k not in stored}
 
     def _chain_start(self, conn: Conn, count: int) -> tuple[int, str]:
         """The first seq of a batch of ``count`` and the hash it links to, read under the
@@ -281,8 +232,10 @@ class PgAuditStore:
         return seq + 1, prev
 
     def _insert(self, conn: Conn, chained: ChainedRows) -> None:
-        """The chained rows and the ledger's (their texts are stored already)."""
         with conn.cursor() as cur:
+            if chained.texts:
+                rows = [_pg_content_row(t, k) for k, t in chained.texts.items()]
+                _insert_rows(cur, "contents", rows, on_conflict="(sha256) do nothing")
             for table, rows in chained.tables.items():
                 _insert_rows(cur, table, rows)
             _insert_rows(cur, "ledger", chained.ledger)
@@ -353,7 +306,6 @@ class PgAuditStore:
             by=by,
         )
         self._insert(conn, chained_rows([(SealRecord, seal.__dict__)], [next_seq], head_hash))
-
         return PruneReport(
             before=cutoff, cut_seq=cut, cut_hash=cut_hash, deleted=deleted, seal_id=seal.id
         )

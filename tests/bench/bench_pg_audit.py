@@ -7,14 +7,11 @@ Each figure is the best of ``--repeat`` runs, the two designs alternating (the m
 shared, drifts). Each replica is a process of its own (as ``labelgate serve`` replicas are)
 writing ``--records`` records (requests of 6: a request, 4 messages, a decision) in batches
 of ``--batch`` records (one transaction each: what the ``AuditWriter`` commits), all replicas
-at once. Three designs:
+at once. Two designs:
 
-- ``one chain``: ``PgAuditStore`` as shipped. Each batch stores its new texts (contents, with
-  their full-text vectors) in a transaction of its own, then takes the transaction-level
-  advisory lock, reads the head, appends and commits: batches of all replicas are serialised
-  from the head read to the commit.
-- ``texts in lock``: the same, its texts stored under the lock too (as first written): what
-  storing them first gains.
+- ``one chain``: ``PgAuditStore`` as shipped. Each batch takes the transaction-level advisory
+  lock, reads the head, appends and commits: batches of all replicas are serialised from the
+  head read to the commit.
 - ``per replica``: each replica chains its own records (its head kept in memory and anchored
   in ``audit_chains``, one row per replica, updated in the batch's transaction), seqs drawn
   from one sequence: no lock, nothing serialised but what PostgreSQL serialises anyway (the
@@ -42,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from labelgate.guard.audit.pgstore import PgAuditStore, message_texts
+from labelgate.guard.audit.pgstore import PgAuditStore
 from labelgate.guard.audit.records import AuditRecord, DecisionRecord, MessageRecord, RequestRecord
 from labelgate.guard.audit.schema import GENESIS_HASH
 from labelgate.guard.audit.store import AuditStore, chained_rows
@@ -97,7 +94,6 @@ class PerReplicaChains(PgAuditStore):
                 )
             ]
             chained = chained_rows(records, seqs, self.prev)
-            self._store_texts(conn, message_texts(records))
             self._insert(conn, chained)
             conn.execute(
                 "update audit_chains set head_seq = %s, head_hash = %s where replica = %s",
@@ -107,21 +103,11 @@ class PerReplicaChains(PgAuditStore):
         return len(records)
 
 
-class TextsInTheLock(PgAuditStore):
-    """One chain, its batch's texts stored under the lock too (before the change that
-    stores them first, in a transaction of their own)."""
-
-    texts_first = False
-
-
-DESIGNS = {"one chain": PgAuditStore, "texts in lock": TextsInTheLock}
-
-
 def replica(
     design: str, dsn: str, index: int, records: int, batch: int, start: Barrier, out: Any
 ) -> None:
     batches = make_batches(index, records, batch)
-    store = PerReplicaChains(dsn, index) if design == "per replica" else DESIGNS[design](dsn)
+    store = PgAuditStore(dsn) if design == "one chain" else PerReplicaChains(dsn, index)
     start.wait()
     began = time.perf_counter()
     for fields in batches:
@@ -192,10 +178,9 @@ def main() -> None:
         for batch in batches:
             lite = max(sqlite_one(args.records, batch) for _ in range(args.repeat))
             print(f"batch {batch} records:  SQLite, 1 writer: {lite:,.0f}/s")
-            names = ("one chain", "texts in lock", "per replica")
-            print(f"{'replicas':>10}" + "".join(f"{n:>15}" for n in names) + f"{'ratio':>8}")
+            print(f"{'replicas':>10} {'one chain':>12} {'per replica':>12} {'ratio':>7}")
             for n in counts:
-                rates = dict.fromkeys(names, 0.0)
+                rates = {"one chain": 0.0, "per replica": 0.0}
                 for _ in range(args.repeat):  # alternating, best of: the load here drifts
                     for design in rates:
                         dsn = fresh(admin, args.server)
@@ -203,10 +188,12 @@ def main() -> None:
                         rate = run(design, dsn, n, args.records, batch)
                         rates[design] = max(rates[design], rate)
                 ratio = rates["per replica"] / rates["one chain"]
-                cells = "".join(f"{rates[d]:>13,.0f}/s" for d in names)
-                print(f"{n:>10}{cells}{ratio:>7.2f}x")
+                print(
+                    f"{n:>10} {rates['one chain']:>10,.0f}/s {rates['per replica']:>10,.0f}/s "
+                    f"{ratio:>6.2f}x"
+                )
             print()
-        with PgAuditStore(made[-3], readonly=True) as store:  # the last one-chain trail
+        with PgAuditStore(made[-2], readonly=True) as store:  # the last one-chain trail
             began = time.perf_counter()
             report = store.verify()
             took = time.perf_counter() - began
