@@ -377,9 +377,12 @@ class PgAuditStore:
         return self._query("select * from spans where trace_id = %s order by start_ns", [trace_id])
 
     def reader_source(self) -> PgSource:
-        """A connection of its own for ``AuditReader``, read-only."""
-        conn = connect(self.dsn, timeout=self.timeout)
-        conn.execute("set default_transaction_read_only = on")
+        """This store's connection, read-only from now on, handed to ``AuditReader`` (which
+        closes it); the store connects again if it is used after this."""
+        with self._errors():
+            conn = self.conn()
+            conn.execute("set default_transaction_read_only = on")
+        self._conn = None
         return PgSource(conn)
 
     # ------------------------------------------------------------------ lifecycle
