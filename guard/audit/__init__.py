@@ -1,5 +1,6 @@
-"""The audit store: an append-only, hash-chained SQLite log of requests, messages, labels,
-decisions and spans, written off the hot path by a batching writer thread.
+"""The audit store: an append-only, hash-chained log of requests, messages, labels, decisions
+and spans (SQLite, or PostgreSQL for several replicas), written off the hot path by a batching
+writer thread.
 
 Names are imported lazily so that ``guard.audit.cli`` (and ``labelgate --help``) stays cheap.
 """
@@ -10,6 +11,9 @@ from labelgate.guard.lazy import lazy_exports
 
 _EXPORTS = {
     "AuditStore": "labelgate.guard.audit.store",
+    "AuditBackend": "labelgate.guard.audit.backend",
+    "open_store": "labelgate.guard.audit.backend",
+    "PgAuditStore": "labelgate.guard.audit.pgstore",
     "BrokenRecord": "labelgate.guard.audit.chain",
     "VerifyReport": "labelgate.guard.audit.chain",
     "AuditWriter": "labelgate.guard.audit.writer",

@@ -14,6 +14,9 @@ hashed with the text in place of the reference (``hashed_row``): the form every 
 had before texts were shared, so moving them changed no hash, and a changed ``contents`` row
 breaks the hash of every message that uses it.
 
+Both backends are verified by the same walk: it reads through a ``ChainSource`` (SQLite's
+connection, or PostgreSQL's server-side cursors in one snapshot, ``guard.audit.pgstore``).
+
 A pruned store (``AuditStore.prune``) starts after its latest seal: the first record kept
 must link to the seal's ``cut_hash`` and carry seq ``cut_seq + 1``, and the seal itself, a
 record further on, is verified like any other.

@@ -1,7 +1,9 @@
 """The trace query layer: list, filter, search and open traces in the audit store.
 
 Shared by ``labelgate trace`` and the web UI (one query layer, two views). It only reads:
-open the store with ``AuditReader.open(path)`` (SQLite ``mode=ro``). A *trace* is an
+open the store with ``AuditReader.open(target)``, a SQLite file (``mode=ro``) or a PostgreSQL
+URL (a read-only connection); the SQL that differs between them comes from
+``guard.audit.sqlsource``. A *trace* is an
 OpenTelemetry trace id of the ``spans`` table, or of a ``requests`` row; a request recorded
 without any trace id is listed under its own request id.
 """
