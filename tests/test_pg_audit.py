@@ -288,11 +288,14 @@ def _wait(predicate: object, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "child process"])
 def test_an_outage_refuses_new_requests_loses_nothing_and_recovers(
-    pg_dsn: str, gate: TcpGate, tmp_path: Path
+    pg_dsn: str, gate: TcpGate, tmp_path: Path, process: bool
 ) -> None:
     dsn = _via(pg_dsn, gate.port)
-    writer = AuditWriter(dsn, journal=tmp_path / "journal", batch_size=10, max_delay=0)
+    writer = AuditWriter(
+        dsn, journal=tmp_path / "journal", batch_size=10, max_delay=0, process=process
+    )
     for i in range(5):
         writer.write_ahead(Answer(f"before-{i}"))
         asyncio.run(writer.asubmit(Answer(f"before-{i}")))
