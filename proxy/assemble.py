@@ -94,6 +94,7 @@ def build_runtime(
         propagator_options=settings.propagator_options,
         deny_mode=settings.deny_mode,
         replay=settings.replay,
+        read_your_writes=config.state.read_your_writes,
         approvals=state.shared.approvals(settings.approvals_timeout),
         recorder=Recorder(writer, RecordedSpans(provider), capture_content=capture),
     )

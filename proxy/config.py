@@ -263,6 +263,10 @@ class StateSettings(BaseModel):
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
     dsn: str | None = None
+    # Across replicas, a relayed answer is found once the others have loaded it (milliseconds:
+    # docs/deploy.md). True: a non-streamed answer leaves only once stored, and each request
+    # first loads what the others stored (a transaction per answer, a query per request).
+    read_your_writes: bool = False
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StateSettings:

@@ -139,6 +139,7 @@ class PolicyHook(GatewayHook):
         approvals: ApprovalQueue | None = None,
         recorder: Recorder | None = None,
         replay: bool = True,
+        read_your_writes: bool = False,
     ) -> None:
         self.guard = guard
         self._router = router
@@ -150,6 +151,9 @@ class PolicyHook(GatewayHook):
         self.approvals: ApprovalQueue = approvals or Approvals()
         self.recorder = recorder or Recorder()
         self.answers = AnswerFingerprints(guard)
+        # Replicas sharing a store (state.read_your_writes): an answer leaves once stored, and
+        # a request is labeled once its replica has loaded what the others stored before it.
+        self.read_your_writes = read_your_writes
         self.in_flight: set[TextInFlight] = set()  # streamed answers not yet fingerprinted
 
     # ------------------------------------------------------------ before
@@ -183,7 +187,7 @@ class PolicyHook(GatewayHook):
         """Label the inputs now, unless they could relay an answer still being stored: then
         what is left, to await once the upstream has answered (``_label_settled``)."""
         request: ChatCompletionRequest = ctx.state[_UNLABELED]
-        if self.answers.unsettled(lambda: self._texts(ctx, request)):
+        if self.read_your_writes or self.answers.unsettled(lambda: self._texts(ctx, request)):
             return partial(self._label_settled, ctx)
         self._label_unlabeled(ctx)
         return None
@@ -346,8 +350,11 @@ class PolicyHook(GatewayHook):
         await self._settle_asks(ctx, review)
         response = self._enforce(response, review)
         out = _text_of(response["choices"][0]["message"].get("content"))
-        self.answers.add(out, review.label, agent, self._own_words(call))
+        stored = self.answers.add(out, review.label, agent, self._own_words(call))
         self._landed(ctx)  # pending now: a relay finds the answer with its own label
+        if self.read_your_writes:  # and at every other replica, once the client has it
+            await self.answers.written(stored)
+            self._check_store()
         return GuardedResponse(
             response=response,
             label=review.label.to_dict(),
@@ -412,6 +419,10 @@ class PolicyHook(GatewayHook):
         """Once the answers being fingerprinted that labeling ``texts()`` could find are
         stored (proxy.remembering); fails closed when one could not be, or cannot be yet."""
         self._check_store()  # an outage: refuse now rather than wait for it to end
+        if self.read_your_writes:  # what other replicas stored before this request
+            store = self.guard.fingerprints
+            if store is not None:
+                await asyncio.to_thread(store.refresh)
         await self.answers.settled(texts)
         self._check_store()
 

@@ -73,14 +73,31 @@ class AnswerFingerprints:
         )
         self.failure: BaseException | None = None
         self.outage: StateUnavailable | None = None  # the store unreachable: retrying
+        self._outage_began = asyncio.Event()  # set while ``outage`` is
 
-    def add(self, text: str, label: Label, agent: str, borrowed: tuple[str, ...] = ()) -> None:
-        """Register an answer as pending (on the loop: requests see it from now on).
+    def add(
+        self, text: str, label: Label, agent: str, borrowed: tuple[str, ...] = ()
+    ) -> asyncio.Future[None]:
+        """Register an answer as pending (on the loop: requests see it from now on); the
+        future is done once it is stored (or could not be: ``failure``).
         ``borrowed``: its prompt's own words, which it may quote without owning them."""
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[None] = loop.create_future()
         self._pending[stored] = text
         loop.call_soon(self._enqueue, text, label, agent, borrowed, stored)
+        return stored
+
+    async def written(self, stored: asyncio.Future[None]) -> None:
+        """Once ``stored`` is done; ``StateUnavailable`` as soon as the store is found out of
+        reach instead (the answer stays queued, but whoever waits for it is refused now)."""
+        if not stored.done() and self.outage is None:
+            outage = asyncio.ensure_future(self._outage_began.wait())
+            try:
+                await asyncio.wait([stored, outage], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                outage.cancel()
+        if not stored.done() and self.outage is not None:
+            raise self.outage
 
     def unsettled(self, texts: Callable[[], list[str]]) -> list[asyncio.Future[None]]:
         """The pending answers that labeling ``texts()`` could find (every one when the writer
@@ -161,6 +178,7 @@ class AnswerFingerprints:
         if self.outage is not None:
             log.warning("the fingerprint store is back: %d answer(s) written", len(batch))
             self.outage = None
+            self._outage_began.clear()
         if error is not None:
             self.fail(error, len(batch))
         else:
@@ -175,6 +193,7 @@ class AnswerFingerprints:
         if self.outage is None:
             log.error("cannot store %d answer(s), retrying: %s", len(batch), error)
         self.outage = error
+        self._outage_began.set()
         self._queue = batch + self._queue
         asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry)
 

@@ -44,11 +44,11 @@ Replicas = Callable[..., tuple[Guarded, Guarded]]
 
 @pytest.fixture
 def replicas(start_guarded: Callable[..., Guarded], fake_url: str, pg_dsn: str) -> Replicas:
-    """``replicas(policy=None) -> (a, b)``: two gateways on the test's database."""
+    """``replicas(policy=None, **state) -> (a, b)``: two gateways on the test's database."""
 
-    def start(policy: str | None = None) -> tuple[Guarded, Guarded]:
+    def start(policy: str | None = None, **state: Any) -> tuple[Guarded, Guarded]:
         config = passthrough_config(fake_url, keys=KEYS)
-        config["state"] = {"backend": "postgres", "dsn": pg_dsn}
+        config["state"] = {"backend": "postgres", "dsn": pg_dsn, **state}
         # the audit trail written by a thread: what is shared is under test, not the audit
         # process (whose start and stop cost a second or two per replica)
         guard: dict[str, Any] = {"approvals_timeout": 10, "audit_process": False}
@@ -105,6 +105,29 @@ def test_a_document_and_an_answer_given_at_a_are_labeled_at_b(replicas: Replicas
     )
     assert _label(relayed)["confidentiality"] == "restricted"
     assert "2M" not in relayed.parse().choices[0].message.content
+
+
+def test_with_read_your_writes_an_answer_is_labeled_at_b_as_soon_as_it_is_received(
+    replicas: Replicas,
+) -> None:
+    """No wait for b's listener: a's answer left once stored, and b loads what it lacks
+    before it labels a request."""
+    a, b = replicas("rag-confidentiality.yaml", read_your_writes=True)
+    memo = "Settlement memo: the Acme claim closes for 2M before the hearing on the ninth."
+    answered = sdk(a.url, key="sk-legal").chat.completions.create(
+        model="fake-chat",
+        messages=[{"role": "user", "content": memo}],
+        extra_body={"labelgate": {"messages": {"0": {"kind": "document", "source": "legal/y"}}}},
+    )
+    text = answered.choices[0].message.content
+    relay = [{"role": "user", "content": f"Legal said: {text}"}]
+    support = sdk(b.url, key="sk-support").chat.completions
+    relayed = support.with_raw_response.create(model="fake-chat", messages=relay)
+    assert _label(relayed)["confidentiality"] == "restricted"
+    assert "2M" not in relayed.parse().choices[0].message.content
+    chunks = list(support.create(model="fake-chat", messages=relay, stream=True))
+    assert chunks[-1].model_extra["labelgate"]["label"]["confidentiality"] == "restricted"
+    assert "2M" not in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 def _ask(url: str, key: str = "sk-worker") -> Any:

@@ -316,6 +316,8 @@ class FingerprintStore(Protocol):
 
     def get(self, text_id: str) -> tuple[Label, TextMeta, int] | None: ...
 
+    def refresh(self) -> int: ...
+
     def __len__(self) -> int: ...
 
     def close(self) -> None: ...
@@ -349,6 +351,11 @@ class StoreBase(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def refresh(self) -> int:
+        """Load what other processes stored since this one last looked; return how many texts.
+        A store that always reads the database has nothing to load."""
+        return 0
 
     def add(
         self,

@@ -13,7 +13,8 @@ to both stores), the same 4 KB queries (half contain a stored text). At each siz
   statistics the planner scans the whole postings table);
 - opening a replica (loading every row into its memory index), SQLite and PostgreSQL;
 - the cross-replica bound: a text added at replica A (one ``add_many`` of one text, committed)
-  until replica B's memory index holds it (B's listener heard the NOTIFY and loaded the row).
+  until replica B's memory index holds it (B's listener heard the NOTIFY and loaded the row);
+  and what ``state.read_your_writes`` adds to each request: B asking for rows it lacks.
 
 The PostgreSQL server is ``$LABELGATE_TEST_PG`` (default: the machine's own on loopback); a
 database ``labelgate_bench_<random>`` is made for the run and dropped after it.
@@ -114,6 +115,9 @@ def cross_replica(a: PostgresFingerprintStore, b: PostgresFingerprintStore, n: i
         visible.append(time.perf_counter() - t0)
     print(f"  add at A (one text, committed)    : {percentiles(commits)} ({n} texts)")
     print(f"  added at A until held at B        : {percentiles(visible)}")
+    # state.read_your_writes: every request first loads what its replica lacks (usually nothing)
+    fences = [timed(b.refresh) for _ in range(n)]
+    print(f"  B loads what it lacks (nothing)   : {percentiles(fences)} (read_your_writes)")
 
 
 def main() -> None:
