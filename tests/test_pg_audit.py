@@ -241,11 +241,15 @@ def test_a_rewritten_chain_is_found_by_an_expected_head(trail: str) -> None:
 
 
 def test_prune_seals_and_what_remains_verifies(trail: str) -> None:
+    code, out = _cli("audit", "prune", "--dsn", trail, "--older-than", "30d", "--vacuum")
+    assert code == 0 and out.startswith("nothing written before"), out
     with PgAuditStore(trail) as store:
         report = store.prune(datetime.now(UTC) + timedelta(seconds=1), by="test")
         assert report.pruned and report.records == 24
         after = store.verify()
     assert after.ok and after.sealed is not None and after.records == 1, after.summary()
+    code, out = _cli("audit", "stats", "--dsn", trail)
+    assert code == 0 and "pruned" in out and "(test)" in out, out
 
 
 def _via(dsn: str, port: int) -> str:
