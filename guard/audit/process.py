@@ -141,9 +141,13 @@ def _background() -> None:
 
 def serve(target: str, source: IO[bytes], out: IO[bytes]) -> None:
     """The child: write each batch received and answer (status, value), until end of input."""
-    from labelgate.guard.audit.backend import open_store
+    from labelgate.guard.audit.backend import is_dsn, open_store
 
-    _background()
+    if not is_dsn(target):
+        # Not for PostgreSQL: there a batch holds the chain's lock that every replica's writer
+        # takes (guard.audit.pgstore), and a child starved by its own server's load while
+        # holding it would stall the whole fleet's trail. Its CPU is small: it mostly waits.
+        _background()
     with open_store(target) as store:
         while (data := read_frame(source)) is not None:
             send_frame(out, pickle.dumps(_write(store, pickle.loads(data))))
