@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any
 
 from labelgate.guard.engine import Guard
 from labelgate.guard.labels import Label
@@ -92,8 +93,9 @@ class AnswerFingerprints:
         reach instead (the answer stays queued, but whoever waits for it is refused now)."""
         if not stored.done() and self.outage is None:
             outage = asyncio.ensure_future(self._outage_began.wait())
+            waits: list[asyncio.Future[Any]] = [stored, outage]
             try:
-                await asyncio.wait([stored, outage], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 outage.cancel()
         if not stored.done() and self.outage is not None:

@@ -57,8 +57,10 @@ async def test_answers_are_kept_through_an_outage(
     web = policy.lattice.parse({"integrity": "untrusted", "sources": ["tool:fetch_url"]})
     store.down.set()
     try:
-        hook.answers.add(ANSWER, web, "reader")
-        await asyncio.wait_for(_until(lambda: hook.answers.outage is not None), 10)
+        stored = hook.answers.add(ANSWER, web, "reader")
+        with pytest.raises(StateUnavailable):  # who waits for it (read_your_writes) is told
+            await asyncio.wait_for(hook.answers.written(stored), 10)
+        assert hook.answers.outage is not None
         ctx, request = _turn("When does the ferry leave?")
         with pytest.raises(ProxyError) as refused:
             await hook.before_call(ctx, request)
@@ -67,6 +69,7 @@ async def test_answers_are_kept_through_an_outage(
     finally:
         store.down.clear()
     await asyncio.wait_for(hook.answers.settled(lambda: [ANSWER]), 10)  # written at a retry
+    await hook.answers.written(stored)  # done: nothing to refuse
     assert hook.answers.outage is None
     (match,) = store.lookup(f"Someone said: {ANSWER}")
     assert match.label == web
