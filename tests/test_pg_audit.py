@@ -252,6 +252,24 @@ def test_prune_seals_and_what_remains_verifies(trail: str) -> None:
     assert code == 0 and "pruned" in out and "(test)" in out, out
 
 
+def test_a_batch_already_stored_is_not_refused(pg_dsn: str) -> None:
+    """The same batch again (as after a connection lost before its commit was acknowledged:
+    it had committed) writes nothing and refuses nothing; of a batch of which only some records
+    are stored, the writer writes the others one by one (the stored one neither written nor
+    refused)."""
+    records = _request(1)
+    with AuditWriter(pg_dsn) as writer:
+        asyncio.run(writer.asubmit_many(records))
+        writer.flush()
+        asyncio.run(writer.asubmit_many(records))
+        writer.flush()
+        assert (writer.stats.written, writer.stats.rejected) == (6, 0)
+        asyncio.run(writer.asubmit_many([records[0], RequestRecord(id="new")]))
+    assert (writer.stats.written, writer.stats.rejected) == (7, 0)
+    assert _ids(pg_dsn) == [records[0].id, "new"]  # type: ignore[attr-defined]
+    assert _cli("audit", "verify", "--dsn", pg_dsn)[0] == 0
+
+
 def _via(dsn: str, port: int) -> str:
     parts = urlsplit(dsn)
     netloc = f"{parts.username}@127.0.0.1:{port}" if parts.username else f"127.0.0.1:{port}"

@@ -41,6 +41,7 @@ from labelgate.guard.state import StateUnavailable
 
 Row = dict[str, Any]
 Conn = psycopg.Connection[Any]
+Fields = Sequence[tuple[type[AuditRecord], Mapping[str, Any]]]  # records as the writer sends
 
 # The audit chain's advisory lock ("lblaudit" as a big-endian integer): held by the writer
 # of a batch from its read of the head to its commit.
@@ -213,16 +214,36 @@ class PgAuditStore:
     def write_batch(self, records: Sequence[Submitted]) -> int:
         return self.write_fields([(type(r), r.__dict__) for r in built(records)])
 
-    def write_fields(self, records: Sequence[tuple[type[AuditRecord], Mapping[str, Any]]]) -> int:
+    def write_fields(self, records: Fields) -> int:
         if not records:
             return 0
         with self._errors():
             conn = self.conn()
-            with conn.transaction():
-                first, prev = self._chain_start(conn, len(records))
-                chained = chained_rows(records, range(first, first + len(records)), prev)
-                self._insert(conn, chained)
+            try:
+                with conn.transaction():
+                    first, prev = self._chain_start(conn, len(records))
+                    chained = chained_rows(records, range(first, first + len(records)), prev)
+                    self._insert(conn, chained)
+            except psycopg.errors.UniqueViolation:
+                if self._all_stored(conn, records):
+                    return 0
+                raise
         return len(records)
+
+    @staticmethod
+    def _all_stored(conn: Conn, records: Fields) -> bool:
+        """Whether every record of a refused batch is in the chain already: a batch written
+        again after a connection lost before its commit was acknowledged (it had committed),
+        or a journal replayed. Then nothing is refused (and nothing is written)."""
+        keys = {(record.table, record.key_of(fields)) for record, fields in records}
+        tables, row_keys = zip(*keys, strict=True)
+        found = scalar(
+            conn,
+            "select count(distinct (table_name, row_key)) from ledger "
+            "where (table_name, row_key) in (select * from unnest(%s::text[], %s::text[]))",
+            [list(tables), list(row_keys)],
+        )
+        return int(found) == len(keys)
 
     def _chain_start(self, conn: Conn, count: int) -> tuple[int, str]:
         """The first seq of a batch of ``count`` and the hash it links to, read under the

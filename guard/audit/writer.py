@@ -181,7 +181,8 @@ class AuditWriter:
         items = replay(leftovers)
         for item in items:
             try:
-                self._sink.write_batch([item])
+                if not self._sink.write_batch([item]):
+                    continue  # stored before the process died (a backend that says so)
             except REJECTED:
                 continue  # stored before the process died
             self._stats.recovered += 1
