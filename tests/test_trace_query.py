@@ -159,8 +159,11 @@ def test_eval_views(reader: AuditReader, audit_db: AuditData) -> None:
     assert run.run_id == audit_db.run_id and run.family == "dilemmas"
     assert run.done == run.n_samples and run.failed == 0
     assert run.trace_id == reader.resolve(audit_db.run_id)[0]
-    (choice,) = run.scores
-    assert choice.scorer == "choice" and choice.n == run.n_samples and choice.scored < choice.n
+    scorers = {score.scorer: score for score in run.scores}
+    assert set(scorers) == {"choice", "guard"}  # guard: NA for every sample of an unguarded run
+    choice = scorers["choice"]
+    assert choice.n == run.n_samples and choice.scored < choice.n
+    assert scorers["guard"].scored == 0
     full = reader.eval_run(run.run_id)
     assert len(full.samples) == run.n_samples
     sample = reader.eval_sample(run.run_id, audit_db.sample_id)
