@@ -21,6 +21,7 @@ from pg_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import *  # noqa: F403 - fixtures
 from proxy_fixtures import Guarded, passthrough_config, sdk
 
+from labelgate.guard.audit.cli import audit as audit_cli
 from labelgate.proxy.auth import hash_key
 from labelgate.proxy.cli import serve
 
@@ -38,15 +39,21 @@ KEYS = [
         "agent_id": "metered",
         "rate_limit": {"requests_per_second": 0.001, "burst": 2},
     },
+    {
+        "key_hash": hash_key("sk-metered-3"),
+        "agent_id": "metered-3",
+        "rate_limit": {"requests_per_second": 0.001, "burst": 3},
+    },
 ]
-Replicas = Callable[..., tuple[Guarded, Guarded]]
+Replicas = Callable[..., tuple[Guarded, ...]]
 
 
 @pytest.fixture
 def replicas(start_guarded: Callable[..., Guarded], fake_url: str, pg_dsn: str) -> Replicas:
-    """``replicas(policy=None, **state) -> (a, b)``: two gateways on the test's database."""
+    """``replicas(policy=None, n=2, **state) -> (a, b, ...)``: ``n`` gateways on the test's
+    database."""
 
-    def start(policy: str | None = None, **state: Any) -> tuple[Guarded, Guarded]:
+    def start(policy: str | None = None, n: int = 2, **state: Any) -> tuple[Guarded, ...]:
         config = passthrough_config(fake_url, keys=KEYS)
         config["state"] = {"backend": "postgres", "dsn": pg_dsn, **state}
         # the audit trail written by a thread: what is shared is under test, not the audit
@@ -54,7 +61,7 @@ def replicas(start_guarded: Callable[..., Guarded], fake_url: str, pg_dsn: str) 
         guard: dict[str, Any] = {"approvals_timeout": 10, "audit_process": False}
         if policy:
             guard["policy"] = str(POLICIES / policy)
-        return start_guarded(config, guard=guard), start_guarded(config, guard=guard)
+        return tuple(start_guarded(config, guard=guard) for _ in range(n))
 
     return start
 
@@ -190,6 +197,53 @@ def test_a_rate_limit_holds_across_replicas(replicas: Replicas) -> None:
     for proxy in (a, b):
         with pytest.raises(openai.RateLimitError, match="rate limit exceeded"):
             chat(proxy)
+
+
+def test_three_replicas_act_as_one(replicas: Replicas, pg_dsn: str) -> None:
+    """Clients alternating over three replicas: a document stored at a is confidential at c,
+    an ask held at a is listed at b and answered through c, a key's burst of three is spent
+    once over all three, and the trail verifies as one."""
+    a, b, c = replicas(n=3)
+    doc = "Board minutes: the Lisbon office opens in May with a budget of 3.1M and 25 roles."
+    stored = httpx.post(
+        f"{a.url}/labelgate/documents",
+        json=[
+            {"text": doc, "source": "board/minutes", "label": {"confidentiality": "confidential"}}
+        ],
+        headers={"authorization": "Bearer sk-legal"},
+    )
+    assert stored.status_code == 200 and stored.json()["data"][0]["stored"], stored.text
+    _in_step(a, c)
+    raw = sdk(c.url, key="sk-support").chat.completions.with_raw_response.create(
+        model="fake-chat", messages=[{"role": "user", "content": f"Summarise: {doc}"}]
+    )
+    assert _label(raw)["confidentiality"] == "confidential"
+
+    with ThreadPoolExecutor(1) as pool:
+        held: Future[Any] = pool.submit(_ask, a.url)
+        (item,) = _pending(b)
+        ok = httpx.post(
+            f"{c.url}/labelgate/approvals/{item['id']}",
+            json={"approve": True, "by": "alice"},
+            headers={"authorization": "Bearer sk-admin"},
+        )
+        assert ok.status_code == 200, ok.text
+        assert held.result(timeout=WAIT).choices[0].message.tool_calls
+
+    def chat(proxy: Guarded) -> Any:
+        return sdk(proxy.url, key="sk-metered-3").chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    for proxy in (a, b, c):
+        chat(proxy)
+    for proxy in (a, b, c):
+        with pytest.raises(openai.RateLimitError, match="rate limit exceeded"):
+            chat(proxy)
+    for proxy in (a, b, c):
+        proxy.stop()  # every record written
+    verify = CliRunner().invoke(audit_cli, ["verify", "--dsn", pg_dsn])
+    assert verify.exit_code == 0 and verify.output.startswith("OK"), verify.output
 
 
 def _block(dsn: str, blocked: bool) -> None:
