@@ -64,6 +64,21 @@ def _drop(admin: str, dsn: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (its backends exit with
+    their connections, so a window's figure counts those alive at both ends: a lower bound)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _replica(name: str, work: Path, fake: Target, dsn: str | None) -> Target:
     port = _free_port()
     folder = work / name
@@ -112,28 +127,37 @@ async def _run(targets: dict[str, list[Target]], args: argparse.Namespace) -> No
             await _window(session, replicas, 4, 1.0)  # warm: connections, imports, caches
         runs = {name: Sample() for name in targets}
         cpu = dict.fromkeys(targets, 0.0)
+        server = dict.fromkeys(targets, 0.0)
         names = list(targets)
         for k in range(args.rounds):  # the order reversed every other round
             for name in names if k % 2 == 0 else names[::-1]:
                 replicas = targets[name]
                 before = sum(cpu_seconds(r.proc.pid) for r in replicas)
+                pg_before = _postgres_cpu()
                 runs[name].add(await _window(session, replicas, args.concurrency, args.seconds))
                 cpu[name] += sum(cpu_seconds(r.proc.pid) for r in replicas) - before
-    _table(runs, cpu, args)
+                server[name] += max(0.0, _postgres_cpu() - pg_before)
+    _table(runs, cpu, server, args)
 
 
-def _table(runs: dict[str, Sample], cpu: dict[str, float], args: argparse.Namespace) -> None:
+def _table(
+    runs: dict[str, Sample],
+    cpu: dict[str, float],
+    server: dict[str, float],
+    args: argparse.Namespace,
+) -> None:
     print(f"\nclosed loop, c={args.concurrency}, {args.rounds} x {args.seconds:.0f} s per target")
     print(f"{'target':<18}{'req/s':>8}{'x SQLite':>10}{'p50 ms':>9}{'p99 ms':>9}", end="")
-    print(f"{'CPU ms/req':>12}{'errors':>8}")
+    print(f"{'CPU ms/req':>12}{'PG CPU ms/req':>15}{'errors':>8}")
     base = None
     for name, run in runs.items():
         rate = len(run.total) / run.elapsed if run.elapsed else 0.0
         base = base if base is not None else rate
         per = 1000 * cpu[name] / max(1, len(run.total))
+        pg = 1000 * server[name] / max(1, len(run.total))
         print(
             f"{name:<18}{rate:>8.0f}{rate / base:>9.2f}x{_p50(run.total):>9.2f}"
-            f"{_q(run.total, 0.99):>9.1f}{per:>12.2f}{run.errors:>8}"
+            f"{_q(run.total, 0.99):>9.1f}{per:>12.2f}{pg:>15.2f}{run.errors:>8}"
         )
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
