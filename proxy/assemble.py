@@ -29,7 +29,7 @@ from labelgate.guard.recorded_spans import RecordedSpans
 from labelgate.guard.tracing import setup_tracing
 from labelgate.proxy.app import ProxyState, create_app
 from labelgate.proxy.approvals import ApproverToken
-from labelgate.proxy.config import ProxyConfig
+from labelgate.proxy.config import ConfigError, GuardSettings, ProxyConfig
 from labelgate.proxy.labelgate_routes import guard_routes
 from labelgate.proxy.policy_hook import PolicyHook
 from labelgate.proxy.recording import Recorder
@@ -58,6 +58,20 @@ class GuardRuntime:
                 self.fingerprints.close()
 
 
+def _check_stored_labels(store: FingerprintStore, settings: GuardSettings) -> None:
+    """A store written under another policy's lattice would fail every request that
+    re-identifies one of its texts: refuse to start instead, saying why."""
+    problems = store.unreadable_labels()
+    if problems:
+        store.close()
+        more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise ConfigError(
+            f"fingerprint store {store.path} holds labels the policy {settings.policy} cannot "
+            f"read ({problems[0]}{more}): serve it with the policy it was written with, or "
+            "start with another guard.state_dir"
+        )
+
+
 def build_runtime(
     config: ProxyConfig,
     state: ProxyState,
@@ -68,6 +82,7 @@ def build_runtime(
     policy = load_policy(settings.policy)  # first: a bad policy leaves nothing half-open
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     fingerprints = state.shared.fingerprints(settings, policy.lattice)
+    _check_stored_labels(fingerprints, settings)
     audit = settings.audit_path()
     # Answers are journaled before they leave (no answer without its record, even on kill -9);
     # what an earlier process left in the journal is stored first.

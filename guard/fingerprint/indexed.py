@@ -63,6 +63,22 @@ class IndexedStore(StoreBase):
         """The ``META_COLUMNS`` of these rows (read from the database)."""
 
     @abstractmethod
+    def _label_texts(self) -> list[str]:
+        """Every distinct stored ``label_json`` (a full scan: at start only)."""
+
+    def unreadable_labels(self) -> list[str]:
+        """Why stored labels cannot be read with this store's lattice (a level it does not
+        know: the store was written under another policy), one reason per distinct problem;
+        empty when every label reads."""
+        problems: set[str] = set()
+        for text in self._label_texts():
+            try:
+                self._label(text)
+            except ValueError as exc:
+                problems.add(str(exc))
+        return sorted(problems)
+
+    @abstractmethod
     def _candidates_sql(
         self, fingerprints: Fingerprints, options: LookupOptions
     ) -> list[tuple[int, int, int]]:

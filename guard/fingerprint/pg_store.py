@@ -376,6 +376,14 @@ class PostgresFingerprintStore(IndexedStore):
             candidates = [(int(r), int(n), int(s)) for r, n, s in conn.execute(_SQL_LOOKUP, args)]
         return sorted(candidates, key=lambda c: (-c[1] / c[2], -c[1], c[0]))
 
+    def _label_texts(self) -> list[str]:
+        sql = "SELECT DISTINCT label_json FROM fingerprint_texts"
+        try:
+            with self._pool.connection() as conn:
+                return [row[0] for row in conn.execute(sql).fetchall()]
+        except psycopg.Error as exc:
+            raise unavailable(self.dsn, exc, "read the stored labels") from None
+
     def _fetch_metas(self, row_ids: list[int]) -> Sequence[MetaRow]:
         sql = f"SELECT {META_COLUMNS} FROM fingerprint_texts WHERE id = ANY(%s)"
         with self._pool.connection() as conn:

@@ -330,6 +330,11 @@ class SQLiteFingerprintStore(IndexedStore):
             candidates = [tuple(r) for r in self._read.execute(sql, args)]
         return sorted(candidates, key=lambda c: (-c[1] / c[2], -c[1], c[0]))
 
+    def _label_texts(self) -> list[str]:
+        with self._read_lock:
+            rows = self._read.execute("SELECT DISTINCT label_json FROM texts").fetchall()
+        return [row[0] for row in rows]
+
     def _fetch_metas(self, row_ids: list[int]) -> Sequence[MetaRow]:
         marks = ",".join("?" * len(row_ids))
         sql = f"SELECT {META_COLUMNS} FROM texts WHERE id IN ({marks})"

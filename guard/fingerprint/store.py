@@ -287,6 +287,7 @@ class FingerprintStore(Protocol):
     """What the proxy and the propagators rely on. See :class:`StoreBase` for the semantics."""
 
     params: WinnowParams
+    path: str  # where it is, as an operator reads it (a file, or a URL without its password)
 
     def add(
         self,
@@ -315,6 +316,8 @@ class FingerprintStore(Protocol):
     ) -> list[Match]: ...
 
     def get(self, text_id: str) -> tuple[Label, TextMeta, int] | None: ...
+
+    def unreadable_labels(self) -> list[str]: ...
 
     def refresh(self) -> int: ...
 
