@@ -42,7 +42,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(tmp_path: Path, upstream: str) -> Path:
+def _config(tmp_path: Path, upstream: str, **sections: object) -> Path:
+    """A ``labelgate serve`` config in ``tmp_path``: the fake upstream, the state under
+    ``tmp_path``, and ``sections`` (e.g. ``state``)."""
     config = {
         "model_list": [
             {
@@ -56,6 +58,7 @@ def _config(tmp_path: Path, upstream: str) -> Path:
             }
         ],
         "guard": {"state_dir": str(tmp_path / "state")},
+        **sections,
     }
     path = tmp_path / "proxy.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import yaml
 from fakes.upstream import FakeUpstream
 from pg_fixtures import *  # noqa: F403 - fixtures
+from test_audit_durability import _config as _durable_config
 from test_audit_durability import _free_port, _one, _serve
 
 from labelgate.proxy.embedded import ServerThread
@@ -37,25 +37,9 @@ def fake_api() -> Iterator[str]:
 
 
 def _config(folder: Path, upstream: str, dsn: str) -> Path:
-    config = {
-        "model_list": [
-            {
-                "model_name": "fake-chat",
-                "litellm_params": {
-                    "model": "openai/fake-chat",
-                    "api_base": upstream,
-                    "api_key": "sk-upstream",
-                    "passthrough": True,
-                },
-            }
-        ],
-        "guard": {"state_dir": str(folder / "state")},  # per replica: its journal
-        "state": {"backend": "postgres", "dsn": dsn},
-    }
+    """Per replica: its own state folder (its journal), the one database."""
     folder.mkdir()
-    path = folder / "proxy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return _durable_config(folder, upstream, state={"backend": "postgres", "dsn": dsn})
 
 
 async def _load(ports: list[int], victim: subprocess.Popen[bytes]) -> set[str]:
