@@ -106,12 +106,17 @@ def demo_proxy(state_dir: Path, policy: Path, models: dict[str, ChatModel]) -> I
     # model costs seconds on 2 cores. No data-only replay (proxy/replay.py): the scripted
     # mailer mails the address the handoff holds whatever the handoff says, as no real model
     # would, so a replay would see the same call on the handoff's bare values.
+    # Its own fingerprint store per policy: a `labelgate serve` started afterwards in the same
+    # folder (the quickstart's next step) runs another policy, whose lattice may not know the
+    # demo's levels and categories, and refuses a store holding labels it cannot read.
+    fingerprints = state_dir / f"demo-{policy.stem}.fingerprints.db"
+    guard = {"propagator": "join", "replay": False, "fingerprints": str(fingerprints)}
     with guarded_proxy(
         [LOCAL_MODEL_NAME, AGENT_MODEL],
         policy=policy,
         state_dir=state_dir,
         models=models,
-        guard={"propagator": "join", "replay": False},
+        guard=guard,
     ) as url:
         yield url
 
