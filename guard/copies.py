@@ -44,13 +44,19 @@ def word_offsets(text: str, version: int) -> list[Span] | None:
     """The character span of each word ``normalise(text, version)`` gives, or None where
     the words of the whole text differ from those of its tokens one by one (a word spelled
     out over several tokens, a hyphen at a line end)."""
+    located = _located_words(text, version)
+    return None if located is None else located[1]
+
+
+def _located_words(text: str, version: int) -> tuple[list[str], list[Span]] | None:
+    """``normalise(text, version)`` and each word's character span (see ``word_offsets``)."""
     words: list[str] = []
     spans: list[Span] = []
     for token in _TOKEN.finditer(text):
         for word in normalise(token.group(), version):
             words.append(word)
             spans.append(token.span())
-    return spans if words == normalise(text, version) else None
+    return (words, spans) if words == normalise(text, version) else None
 
 
 def copied_spans(
@@ -59,10 +65,11 @@ def copied_spans(
     """Character spans of ``text`` (whole lines) holding copies of stored texts whose label
     is ``wanted``; None when the words cannot be located (see the module docstring)."""
     params = store.params
-    offsets = word_offsets(text, params.version)
-    if offsets is None or len(offsets) < params.k:
+    located = _located_words(text, params.version)
+    if located is None or len(located[0]) < params.k:
         return None  # unmapped, or one fingerprint for the whole text: nothing to locate
-    hashes = kgram_hashes(normalise(text, params.version), params.k).view(np.int64).tolist()
+    words, offsets = located
+    hashes = kgram_hashes(words, params.k).view(np.int64).tolist()
     tainted = {h for h in set(hashes) if _held(store, h, wanted)}
     found = [i for i, h in enumerate(hashes) if h in tainted]
     ranges = _widened(found, params, len(offsets))

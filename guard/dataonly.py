@@ -102,7 +102,7 @@ def _sheet(text: str, keep: Sequence[str] = ()) -> str:
     low = text.casefold()
     phrases = [p for p in keep if p and p.casefold() in low]
     for raw in [v.raw for v in values(text) if v.kind != "part"] + _IDENT.findall(text) + phrases:
-        raw = raw.strip(".,;:!?()[]{}\"'")
+        raw = raw.strip(_EDGE)
         if raw and raw not in found:
             found.append(raw)
     return WITHHELD.format("; ".join(found)) if found else NOTHING

@@ -46,20 +46,28 @@ def pay(read: str, **more: str) -> ChatResult:
     return ChatResult(text="", tool_calls=[call], finish_reason="tool_calls")
 
 
-def _turn(proxy: Guarded, page: str) -> Any:
-    client = sdk(proxy.url, default_headers={"X-Labelgate-Agent": "assistant"})
+def _read_invoice(request: str, page: str, arguments: str = "{}") -> list[dict[str, Any]]:
+    """A conversation where the user asks ``request``, the model calls get_invoice and the
+    tool answers ``page``."""
     get = {
         "id": "call_get",
         "type": "function",
-        "function": {"name": "get_invoice", "arguments": '{"id": "INV-2291"}'},
+        "function": {"name": "get_invoice", "arguments": arguments},
     }
+    return [
+        {"role": "user", "content": request},
+        {"role": "assistant", "content": None, "tool_calls": [get]},
+        {"role": "tool", "tool_call_id": "call_get", "content": page},
+    ]
+
+
+def _turn(proxy: Guarded, page: str) -> Any:
+    client = sdk(proxy.url, default_headers={"X-Labelgate-Agent": "assistant"})
     return client.chat.completions.with_raw_response.create(
         model="payer",
-        messages=[
-            {"role": "user", "content": "Pay the Nordlicht invoice in my inbox."},
-            {"role": "assistant", "content": None, "tool_calls": [get]},
-            {"role": "tool", "tool_call_id": "call_get", "content": page},
-        ],
+        messages=_read_invoice(
+            "Pay the Nordlicht invoice in my inbox.", page, '{"id": "INV-2291"}'
+        ),
         tools=[PAY],
     )
 
@@ -125,19 +133,10 @@ def _relay(proxy: Guarded, page: str) -> Any:
     """A reader reads ``page`` and writes notes; an actor gets the user's request with the
     notes below it, in one user message (as an orchestrator passes them on)."""
     reader = sdk(proxy.url, default_headers={"X-Labelgate-Agent": "reader"})
-    get = {
-        "id": "call_get",
-        "type": "function",
-        "function": {"name": "get_invoice", "arguments": "{}"},
-    }
     notes = (
         reader.chat.completions.create(
             model="agent",
-            messages=[
-                {"role": "user", "content": "Read the Nordlicht invoice and write notes."},
-                {"role": "assistant", "content": None, "tool_calls": [get]},
-                {"role": "tool", "tool_call_id": "call_get", "content": page},
-            ],
+            messages=_read_invoice("Read the Nordlicht invoice and write notes.", page),
         )
         .choices[0]
         .message.content
